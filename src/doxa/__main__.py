@@ -1,0 +1,5 @@
+"""`python -m doxa` runs the CLI."""
+
+from doxa.cli import main
+
+main()

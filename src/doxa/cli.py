@@ -1,0 +1,397 @@
+"""`doxa` command line: a thin typer app over the engine; no logic of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from doxa.engine import Engine, IngestResult
+from doxa.errors import DoxaError
+from doxa.eval.cli import app as eval_app
+from doxa.render import history_table, model_table, print_explanation
+from doxa.schema import load_schema, starter_schema_text
+from doxa.spool import UserSpool
+
+T = TypeVar("T")
+app = typer.Typer(help="doxa: build a queryable model of each user from their events.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(eval_app, name="eval", help="Score extraction against labelled fixtures.")
+schema_app = typer.Typer(help="Model schemas: declare the dimensions worth knowing.",
+                         no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+# Tables stay readable when piped or captured (rich would otherwise assume 80 columns).
+console = Console(width=None if Console().is_terminal else 140)
+err_console = Console(stderr=True)
+
+DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
+DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
+
+DbOpt = Annotated[str, typer.Option("--db", help="SQLite path or store URL "
+                                    "(sqlite:///x.db, postgresql://..., memory://)")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="provider/model, e.g. "
+                                       "openai/gpt-4o-mini, anthropic/claude-haiku-4-5, "
+                                       "ollama/llama3.1")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server "
+                                                "URL (vLLM, llama.cpp); default OPENAI_BASE_URL")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+
+
+def store_url(db: str) -> str:
+    return db if "://" in db else f"sqlite:///{db}"
+
+
+def run(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; turn doxa's typed errors into a clear message and exit code 1."""
+    async def main() -> T:
+        return await make()
+    try:
+        return asyncio.run(main())
+    except DoxaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="JSONL or JSON-array file of events")],
+    user: Annotated[str | None, typer.Option("--user", "-u",
+                    help="only this user (also fills events that have no user_id)")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    db: DbOpt = DEFAULT_DB,
+    base_url: BaseUrlOpt = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid",
+                            help="ingest the valid events and report the invalid ones")] = False,
+    concurrency: Annotated[int, typer.Option(help="users ingested at once")] = 4,
+    schema: Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
+                      "extract only its dimensions")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Extract beliefs, goals and preferences from a file of events into the store.
+
+    The file is streamed (validated line by line and grouped by user on disk), so its size
+    does not bound memory; a file with any invalid line is refused whole.
+    """
+    try:
+        spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
+                                    only_user=user)
+    except DoxaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    with spool:
+        for skipped in spool.skipped:
+            err_console.print(f"[yellow]skipped[/yellow] {skipped}")
+        results = run(lambda: _ingest_all(spool, model, store_url(db), base_url,
+                                          concurrency, schema, show_progress=not as_json))
+    _report_ingest(results, spool.invalid, as_json)
+
+
+async def _ingest_all(spool: UserSpool, model: str, db: str, base_url: str | None,
+                      concurrency: int, schema: Path | None, *,
+                      show_progress: bool) -> dict[str, IngestResult | BaseException]:
+    engine = Engine(model=model, store=db, base_url=base_url, schema=schema)
+    try:
+        with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("users"), TimeElapsedColumn(), console=err_console,
+                      disable=not show_progress) as progress:
+            task = progress.add_task("users", total=spool.user_count())
+            return await engine.ingest_many(
+                spool.users(), concurrency=concurrency,
+                on_done=lambda _u, _r: progress.advance(task),
+            )
+    finally:
+        await engine.close()
+
+
+def _report_ingest(results: dict[str, IngestResult | BaseException], skipped: int,
+                   as_json: bool) -> None:
+    ok = {u: r for u, r in results.items() if isinstance(r, IngestResult)}
+    failed = {u: r for u, r in results.items() if not isinstance(r, IngestResult)}
+    if as_json:
+        _print_json({"users": {u: r.model_dump(mode="json") for u, r in ok.items()},
+                     "errors": {u: str(e) for u, e in failed.items()},
+                     "skipped_events": skipped})
+    else:
+        calls = sum(r.llm_calls for r in ok.values())
+        tokens_in = sum(r.input_tokens for r in ok.values())
+        tokens_out = sum(r.output_tokens for r in ok.values())
+        costs = [r.cost_usd for r in ok.values()]
+        cost = "unknown" if any(c is None for c in costs) else f"${sum(c or 0 for c in costs):.4f}"
+        dropped = sum(len(r.dropped) for r in ok.values())
+        changes = sum(len(r.changes) for r in ok.values())
+        console.print(f"{len(ok)} user(s) ingested: {changes} change(s), {calls} LLM call(s), "
+                      f"{tokens_in} input + {tokens_out} output tokens, cost {cost}, "
+                      f"{dropped} invalid record(s) dropped, {skipped} event(s) skipped")
+        for u, exc in failed.items():
+            err_console.print(f"[red]failed[/red] {u}: {exc}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(
+    user: Annotated[str, typer.Argument(help="user id")],
+    db: DbOpt = DEFAULT_DB,
+    min_confidence: Annotated[float, typer.Option(help="hide records below this")] = 0.0,
+    all_records: Annotated[bool, typer.Option("--all", help="include superseded, achieved "
+                                              "and abandoned records")] = False,
+    dimensions: Annotated[bool, typer.Option("--dimensions", help="typed answers per schema "
+                                             "dimension (value, confidence, evidence)")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a user's model: kind, statement, confidence, evidence count, last seen."""
+    model = run(lambda: _load(db, user))
+    if dimensions:
+        values = [model.value(d, min_confidence=min_confidence) for d in model.dimensions()]
+        if as_json:
+            _print_json([v.model_dump(mode="json") for v in values])
+        else:
+            for v in values:
+                console.print(f"{v.dimension}: {v.value} ({v.confidence:.2f}; evidence "
+                              f"{', '.join(v.evidence) or '-'})")
+        return
+    if as_json:
+        _print_json(model.model_dump(mode="json", exclude={"events"})
+                    | {"is_cold": model.is_cold(), "readiness": model.readiness()})
+        return
+    if not model.records:
+        console.print(f"No records for user {user} in {db}.")
+        return
+    console.print(model_table(model, include_inactive=all_records, min_confidence=min_confidence))
+
+
+@app.command()
+def explain(
+    user: Annotated[str, typer.Argument(help="user id")],
+    record_id: Annotated[str, typer.Argument(help="record id (from `doxa show`)")],
+    db: DbOpt = DEFAULT_DB,
+    as_json: JsonOpt = False,
+) -> None:
+    """Why doxa holds a record: each piece of evidence with its event, and the history."""
+    model = run(lambda: _load(db, user))
+    try:
+        explanation = model.explain(record_id)
+    except DoxaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json(explanation.model_dump(mode="json"))
+    else:
+        print_explanation(console, explanation)
+
+
+@schema_app.command("check")
+def schema_check(file: Annotated[Path, typer.Argument(help="schema file (YAML or TOML)")]) -> None:
+    """Validate a model schema; a malformed one is refused naming the line and the problem."""
+    try:
+        loaded = load_schema(file)
+    except DoxaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    closed = sum(1 for d in loaded.dimensions if d.closed)
+    console.print(f"{file}: ok, {len(loaded.dimensions)} dimension(s) ({closed} closed), "
+                  f"kinds {', '.join(loaded.all_kinds)}, other: {loaded.other}")
+
+
+@schema_app.command("init")
+def schema_init(
+    path: Annotated[Path, typer.Argument(help="where to write it")] = Path("doxa-schema.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write the commented starter schema for a B2B SaaS product, for a team to edit."""
+    if path.exists() and not force:
+        err_console.print(f"[red]error:[/red] {path} exists; pass --force to overwrite it")
+        raise typer.Exit(1)
+    path.write_text(starter_schema_text(), encoding="utf-8")
+    console.print(f"wrote {path}; edit it, then: doxa schema check {path}")
+
+
+@app.command()
+def history(
+    user: Annotated[str, typer.Argument(help="user id")],
+    record_id: Annotated[str | None, typer.Argument(help="one record; all when omitted")] = None,
+    db: DbOpt = DEFAULT_DB,
+    as_json: JsonOpt = False,
+) -> None:
+    """The trajectory of a user's records: every change, when, what and why."""
+    model = run(lambda: _load(db, user))
+    try:
+        chosen = [model.get(record_id)] if record_id else list(model.records)
+    except DoxaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json({r.id: [rev.model_dump(mode="json") for r in [r] for rev in r.history]
+                     for r in chosen})
+        return
+    console.print(history_table(chosen))
+
+
+@app.command()
+def outcome(
+    user: Annotated[str, typer.Argument(help="user id")],
+    record_id: Annotated[str, typer.Argument(help="the record that drove the delivery")],
+    result: Annotated[str, typer.Argument(help="engaged | ignored | converted | dismissed")],
+    event_id: Annotated[str | None, typer.Option(help="id of the delivery outcome event "
+                        "(recording the same id twice changes nothing)")] = None,
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Feed a delivery outcome back into the record's confidence."""
+    if result not in ("engaged", "ignored", "converted", "dismissed"):
+        err_console.print("[red]error:[/red] outcome must be engaged, ignored, converted or "
+                          "dismissed")
+        raise typer.Exit(1)
+
+    async def go() -> list[Any]:
+        engine = Engine(store=store_url(db))
+        try:
+            return await engine.record_outcome(user, record_id, result,  # type: ignore[arg-type]
+                                               event_id=event_id)
+        finally:
+            await engine.close()
+    for change in run(go):
+        console.print(f"{change.record_id}: confidence {change.confidence_before:.2f} → "
+                      f"{change.confidence_after:.2f} ({change.action})")
+
+
+@app.command()
+def trajectories(
+    db: DbOpt = DEFAULT_DB,
+    kind: Annotated[str, typer.Option(help="belief | goal | preference")] = "goal",
+    by: Annotated[str, typer.Option(help="group records by context tag or statement")] = "context",
+    top: Annotated[int, typer.Option(help="how many common paths to print")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """How records move across all users: counted transitions and the common paths."""
+    from doxa.trajectories import aggregate
+
+    if kind not in ("belief", "goal", "preference") or by not in ("context", "statement"):
+        err_console.print("[red]error:[/red] --kind belief|goal|preference, --by context|statement")
+        raise typer.Exit(1)
+
+    async def go() -> list[Any]:
+        engine = Engine(store=store_url(db))
+        try:
+            return [await engine.model(u) for u in await engine.users()]
+        finally:
+            await engine.close()
+    report = aggregate(run(go), kind=kind, group_by=by, top=top)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
+    console.print(f"{report.users} user(s) with {kind} records, grouped by {by}")
+    for t in report.transitions[:top]:
+        console.print(f"  {t.source} → {t.target}: {t.users} user(s)")
+    console.print("common paths:")
+    for p in report.paths:
+        console.print(f"  {' → '.join(p.path)}: {p.users} user(s)")
+
+
+@app.command()
+def users(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
+    """List the users the store holds."""
+    async def go() -> list[str]:
+        engine = Engine(store=store_url(db))
+        try:
+            return await engine.users()
+        finally:
+            await engine.close()
+    found = run(go)
+    if as_json:
+        _print_json(found)
+    else:
+        for u in found:
+            console.print(u)
+
+
+@app.command()
+def delete(
+    user: Annotated[str, typer.Argument(help="user id")],
+    db: DbOpt = DEFAULT_DB,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+) -> None:
+    """Erase everything held about a user: records, evidence, history, events, ledger, cache."""
+    if not yes and not typer.confirm(f"Erase everything doxa holds about {user}?"):
+        raise typer.Exit(1)
+
+    async def go() -> None:
+        engine = Engine(store=store_url(db))
+        try:
+            await engine.delete_user(user)
+        finally:
+            await engine.close()
+    run(go)
+    console.print(f"Erased user {user}.")
+
+
+@app.command()
+def export(user: Annotated[str, typer.Argument(help="user id")], db: DbOpt = DEFAULT_DB) -> None:
+    """Print everything held about a user as JSON."""
+    async def go() -> dict[str, Any]:
+        engine = Engine(store=store_url(db))
+        try:
+            return await engine.export_user(user)
+        finally:
+            await engine.close()
+    _print_json(run(go))
+
+
+@app.command()
+def demo(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="call this model live "
+                     "instead of replaying the recorded extraction")] = None,
+    base_url: BaseUrlOpt = None,
+    record: Annotated[Path | None, typer.Option("--record", help="with --model: record the "
+                      "live traffic to this cassette (scripts/record-cassettes uses it)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the real pipeline on the sample events in fixtures/demo/ and print the model.
+
+    By default the LLM's answer is replayed from a recording of a real model (no key, no
+    network); every other step runs for real. With --model the model is called live.
+    """
+    from doxa.demo import run_demo
+
+    result, model_ = run(lambda: run_demo(model=model, base_url=base_url, record_to=record))
+    if as_json:
+        _print_json({"ingest": result.model_dump(mode="json"),
+                     "model": model_.model_dump(mode="json", exclude={"events"})})
+        return
+    console.print(f"[dim]{result.model} · prompt {result.prompt_version} · "
+                  f"{result.llm_calls} LLM call(s) · {result.input_tokens} input + "
+                  f"{result.output_tokens} output tokens"
+                  + (" · replayed from recording" if model is None else "") + "[/dim]")
+    console.print(model_table(model_))
+    for r in model_.active()[:3]:
+        print_explanation(console, model_.explain(r.id))
+
+
+async def _load(db: str, user: str) -> Any:
+    engine = Engine(store=store_url(db))
+    try:
+        return await engine.model(user)
+    finally:
+        await engine.close()
+
+
+def main() -> None:
+    # instructor logs every re-ask at ERROR; doxa reports what was dropped itself.
+    logging.getLogger("instructor").setLevel(logging.CRITICAL)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,377 @@
+"""The only orchestrator: load → batch → render → extract → merge → commit.
+
+One ingest is one transaction: every batch of the call is extracted and merged in memory,
+then the records, evidence, history, events and ledger are committed together. A failure
+anywhere leaves the store as it was, so a later run picks the same events up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+from doxa.confidence import decayed_model
+from doxa.errors import InvalidEventError, StoreConflictError
+from doxa.events import Event, load_events
+from doxa.extract import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
+from doxa.merge import MergeConfig, apply_outcome, merge
+from doxa.prompts import SCHEMA_PROMPT, PromptSet
+from doxa.providers import build_client, parse_provider
+from doxa.ratelimit import RateLimiter
+from doxa.records import Change, UserModel
+from doxa.redaction import Redactor, default_redactor, redact_event
+from doxa.relevance import Batch, RelevanceConfig, make_batches
+from doxa.resources import data_dir
+from doxa.schema import ModelSchema, load_schema
+from doxa.store import Store, open_store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Outcome = Literal["engaged", "ignored", "converted", "dismissed"]
+COMMIT_ATTEMPTS = 5
+
+
+class DroppedInfo(BaseModel):
+    """A proposed record that failed validation after re-asking, and why."""
+
+    batch_id: str
+    kind: str
+    statement: str
+    reasons: list[str]
+
+
+class IngestResult(BaseModel):
+    """What one ingest did and what it cost."""
+
+    user_id: str
+    model: str
+    prompt_version: str
+    events_received: int = 0
+    events_new: int = 0
+    batches: int = 0
+    batches_without_signal: int = 0
+    llm_calls: int = 0
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    latency_s: float = 0.0
+    changes: list[Change] = Field(default_factory=list)
+    dropped: list[DroppedInfo] = Field(default_factory=list)
+    commit_retries: int = 0
+
+
+ProgressCallback = Callable[[str, IngestResult | BaseException], None]
+
+
+class Engine:
+    """doxa's front door: ingest events, record outcomes, read user models.
+
+    `Engine(model="openai/gpt-4o-mini", store="sqlite:///doxa.db")`. Async methods are the
+    core; `*_sync` wrappers run them on a private event loop for scripts and notebooks.
+    """
+
+    def __init__(
+        self,
+        model: str = "openai/gpt-4o-mini",
+        store: str | Store = "sqlite:///doxa.db",
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        prompt_dir: str | Path | None = None,
+        relevance: RelevanceConfig | None = None,
+        merge_config: MergeConfig | None = None,
+        settings: ExtractionSettings | None = None,
+        retry: RetryPolicy | None = None,
+        max_context_records: int = 12,
+        cache: bool = False,
+        cache_store: str | Store | None = None,
+        client: Any | None = None,
+        clock: Callable[[], datetime] | None = None,
+        redact: Redactor | None = default_redactor,
+        schema: ModelSchema | str | Path | None = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
+    ) -> None:
+        self.spec = parse_provider(model, base_url)
+        self.store: Store = open_store(store) if isinstance(store, str) else store
+        self._cache_store: Store | None = None
+        if cache:
+            self._cache_store = (
+                open_store(cache_store) if isinstance(cache_store, str)
+                else cache_store or self.store
+            )
+        self.schema = load_schema(schema) if isinstance(schema, str | Path) else schema
+        if prompt_dir is None and self.schema is not None:
+            prompt_dir = data_dir("prompts") / SCHEMA_PROMPT
+        self.prompts = PromptSet(prompt_dir, schema=self.schema)
+        self.relevance = relevance or RelevanceConfig()
+        self.merge_config = merge_config or MergeConfig()
+        self.max_context_records = max_context_records
+        self._settings = settings or ExtractionSettings()
+        self._retry = retry or RetryPolicy()
+        self._api_key = api_key
+        self._client = client
+        self._extractor: Extractor | None = None
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._runner: asyncio.Runner | None = None
+        self._redact = redact
+        self.limiter = RateLimiter(rpm=rpm, tpm=tpm)
+
+    @property
+    def prompt_version(self) -> str:
+        return self.prompts.version
+
+    @property
+    def extractor(self) -> Extractor:
+        """Built on first use, so reading models needs no API key."""
+        if self._extractor is None:
+            client = self._client or build_client(self.spec, api_key=self._api_key)
+            self._extractor = Extractor(self.spec, client, self._settings, self._retry,
+                                        schema=self.schema, limiter=self.limiter)
+        return self._extractor
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    async def ingest(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
+                     *, skip_invalid: bool = False) -> IngestResult:
+        """Extract from the events not seen before and merge them into the user's model."""
+        started = time.perf_counter()
+        accepted = _own_events(user_id, events, skip_invalid)
+        result = IngestResult(user_id=user_id, model=self.spec.label,
+                              prompt_version=self.prompt_version, events_received=len(accepted))
+        seen = await self.store.processed(user_id, (e.id for e in accepted))
+        fresh = [e for e in accepted if e.id not in seen]
+        if self._redact is not None:  # before any text reaches the LLM or the store
+            fresh = [redact_event(e, self._redact) for e in fresh]
+        result.events_new = len(fresh)
+        if not fresh:
+            return result
+        batches = make_batches(user_id, fresh, self.relevance)
+        now = self._clock()
+        model = await self.store.load(user_id)
+        base_version = model.version
+        outcomes: list[ExtractionOutcome | None] = []
+        changes: list[Change] = []
+        for batch in batches:
+            outcome = await self._extract(batch, model, result)
+            outcomes.append(outcome)
+            model, changes = self._merge(model, changes, batch, outcome, now)
+        await self._commit(user_id, model, base_version, changes, batches, outcomes, now, result)
+        result.cost_usd = self.spec.cost(result.input_tokens, result.output_tokens)
+        result.latency_s = time.perf_counter() - started
+        return result
+
+    async def _extract(self, batch: Batch, model: UserModel,
+                       result: IngestResult) -> ExtractionOutcome | None:
+        """One LLM call for a batch with signal (none without); the prompt sees `model`."""
+        result.batches += 1
+        if not batch.has_signal:
+            result.batches_without_signal += 1
+            return None
+        messages = self.prompts.render(batch, model, max_records=self.max_context_records)
+        cache = self._cache_store
+
+        async def put(key: str, value: str) -> None:
+            assert cache is not None
+            await cache.cache_put(key, batch.user_id, value)
+
+        outcome = await self.extractor.extract(
+            batch, messages, cache_get=cache.cache_get if cache else None,
+            cache_put=put if cache else None,
+        )
+        _account(result, outcome)
+        return outcome
+
+    def _merge(self, model: UserModel, changes: list[Change], batch: Batch,
+               outcome: ExtractionOutcome | None, now: datetime) -> tuple[UserModel, list[Change]]:
+        if outcome is None:
+            return model, changes
+        merged = merge(model, outcome.proposals, batch, now=now,
+                       prompt_version=self.prompt_version, config=self.merge_config)
+        return merged.model, changes + merged.changes
+
+    async def _commit(self, user_id: str, model: UserModel, base_version: int,
+                      changes: list[Change], batches: Sequence[Batch],
+                      outcomes: Sequence[ExtractionOutcome | None], now: datetime,
+                      result: IngestResult) -> None:
+        """Commit once; if another writer got there first, reload and merge the same
+        extractions again (no new LLM calls), a bounded number of times."""
+        processed = [eid for b in batches for eid in b.events]
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                await self.store.commit(model, expected_version=base_version, changes=changes,
+                                        events=_referenced_events(model, changes, batches),
+                                        processed_ids=processed)
+                result.changes = changes
+                return
+            except StoreConflictError:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+            result.commit_retries += 1
+            log.info("user %s: concurrent write, reloading and merging again", user_id)
+            model = await self.store.load(user_id)
+            base_version, changes = model.version, []
+            for batch, outcome in zip(batches, outcomes, strict=True):
+                model, changes = self._merge(model, changes, batch, outcome, now)
+
+    async def ingest_many(
+        self,
+        events_by_user: Mapping[str, Sequence[Event]] | Iterable[tuple[str, Sequence[Event]]],
+        *, concurrency: int = 4, on_done: ProgressCallback | None = None,
+    ) -> dict[str, IngestResult | BaseException]:
+        """Ingest many users with at most `concurrency` at once; one user's batches stay in
+        order. Users are pulled from the iterable as workers free up, so a stream of
+        millions of users never sits in memory (a `UserSpool` provides one from a file)."""
+        pairs = iter(events_by_user.items() if isinstance(events_by_user, Mapping)
+                     else events_by_user)
+        results: dict[str, IngestResult | BaseException] = {}
+
+        async def worker() -> None:
+            for user_id, events in pairs:  # shared iterator: each user goes to one worker
+                try:
+                    results[user_id] = await self.ingest(user_id, events)
+                except Exception as exc:  # reported per user; other users go on
+                    results[user_id] = exc
+                if on_done is not None:
+                    on_done(user_id, results[user_id])
+
+        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+        return results
+
+    # -- feedback -------------------------------------------------------------------------
+
+    async def record_outcome(
+        self, user_id: str, record_id: str, outcome: Outcome, *, at: datetime | None = None,
+        event_id: str | None = None, properties: Mapping[str, Any] | None = None,
+    ) -> list[Change]:
+        """Feed a delivery outcome back: engagement confirms a record, being ignored lowers it.
+
+        The outcome is stored as an event (it is evidence too), so recording the same outcome
+        twice (same `event_id`, or same record, outcome and time) changes nothing.
+        """
+        when = at or self._clock()
+        eid = event_id or "outcome_" + hashlib.sha256(
+            f"{record_id}|{outcome}|{when.isoformat()}".encode()).hexdigest()[:16]
+        event = Event(id=eid, user_id=user_id, type="outcome", timestamp=when,
+                      properties={"record_id": record_id, "outcome": outcome,
+                                  **dict(properties or {})})
+        for _ in range(COMMIT_ATTEMPTS):
+            if await self.store.processed(user_id, [eid]):
+                return []
+            model = await self.store.load(user_id)
+            result = apply_outcome(model, record_id, event, outcome, now=self._clock(),
+                                   config=self.merge_config)
+            try:
+                await self.store.commit(result.model, expected_version=model.version,
+                                        changes=result.changes, events=[event],
+                                        processed_ids=[eid])
+            except StoreConflictError:
+                continue
+            return result.changes
+        raise StoreConflictError(user_id, -1, -1)
+
+    # -- queries and housekeeping ---------------------------------------------------------
+
+    async def model(self, user_id: str, *, at: datetime | None = None) -> UserModel:
+        """The user's model, for delivery code: `beliefs()`, `goals()`, `explain(id)`...
+
+        With `at`, confidences are faded to that moment (records not reinforced for a while
+        count for less); without it they are as of each record's last evidence.
+        """
+        model = await self.store.load(user_id)
+        if at is None:
+            return model
+        return decayed_model(model, at, self.merge_config.confidence)
+
+    async def users(self) -> list[str]:
+        return await self.store.users()
+
+    async def delete_user(self, user_id: str) -> None:
+        """Forget the user: records, evidence, history, events, ledger and cached answers."""
+        await self.store.delete_user(user_id)
+        if self._cache_store is not None and self._cache_store is not self.store:
+            await self._cache_store.delete_user(user_id)
+
+    async def export_user(self, user_id: str) -> dict[str, Any]:
+        return await self.store.export_user(user_id)
+
+    async def close(self) -> None:
+        await self.store.close()
+        if self._cache_store is not None and self._cache_store is not self.store:
+            await self._cache_store.close()
+
+    # -- sync edge ------------------------------------------------------------------------
+
+    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(_as_coro(make))
+
+    def ingest_sync(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
+                    *, skip_invalid: bool = False) -> IngestResult:
+        """`ingest` for code without an event loop."""
+        return self._run(lambda: self.ingest(user_id, events, skip_invalid=skip_invalid))
+
+    def model_sync(self, user_id: str, *, at: datetime | None = None) -> UserModel:
+        return self._run(lambda: self.model(user_id, at=at))
+
+    def record_outcome_sync(self, user_id: str, record_id: str, outcome: Outcome,
+                            **kwargs: Any) -> list[Change]:
+        return self._run(lambda: self.record_outcome(user_id, record_id, outcome, **kwargs))
+
+    def delete_user_sync(self, user_id: str) -> None:
+        self._run(lambda: self.delete_user(user_id))
+
+    def close_sync(self) -> None:
+        self._run(self.close)
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+
+async def _as_coro(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
+
+def _own_events(user_id: str, events: Iterable[Event | Mapping[str, Any]],
+                skip_invalid: bool) -> list[Event]:
+    report = load_events(events, skip_invalid=skip_invalid, default_user_id=user_id)
+    for index, event in enumerate(report.events):
+        if event.user_id != user_id:
+            raise InvalidEventError(
+                f"belongs to user '{event.user_id}', not '{user_id}'", field="user_id", index=index
+            )
+    return report.events
+
+
+def _account(result: IngestResult, outcome: ExtractionOutcome) -> None:
+    result.llm_calls += outcome.calls
+    result.cache_hits += int(outcome.cache_hit)
+    result.input_tokens += outcome.input_tokens
+    result.output_tokens += outcome.output_tokens
+    result.dropped += [
+        DroppedInfo(batch_id=outcome.batch_id, kind=d.record.kind,
+                    statement=d.record.statement, reasons=d.reasons)
+        for d in outcome.dropped
+    ]
+
+
+def _referenced_events(model: UserModel, changes: Sequence[Change],
+                       batches: Sequence[Batch]) -> list[Event]:
+    """The batches' events that a changed record cites: stored so `explain` can show them.
+
+    Only records this ingest changed can cite this ingest's events, so the scan is over
+    the changes, not the whole model."""
+    changed = {c.record_id for c in changes}
+    cited = {e.event_id for r in model.records if r.id in changed for e in r.evidence}
+    return [ev for b in batches for eid, ev in b.events.items() if eid in cited]

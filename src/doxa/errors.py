@@ -1,0 +1,105 @@
+"""One exception hierarchy: catch `DoxaError` for everything, or a leaf for exactly what failed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DoxaError(Exception):
+    """Base of every error doxa raises on purpose."""
+
+
+class InvalidEventError(DoxaError):
+    """An event failed validation; `line` is 1-based for files, `index` 0-based for sequences."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        line: int | None = None,
+        index: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.field = field
+        self.line = line
+        self.index = index
+        self.source = source
+        where = []
+        if source:
+            where.append(source)
+        if line is not None:
+            where.append(f"line {line}")
+        if index is not None:
+            where.append(f"index {index}")
+        if field:
+            where.append(f"field '{field}'")
+        self.reason = message
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class InvalidEventsError(DoxaError):
+    """A file or sequence held invalid events; nothing from it was accepted."""
+
+    def __init__(self, errors: Sequence[InvalidEventError], source: str | None = None) -> None:
+        self.errors = list(errors)
+        self.source = source
+        shown = "\n".join(f"  - {e}" for e in self.errors[:20])
+        more = f"\n  ... and {len(self.errors) - 20} more" if len(self.errors) > 20 else ""
+        super().__init__(
+            f"{len(self.errors)} invalid event(s) in {source or 'input'}; nothing was ingested "
+            f"(pass --skip-invalid / skip_invalid=True to ingest the valid ones):\n{shown}{more}"
+        )
+
+
+class ConfigError(DoxaError):
+    """A setting (provider string, store URL, template path) cannot be used as given."""
+
+
+class ProviderError(DoxaError):
+    """The LLM provider failed; `retryable` says whether trying later could succeed."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool) -> None:
+        self.status = status
+        self.retryable = retryable
+        self.retry_after: float | None = None
+        super().__init__(message)
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused the credentials or the request itself (400/401/403)."""
+
+
+class ExtractionValidationError(DoxaError):
+    """The LLM's answer could not be parsed at all, even after re-asking."""
+
+    def __init__(self, batch_id: str, reasons: Sequence[str]) -> None:
+        self.batch_id = batch_id
+        self.reasons = list(reasons)
+        super().__init__(f"batch {batch_id}: extraction invalid: " + "; ".join(self.reasons[:5]))
+
+
+class StoreError(DoxaError):
+    """The store could not be opened or written."""
+
+
+class StoreConflictError(StoreError):
+    """Another writer committed this user's model first; reload and merge again."""
+
+    def __init__(self, user_id: str, expected_version: int, found_version: int) -> None:
+        self.user_id = user_id
+        self.expected_version = expected_version
+        self.found_version = found_version
+        super().__init__(
+            f"user {user_id}: model changed underneath this ingest "
+            f"(expected version {expected_version}, found {found_version})"
+        )
+
+
+class UnknownRecordError(DoxaError):
+    """A record id was asked for that the user's model does not hold."""
+
+    def __init__(self, user_id: str, record_id: str) -> None:
+        self.user_id = user_id
+        self.record_id = record_id
+        super().__init__(f"user {user_id} has no record {record_id}")

@@ -1,0 +1,264 @@
+"""`doxa eval`: run a suite, compare two runs, render a run as HTML. No logic of its own.
+
+Exit codes of every command: 0 success; 100 the run finished but a `--fail-under`
+threshold was not met; 1 a crash or bad input (unreadable fixture or run file, bad
+option value, missing API key, or a case that errored); 2 a usage error from typer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from doxa.errors import DoxaError
+from doxa.eval.compare import CaseChange, Comparison, MetricDelta, RecordView, compare_runs
+from doxa.eval.fixtures import load_suite
+from doxa.eval.match import MATCHERS
+from doxa.eval.metrics import metric_values
+from doxa.eval.report import write_report
+from doxa.eval.runfile import CaseResult, RunFile, read_run, write_run
+from doxa.eval.runner import RunSettings, run_eval
+from doxa.eval.thresholds import check_thresholds, parse_threshold, threshold_names
+
+T = TypeVar("T")
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_UNDER_THRESHOLD = 100
+
+app = typer.Typer(
+    help="Evaluate doxa on labelled fixtures. Exit codes: 0 pass, 100 ran but under a "
+    "--fail-under threshold, 1 crash or bad input.",
+    no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+
+
+def _fail(message: str) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _guard(make: Callable[[], T]) -> T:
+    """Run a step; doxa's typed errors become a message and exit code 1."""
+    try:
+        return make()
+    except DoxaError as exc:
+        _fail(str(exc))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _default_out(suite: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{suite.resolve().name or 'suite'}-{stamp}.json"
+
+
+def _execute(settings: RunSettings, cases: list[Any], quiet: bool) -> RunFile:
+    """Run the cases with a progress bar on stderr."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err_console, disable=quiet, transient=True) as progress:
+        task = progress.add_task("cases", total=len(cases))
+
+        def done(result: CaseResult) -> None:
+            mark = "[red]error[/red]" if result.error else (
+                f"F1 {result.metrics.overall.f1:.2f}" if result.metrics else "")
+            if not quiet:
+                progress.console.print(f"  {result.case_id}: {mark}")
+            progress.advance(task)
+
+        return asyncio.run(run_eval(settings, cases, on_done=done))
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def summary_table(run: RunFile) -> Table:
+    """Headline metrics, per-kind scores and usage of a run."""
+    m = run.metrics
+    table = Table(title=f"{run.suite} · {run.model} · matcher {run.matcher}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    values = metric_values(m)
+    table.add_row("cases (errored)", f"{m.cases} ({m.errored})")
+    for name in ("precision", "recall", "f1", "macro_f1", "evidence_precision",
+                 "evidence_recall", "evidence_f1", "status_accuracy", "brier", "ece"):
+        table.add_row(name, _num(values[name]))
+    table.add_row("forbidden violations", f"{m.forbidden_violations}/{m.forbidden_total}")
+    table.add_row("kind mismatches", str(m.kind_mismatches))
+    for kind, s in m.per_kind.items():
+        if s.tp + s.fp + s.fn:
+            table.add_row(f"{kind} P/R/F1", f"{s.precision:.2f}/{s.recall:.2f}/{s.f1:.2f}")
+    for dim, acc in m.value_accuracy.items():
+        table.add_row(f"value.{dim}", f"{_num(acc.accuracy)} (n={acc.n})")
+    u = run.usage
+    table.add_row("LLM calls (cache hits)", f"{u.llm_calls} ({u.cache_hits})")
+    table.add_row("tokens in/out", f"{u.input_tokens}/{u.output_tokens}")
+    table.add_row("cost USD", _num(u.cost_usd, 4))
+    table.add_row("ingest time s", f"{u.latency_s:.1f}")
+    return table
+
+
+def _exit_code(run: RunFile, failures: list[str]) -> int:
+    if run.metrics.errored:
+        return EXIT_ERROR
+    return EXIT_UNDER_THRESHOLD if failures else EXIT_OK
+
+
+def _report_run(run: RunFile, path: Path, failures: list[str], as_json: bool) -> None:
+    if as_json:
+        _print_json({"run_file": str(path), "metrics": run.metrics.model_dump(mode="json"),
+                     "usage": run.usage.model_dump(mode="json"),
+                     "errored": [c.case_id for c in run.cases if c.error],
+                     "threshold_failures": failures})
+        return
+    console.print(summary_table(run))
+    for case in run.cases:
+        if case.error:
+            err_console.print(f"[red]case {case.case_id} errored:[/red] {escape(case.error)}",
+                              soft_wrap=True)
+    for failure in failures:
+        err_console.print(f"[yellow]under threshold:[/yellow] {failure}", soft_wrap=True)
+    console.print(f"run file: {path}", soft_wrap=True)
+
+
+@app.command("run")
+def run_command(
+    suite: Annotated[Path, typer.Argument(help="folder of case *.json files (or one case file)")],
+    model: Annotated[str, typer.Option("--model", "-m", help="provider/model")] = os.environ.get(
+        "DOXA_MODEL", "openai/gpt-4o-mini"),
+    prompt: Annotated[Path | None, typer.Option(
+        "--prompt", help="prompt template folder (default: the packaged prompts)")] = None,
+    matcher: Annotated[str, typer.Option(
+        "--matcher", help=f"how records are matched: {' | '.join(MATCHERS)}")] = "lexical",
+    judge_model: Annotated[str | None, typer.Option(
+        "--judge-model", help="model for --matcher llm (default: --model)")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="OpenAI-compatible server URL")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="run file to write (default runs/SUITE-TIME.json)")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 4,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="call the LLM even for answers cached in .doxa-cache/")] = False,
+    cache_dir: Annotated[Path, typer.Option("--cache-dir")] = Path(".doxa-cache"),
+    oracle: Annotated[bool, typer.Option(
+        "--oracle", help="no LLM: feed the expected records through merge, to score merge "
+        "and confidence alone")] = False,
+    as_json: JsonOpt = False,
+    fail_under: Annotated[list[str] | None, typer.Option(
+        "--fail-under", help="METRIC=VALUE, repeatable (exit 100 if under): "
+        + ", ".join(threshold_names()))] = None,
+) -> None:
+    """Run a suite of labelled cases through doxa and score the final models."""
+    thresholds = _guard(lambda: [parse_threshold(t) for arg in fail_under or []
+                                 for t in arg.split(",") if t.strip()])
+    cases = _guard(lambda: load_suite(suite))
+    settings = RunSettings(
+        suite=str(suite), model=model, base_url=base_url,
+        prompt_dir=str(prompt) if prompt else None, matcher=matcher, judge_model=judge_model,
+        concurrency=concurrency, cache=not no_cache, cache_dir=str(cache_dir), oracle=oracle)
+    run = _guard(lambda: _execute(settings, cases, quiet=as_json))
+    path = write_run(run, out or _default_out(suite))
+    failures = check_thresholds(run.metrics, thresholds)
+    _report_run(run, path, failures, as_json)
+    raise typer.Exit(_exit_code(run, failures))
+
+
+DIGITS = {"cost_usd": 4, "latency_s": 1, "llm_calls": 0, "input_tokens": 0,
+          "output_tokens": 0, "forbidden_violations": 0, "kind_mismatches": 0}
+
+
+def _delta_row(d: MetricDelta) -> tuple[str, str, str, str]:
+    digits = DIGITS.get(d.name, 3)
+    if d.delta is None:
+        shown = "–"
+    else:
+        colour = "green" if d.better else "red" if d.better is False else "white"
+        shown = f"[{colour}]{d.delta:+.{digits}f}[/{colour}]"
+    return d.name, _num(d.a, digits), _num(d.b, digits), shown
+
+
+def _records_cell(views: tuple[RecordView, ...], *, marks: bool = True) -> str:
+    lines = []
+    for v in views:
+        mark = "•" if not marks else "[green]✓[/green]" if v.matched else "[red]✗[/red]"
+        conf = "" if v.confidence is None else f" ({v.confidence:.2f})"
+        status = "" if v.status == "active" else f" ({v.status})"
+        lines.append(f"{mark} {v.kind}: {escape(v.statement)}{conf}{status}")
+    return "\n".join(lines) or "–"
+
+
+def _case_table(change: CaseChange, comparison: Comparison) -> Table:
+    f1 = f"F1 {_num(change.f1_a, 2)} → {_num(change.f1_b, 2)}"
+    forb = (f", forbidden {change.violations_a} → {change.violations_b}"
+            if change.violations_a != change.violations_b else "")
+    table = Table(title=f"{change.case_id}: {f1}{forb}", show_lines=False, expand=True)
+    table.add_column("expected")
+    table.add_column(f"A: {comparison.a.path}")
+    table.add_column(f"B: {comparison.b.path}")
+    table.add_row(_records_cell(change.expected, marks=False),
+                  change.error_a or _records_cell(change.predicted_a),
+                  change.error_b or _records_cell(change.predicted_b))
+    return table
+
+
+def print_comparison(comparison: Comparison) -> None:
+    a, b = comparison.a, comparison.b
+    console.print(f"A: {a.path} ({a.model}, prompt {a.prompt_version or '–'}, {a.matcher})")
+    console.print(f"B: {b.path} ({b.model}, prompt {b.prompt_version or '–'}, {b.matcher})")
+    table = Table(title="metrics (B − A)")
+    for column in ("metric", "A", "B", "Δ"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for delta in comparison.metrics:
+        table.add_row(*_delta_row(delta))
+    console.print(table)
+    for title, changes in (("worse", comparison.worse), ("better", comparison.better)):
+        console.print(f"\n[bold]{len(changes)} case(s) got {title}[/bold]")
+        for change in changes:
+            console.print(_case_table(change, comparison))
+    for side, ids in (("A", comparison.only_a), ("B", comparison.only_b)):
+        if ids:
+            console.print(f"only in {side}: {', '.join(ids)}")
+
+
+@app.command("compare")
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(help="baseline run file")],
+    run_b: Annotated[Path, typer.Argument(help="run file to compare with the baseline")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Metric deltas B − A, then the cases that got worse and better, side by side."""
+    a, b = _guard(lambda: read_run(run_a)), _guard(lambda: read_run(run_b))
+    comparison = compare_runs(a, b, path_a=str(run_a), path_b=str(run_b))
+    if as_json:
+        _print_json(comparison.model_dump(mode="json"))
+    else:
+        print_comparison(comparison)
+
+
+@app.command("report")
+def report_command(
+    run: Annotated[Path, typer.Argument(help="run file written by `doxa eval run`")],
+    html: Annotated[Path, typer.Option("--html", help="HTML file to write")],
+) -> None:
+    """Write one self-contained HTML page for a run: summary, cases, reliability plot."""
+    loaded = _guard(lambda: read_run(run))
+    path = write_report(loaded, html)
+    console.print(f"report: {path}", soft_wrap=True)

@@ -1,0 +1,159 @@
+"""Comparing two runs: metric deltas, then the cases that got worse and better.
+
+A case got worse when its F1 fell, or its F1 held and it matched more forbidden records;
+a case that errored in one run and not the other changed by its whole F1.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from doxa.eval.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, metric_values
+from doxa.eval.runfile import CaseResult, RunFile
+
+USAGE_FIELDS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "latency_s")
+
+
+class MetricDelta(BaseModel):
+    """One metric in both runs; `better` says whether B improved on A (None: no direction)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    a: float | None
+    b: float | None
+    delta: float | None
+    better: bool | None
+
+
+class RecordView(BaseModel):
+    """A record as shown side by side: predicted ones carry confidence and status."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    statement: str
+    status: str
+    evidence: tuple[str, ...] = ()
+    confidence: float | None = None
+    matched: bool = False
+
+
+class CaseChange(BaseModel):
+    """A case whose score moved between the runs, with what each run predicted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    case_id: str
+    f1_a: float | None
+    f1_b: float | None
+    violations_a: int = 0
+    violations_b: int = 0
+    expected: tuple[RecordView, ...] = ()
+    predicted_a: tuple[RecordView, ...] = ()
+    predicted_b: tuple[RecordView, ...] = ()
+    error_a: str | None = None
+    error_b: str | None = None
+
+
+class RunLabel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    model: str
+    prompt_version: str
+    matcher: str
+    oracle: bool
+
+
+class Comparison(BaseModel):
+    """What `doxa eval compare A B` reports."""
+
+    model_config = ConfigDict(frozen=True)
+
+    a: RunLabel
+    b: RunLabel
+    metrics: tuple[MetricDelta, ...]
+    worse: tuple[CaseChange, ...] = ()
+    better: tuple[CaseChange, ...] = ()
+    only_a: tuple[str, ...] = ()
+    only_b: tuple[str, ...] = ()
+
+
+def _delta(name: str, a: float | None, b: float | None) -> MetricDelta:
+    delta = None if a is None or b is None else b - a
+    better = None
+    if delta is not None and delta != 0 and name not in USAGE_FIELDS:
+        if name in LOWER_IS_BETTER:
+            better = delta < 0
+        elif name in HIGHER_IS_BETTER or "." in name:
+            better = delta > 0
+    return MetricDelta(name=name, a=a, b=b, delta=delta, better=better)
+
+
+def metric_deltas(a: RunFile, b: RunFile) -> list[MetricDelta]:
+    """Every headline metric and usage total of A and B, in A's order then B's new ones."""
+    va, vb = metric_values(a.metrics), metric_values(b.metrics)
+    names = list(dict.fromkeys([*va, *vb]))
+    deltas = [_delta(n, va.get(n), vb.get(n)) for n in names]
+    for field in USAGE_FIELDS:
+        ua, ub = getattr(a.usage, field), getattr(b.usage, field)
+        deltas.append(_delta(field, None if ua is None else float(ua),
+                             None if ub is None else float(ub)))
+    return deltas
+
+
+def record_views(result: CaseResult) -> tuple[tuple[RecordView, ...], tuple[RecordView, ...]]:
+    """(expected, predicted) of one case, each flagged when matched."""
+    matched_e = {m.expected_index for m in result.matching.pairs}
+    matched_p = {m.predicted_id for m in result.matching.pairs}
+    expected = tuple(RecordView(kind=e.kind, statement=e.statement, status=e.status,
+                                evidence=e.evidence, matched=n in matched_e)
+                     for n, e in enumerate(result.expected))
+    predicted = tuple(RecordView(kind=p.kind, statement=p.statement, status=p.status,
+                                 evidence=p.evidence, confidence=p.confidence,
+                                 matched=p.id in matched_p)
+                      for p in result.predicted)
+    return expected, predicted
+
+
+def _score(result: CaseResult) -> tuple[float, int]:
+    if result.metrics is None:
+        return (-1.0, 0)
+    return (result.metrics.overall.f1, -result.metrics.forbidden_violations)
+
+
+def _change(a: CaseResult, b: CaseResult) -> CaseChange:
+    expected, pred_a = record_views(a)
+    _, pred_b = record_views(b)
+    return CaseChange(
+        case_id=a.case_id, f1_a=a.metrics.overall.f1 if a.metrics else None,
+        f1_b=b.metrics.overall.f1 if b.metrics else None,
+        violations_a=a.metrics.forbidden_violations if a.metrics else 0,
+        violations_b=b.metrics.forbidden_violations if b.metrics else 0,
+        expected=expected, predicted_a=pred_a, predicted_b=pred_b,
+        error_a=a.error, error_b=b.error,
+    )
+
+
+def _label(run: RunFile, path: str) -> RunLabel:
+    return RunLabel(path=path, model=run.model, prompt_version=run.prompt_version,
+                    matcher=run.matcher, oracle=run.oracle)
+
+
+def compare_runs(a: RunFile, b: RunFile, *, path_a: str = "A", path_b: str = "B") -> Comparison:
+    """Metric deltas B − A, and the cases present in both whose score moved (largest first)."""
+    in_b = {c.case_id: c for c in b.cases}
+    moved = [(ca, in_b[ca.case_id]) for ca in a.cases
+             if ca.case_id in in_b and _score(ca) != _score(in_b[ca.case_id])]
+    gap = {ca.case_id: _score(cb)[0] - _score(ca)[0] for ca, cb in moved}
+    worse = sorted((p for p in moved if _score(p[1]) < _score(p[0])),
+                   key=lambda p: (gap[p[0].case_id], p[0].case_id))
+    better = sorted((p for p in moved if _score(p[1]) > _score(p[0])),
+                    key=lambda p: (-gap[p[0].case_id], p[0].case_id))
+    in_a = {c.case_id for c in a.cases}
+    return Comparison(
+        a=_label(a, path_a), b=_label(b, path_b), metrics=tuple(metric_deltas(a, b)),
+        worse=tuple(_change(*p) for p in worse), better=tuple(_change(*p) for p in better),
+        only_a=tuple(sorted(in_a - set(in_b))), only_b=tuple(sorted(set(in_b) - in_a)),
+    )

@@ -1,0 +1,363 @@
+"""Scoring: pure functions from matched cases to precision, recall, calibration and cost.
+
+Conventions, so every number can be recomputed by hand:
+- A true positive is a matched pair; a false positive an unmatched *active* predicted record
+  (superseded or achieved records the fixture says nothing about are history, not errors);
+  a false negative an unmatched expected record.
+- With nothing predicted and nothing expected, precision = recall = F1 = 1; otherwise an
+  empty denominator gives 0 (predicting nothing when something was expected scores 0).
+- Suite precision/recall/F1 are micro-averaged (counts summed over cases); `macro_f1` is
+  the mean of the cases' F1.
+- Evidence precision/recall are micro-averaged over matched pairs whose expected record
+  lists evidence; None when there is nothing to measure.
+- Calibration compares each compared predicted record's confidence with 1 if it matched,
+  else 0: Brier score, and the expected calibration error over ten equal-width bins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
+from doxa.eval.match import Matching, PredictedRecord
+from doxa.records import KINDS, Kind
+
+BINS = 10
+
+
+class PRF(BaseModel):
+    """Counts and the precision, recall and F1 they give."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    precision: float = 1.0
+    recall: float = 1.0
+    f1: float = 1.0
+
+
+def prf(tp: int, fp: int, fn: int) -> PRF:
+    """Precision, recall and F1 from counts, with the conventions in the module docstring."""
+    if tp + fp + fn == 0:
+        return PRF()
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return PRF(tp=tp, fp=fp, fn=fn, precision=precision, recall=recall, f1=f1)
+
+
+class EvidenceScore(BaseModel):
+    """Evidence ids of matched pairs: how many cited were right, how many labelled were cited."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pairs: int = 0
+    hits: int = 0
+    predicted: int = 0
+    expected: int = 0
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+
+
+def evidence_score(pairs: int, hits: int, predicted: int, expected: int) -> EvidenceScore:
+    precision = hits / predicted if predicted else None
+    recall = hits / expected if expected else None
+    f1 = None
+    if precision is not None and recall is not None:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return EvidenceScore(pairs=pairs, hits=hits, predicted=predicted, expected=expected,
+                         precision=precision, recall=recall, f1=f1)
+
+
+class ReliabilityBin(BaseModel):
+    """Records whose confidence fell in [lo, hi): how sure doxa was, how often it was right."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lo: float
+    hi: float
+    count: int
+    mean_confidence: float | None = None
+    accuracy: float | None = None
+
+
+class Calibration(BaseModel):
+    """Confidence against matched: Brier score, expected calibration error, reliability table."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n: int = 0
+    brier: float | None = None
+    ece: float | None = None
+    bins: tuple[ReliabilityBin, ...] = ()
+
+
+class DimensionScore(BaseModel):
+    """For matched expected records with this dimension: how often the value was right."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n: int = 0
+    correct: int = 0
+    accuracy: float | None = None
+
+
+class Usage(BaseModel):
+    """What running a case cost; `cost_usd` None when some call's price is unknown."""
+
+    model_config = ConfigDict(frozen=True)
+
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    cache_hits: int = 0
+    latency_s: float = 0.0
+    dropped: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = (None if self.cost_usd is None or other.cost_usd is None
+                else self.cost_usd + other.cost_usd)
+        return Usage(
+            llm_calls=self.llm_calls + other.llm_calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens, cost_usd=cost,
+            cache_hits=self.cache_hits + other.cache_hits,
+            latency_s=self.latency_s + other.latency_s, dropped=self.dropped + other.dropped,
+        )
+
+
+def total_usage(usages: Sequence[Usage]) -> Usage:
+    total = Usage()
+    for usage in usages:
+        total = total + usage
+    return total
+
+
+@dataclass(frozen=True)
+class ScoredCase:
+    """One case's predictions, labels and matching: the input to every metric."""
+
+    predicted: Sequence[PredictedRecord]
+    expected: Sequence[ExpectedRecord]
+    forbidden: Sequence[ForbiddenRecord]
+    matching: Matching
+    multi_batch: bool = False
+
+    def matched_ids(self) -> set[str]:
+        return {p.predicted_id for p in self.matching.pairs}
+
+    def compared(self) -> list[PredictedRecord]:
+        """Active predicted records, and matched ones in any status."""
+        matched = self.matched_ids()
+        return [p for p in self.predicted if p.status == "active" or p.id in matched]
+
+    def matched_pairs(self) -> list[tuple[PredictedRecord, ExpectedRecord]]:
+        by_id = {p.id: p for p in self.predicted}
+        return [(by_id[m.predicted_id], self.expected[m.expected_index])
+                for m in self.matching.pairs]
+
+
+def counts_by_kind(case: ScoredCase) -> dict[Kind, tuple[int, int, int]]:
+    """(tp, fp, fn) for each kind."""
+    matched_p = case.matched_ids()
+    matched_e = {m.expected_index for m in case.matching.pairs}
+    out: dict[Kind, tuple[int, int, int]] = {}
+    for kind in KINDS:
+        tp = sum(1 for n, e in enumerate(case.expected) if e.kind == kind and n in matched_e)
+        fn = sum(1 for n, e in enumerate(case.expected) if e.kind == kind and n not in matched_e)
+        fp = sum(1 for p in case.predicted
+                 if p.kind == kind and p.status == "active" and p.id not in matched_p)
+        out[kind] = (tp, fp, fn)
+    return out
+
+
+def evidence_counts(case: ScoredCase) -> tuple[int, int, int, int]:
+    """(pairs, hits, predicted, expected) over matched pairs whose label lists evidence."""
+    pairs = hits = predicted = expected = 0
+    for pred, exp in case.matched_pairs():
+        if not exp.evidence:
+            continue
+        cited, labelled = set(pred.evidence), set(exp.evidence)
+        pairs += 1
+        hits += len(cited & labelled)
+        predicted += len(cited)
+        expected += len(labelled)
+    return pairs, hits, predicted, expected
+
+
+def calibration_points(case: ScoredCase) -> list[tuple[float, int]]:
+    """(confidence, 1 if matched else 0) for each compared predicted record."""
+    matched = case.matched_ids()
+    return [(p.confidence, int(p.id in matched)) for p in case.compared()]
+
+
+def _bin(confidence: float, bins: int) -> int:
+    # The epsilon keeps 0.3 in [0.3, 0.4) despite 0.3 * 10 == 2.9999...
+    return min(int(confidence * bins + 1e-9), bins - 1)
+
+
+def calibration(points: Sequence[tuple[float, int]], bins: int = BINS) -> Calibration:
+    """Brier score, ECE and the reliability table; confidence 1.0 falls in the last bin."""
+    if not points:
+        return Calibration(bins=tuple(ReliabilityBin(lo=b / bins, hi=(b + 1) / bins, count=0)
+                                      for b in range(bins)))
+    n = len(points)
+    brier = sum((c - y) ** 2 for c, y in points) / n
+    table: list[ReliabilityBin] = []
+    ece = 0.0
+    for b in range(bins):
+        members = [(c, y) for c, y in points if _bin(c, bins) == b]
+        if not members:
+            table.append(ReliabilityBin(lo=b / bins, hi=(b + 1) / bins, count=0))
+            continue
+        conf = sum(c for c, _ in members) / len(members)
+        acc = sum(y for _, y in members) / len(members)
+        ece += len(members) / n * abs(acc - conf)
+        table.append(ReliabilityBin(lo=b / bins, hi=(b + 1) / bins, count=len(members),
+                                    mean_confidence=conf, accuracy=acc))
+    return Calibration(n=n, brier=brier, ece=ece, bins=tuple(table))
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.strip().casefold() == b.strip().casefold()
+    return bool(a == b)
+
+
+def dimension_counts(case: ScoredCase) -> dict[str, tuple[int, int]]:
+    """(n, correct) per dimension, over matched pairs whose label carries one."""
+    out: dict[str, tuple[int, int]] = {}
+    for pred, exp in case.matched_pairs():
+        if exp.dimension is None:
+            continue
+        right = pred.dimension == exp.dimension and _same_value(pred.value, exp.value)
+        n, correct = out.get(exp.dimension, (0, 0))
+        out[exp.dimension] = (n + 1, correct + int(right))
+    return out
+
+
+class CaseMetrics(BaseModel):
+    """One case's scores."""
+
+    model_config = ConfigDict(frozen=True)
+
+    overall: PRF
+    per_kind: dict[Kind, PRF]
+    evidence: EvidenceScore
+    forbidden_total: int = 0
+    forbidden_violations: int = 0
+    kind_mismatches: int = 0
+    status_total: int = 0
+    status_correct: int = 0
+    brier: float | None = None
+
+
+def _sum3(rows: Sequence[tuple[int, int, int]]) -> tuple[int, int, int]:
+    return (sum(r[0] for r in rows), sum(r[1] for r in rows), sum(r[2] for r in rows))
+
+
+def case_metrics(case: ScoredCase) -> CaseMetrics:
+    """Every per-case score; status counts only for multi-batch cases."""
+    by_kind = counts_by_kind(case)
+    status = case.matching.status_pairs if case.multi_batch else ()
+    return CaseMetrics(
+        overall=prf(*_sum3(list(by_kind.values()))),
+        per_kind={k: prf(*v) for k, v in by_kind.items()},
+        evidence=evidence_score(*evidence_counts(case)),
+        forbidden_total=len(case.forbidden),
+        forbidden_violations=len({h.forbidden_index for h in case.matching.forbidden_hits}),
+        kind_mismatches=len(case.matching.kind_mismatches),
+        status_total=len(status), status_correct=sum(1 for s in status if s.correct),
+        brier=calibration(calibration_points(case)).brier,
+    )
+
+
+class SuiteMetrics(BaseModel):
+    """A run's scores over all cases that ran (errored cases are counted, not scored)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cases: int = 0
+    errored: int = 0
+    overall: PRF = PRF()
+    per_kind: dict[Kind, PRF] = {}
+    macro_f1: float | None = None
+    evidence: EvidenceScore = EvidenceScore()
+    forbidden_total: int = 0
+    forbidden_violations: int = 0
+    kind_mismatches: int = 0
+    status_total: int = 0
+    status_correct: int = 0
+    status_accuracy: float | None = None
+    calibration: Calibration = Calibration()
+    value_accuracy: dict[str, DimensionScore] = {}
+
+
+def _dimensions(cases: Sequence[ScoredCase]) -> dict[str, DimensionScore]:
+    totals: dict[str, tuple[int, int]] = {}
+    for case in cases:
+        for dim, (n, correct) in dimension_counts(case).items():
+            before = totals.get(dim, (0, 0))
+            totals[dim] = (before[0] + n, before[1] + correct)
+    return {dim: DimensionScore(n=n, correct=c, accuracy=c / n if n else None)
+            for dim, (n, c) in sorted(totals.items())}
+
+
+def suite_metrics(cases: Sequence[ScoredCase], errored: int = 0) -> SuiteMetrics:
+    """Micro-averaged scores over the cases, plus macro F1 and calibration."""
+    per_case = [case_metrics(c) for c in cases]
+    by_kind = {k: _sum3([counts_by_kind(c)[k] for c in cases]) for k in KINDS}
+    status_total = sum(m.status_total for m in per_case)
+    status_correct = sum(m.status_correct for m in per_case)
+    ev = [evidence_counts(c) for c in cases]
+    return SuiteMetrics(
+        cases=len(cases), errored=errored,
+        overall=prf(*_sum3(list(by_kind.values()))),
+        per_kind={k: prf(*v) for k, v in by_kind.items()},
+        macro_f1=sum(m.overall.f1 for m in per_case) / len(per_case) if per_case else None,
+        evidence=evidence_score(*(sum(e[i] for e in ev) for i in range(4))),
+        forbidden_total=sum(m.forbidden_total for m in per_case),
+        forbidden_violations=sum(m.forbidden_violations for m in per_case),
+        kind_mismatches=sum(m.kind_mismatches for m in per_case),
+        status_total=status_total, status_correct=status_correct,
+        status_accuracy=status_correct / status_total if status_total else None,
+        calibration=calibration([p for c in cases for p in calibration_points(c)]),
+        value_accuracy=_dimensions(cases),
+    )
+
+
+HIGHER_IS_BETTER = (
+    "precision", "recall", "f1", "macro_f1", "evidence_precision", "evidence_recall",
+    "evidence_f1", "status_accuracy", "forbidden_pass_rate",
+)
+LOWER_IS_BETTER = ("brier", "ece", "forbidden_violations", "kind_mismatches")
+
+
+def metric_values(m: SuiteMetrics) -> dict[str, float | None]:
+    """The headline numbers by name (`f1`, `goal.recall`, `ece`...): for thresholds and diffs."""
+    values: dict[str, float | None] = {
+        "precision": m.overall.precision, "recall": m.overall.recall, "f1": m.overall.f1,
+        "macro_f1": m.macro_f1, "evidence_precision": m.evidence.precision,
+        "evidence_recall": m.evidence.recall, "evidence_f1": m.evidence.f1,
+        "status_accuracy": m.status_accuracy,
+        "forbidden_pass_rate": (1 - m.forbidden_violations / m.forbidden_total
+                                if m.forbidden_total else None),
+        "brier": m.calibration.brier, "ece": m.calibration.ece,
+        "forbidden_violations": float(m.forbidden_violations),
+        "kind_mismatches": float(m.kind_mismatches),
+    }
+    for kind, score in sorted(m.per_kind.items()):
+        values.update({f"{kind}.precision": score.precision, f"{kind}.recall": score.recall,
+                       f"{kind}.f1": score.f1})
+    for dim, acc in m.value_accuracy.items():
+        values[f"value.{dim}"] = acc.accuracy
+    return values
+

@@ -1,0 +1,94 @@
+"""Oracle extraction: the case's expected records fed through merge as if an LLM proposed them.
+
+Each expected record is proposed (basis "explicit") in every batch that holds some of its
+evidence, citing those events; a record whose label lists no evidence is proposed in the
+last batch, citing that batch's first event. An achieved or abandoned goal carries its
+status in the batch of its last evidence. A superseded record is contradicted by the next
+active expected record of the same kind and context whose evidence starts in a later batch.
+Scoring the result measures merge and confidence apart from the LLM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from doxa.eval.fixtures import Case, ExpectedRecord
+from doxa.events import Event
+from doxa.llm_schema import EvidenceQuote, ProposedRecord
+from doxa.merge import merge
+from doxa.records import UserModel
+from doxa.relevance import Batch, batch_id
+
+PROMPT_VERSION = "oracle"
+
+
+def _batch(user_id: str, events: Sequence[Event]) -> Batch:
+    ids = [e.id for e in events]
+    return Batch(id=batch_id(user_id, ids), user_id=user_id, items=(),
+                 events={e.id: e for e in events})
+
+
+def evidence_batches(case: Case) -> list[list[int]]:
+    """For each expected record, the indexes of the batches that hold its evidence."""
+    last = len(case.batches) - 1
+    out: list[list[int]] = []
+    for record in case.expected:
+        found = [b for b, batch in enumerate(case.batches)
+                 if any(e.id in record.evidence for e in batch)]
+        out.append(found or [last])
+    return out
+
+
+def successors(case: Case) -> dict[int, int]:
+    """Superseded expected index → the expected index that contradicts it."""
+    where = evidence_batches(case)
+    out: dict[int, int] = {}
+    for s, old in enumerate(case.expected):
+        later = _successor(case.expected, s, where) if old.status == "superseded" else []
+        if later:
+            out[later[0]] = s
+    return out
+
+
+def _successor(expected: Sequence[ExpectedRecord], s: int, where: list[list[int]]) -> list[int]:
+    old = expected[s]
+    return [t for t, new in enumerate(expected)
+            if t != s and new.status != "superseded" and new.kind == old.kind
+            and (new.context or "") == (old.context or "") and where[t][0] > where[s][0]]
+
+
+def _proposal(record: ExpectedRecord, batch: Sequence[Event], *, final: bool,
+              contradicts: str | None) -> ProposedRecord:
+    cited = [e.id for e in batch if e.id in record.evidence] or [batch[0].id]
+    status = record.status if final and record.status in ("achieved", "abandoned") else "active"
+    return ProposedRecord(
+        kind=record.kind, statement=record.statement, context=record.context or "general",
+        evidence=[EvidenceQuote(event_id=eid) for eid in cited], basis="explicit",
+        relation="contradicts" if contradicts else "new", related_record_id=contradicts,
+        status=status,
+    )
+
+
+def _record_id(model: UserModel, record: ExpectedRecord) -> str | None:
+    return next((r.id for r in model.records
+                 if r.kind == record.kind and r.statement == record.statement.strip()), None)
+
+
+def oracle_model(case: Case) -> UserModel:
+    """The model merge builds from the labels alone, batch by batch (pure)."""
+    model = UserModel(user_id=case.user_id)
+    where = evidence_batches(case)
+    contradicted = successors(case)
+    for b, events in enumerate(case.batches):
+        proposals = []
+        for n, record in enumerate(case.expected):
+            if b not in where[n]:
+                continue
+            old = contradicted.get(n) if b == where[n][0] else None
+            target = _record_id(model, case.expected[old]) if old is not None else None
+            proposals.append(_proposal(record, events, final=b == where[n][-1],
+                                       contradicts=target))
+        batch = _batch(case.user_id, events)
+        model = merge(model, proposals, batch, now=batch.last_at,
+                      prompt_version=PROMPT_VERSION).model
+    return model

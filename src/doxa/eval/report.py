@@ -1,0 +1,105 @@
+"""`doxa eval report`: one self-contained HTML page for a run (no scripts, no CDN).
+
+Summary, per-case table, predicted vs expected with evidence for each case, and the
+reliability plot as inline SVG. The page is rendered by jinja2 with autoescaping: every
+statement in it came from a user's events or an LLM.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, StrictUndefined
+from markupsafe import Markup
+
+from doxa.eval.compare import record_views
+from doxa.eval.metrics import Calibration, metric_values
+from doxa.eval.runfile import CaseResult, RunFile
+
+SIZE = 320
+PAD = 40
+
+
+def _xy(x: float, y: float) -> tuple[float, float]:
+    span = SIZE - 2 * PAD
+    return PAD + x * span, SIZE - PAD - y * span
+
+
+def reliability_svg(cal: Calibration) -> str:
+    """Accuracy against mean confidence per bin (dot area ∝ count), with the diagonal."""
+    lo, hi = _xy(0, 0), _xy(1, 1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{SIZE}" '
+        f'viewBox="0 0 {SIZE} {SIZE}" role="img" aria-label="reliability plot" '
+        'class="reliability">',
+        f'<rect x="{lo[0]}" y="{hi[1]}" width="{hi[0] - lo[0]}" height="{lo[1] - hi[1]}" '
+        'fill="#fafafa" stroke="#999"/>',
+        f'<line x1="{lo[0]}" y1="{lo[1]}" x2="{hi[0]}" y2="{hi[1]}" stroke="#bbb" '
+        'stroke-dasharray="4 4"/>',
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x, _ = _xy(tick, 0)
+        _, y = _xy(0, tick)
+        parts.append(f'<text x="{x:.1f}" y="{lo[1] + 16}" font-size="10" '
+                     f'text-anchor="middle">{tick:g}</text>')
+        parts.append(f'<text x="{lo[0] - 6}" y="{y + 3:.1f}" font-size="10" '
+                     f'text-anchor="end">{tick:g}</text>')
+    parts.append(f'<text x="{SIZE / 2}" y="{SIZE - 6}" font-size="11" '
+                 'text-anchor="middle">confidence</text>')
+    parts.append(f'<text x="12" y="{SIZE / 2}" font-size="11" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {SIZE / 2})">fraction matched</text>')
+    biggest = max((b.count for b in cal.bins), default=0) or 1
+    for b in cal.bins:
+        if b.count and b.mean_confidence is not None and b.accuracy is not None:
+            x, y = _xy(b.mean_confidence, b.accuracy)
+            r = 3 + 9 * (b.count / biggest) ** 0.5
+            parts.append(f'<circle class="bin" cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" '
+                         f'fill="#3b6ea8" fill-opacity="0.7"><title>{b.lo:.1f}–{b.hi:.1f}: '
+                         f'{b.count} records, {b.accuracy:.0%} matched</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _case_view(result: CaseResult) -> dict[str, Any]:
+    expected, predicted = record_views(result)
+    by_index = {m.expected_index: m for m in result.matching.pairs}
+    by_id = {p.id: p for p in result.predicted}
+    partner = {n: (by_id[m.predicted_id].statement, m.score) for n, m in by_index.items()}
+    return {"r": result, "expected": expected, "predicted": predicted, "partner": partner,
+            "forbidden_hits": [(result.forbidden[h.forbidden_index].statement,
+                                by_id[h.predicted_id].statement, h.score)
+                               for h in result.matching.forbidden_hits],
+            "mismatches": [(result.expected[k.expected_index].statement, k.expected_kind,
+                            by_id[k.predicted_id].statement, k.predicted_kind, k.score)
+                           for k in result.matching.kind_mismatches]}
+
+
+def render_html(run: RunFile, *, title: str | None = None) -> str:
+    """The report page for a run, as one HTML string."""
+    env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
+                      lstrip_blocks=True)
+    env.filters["fmt"] = _fmt
+    template = env.from_string(
+        files("doxa.eval").joinpath("report.html.j2").read_text(encoding="utf-8"))
+    return template.render(
+        run=run, title=title or f"doxa eval: {run.suite}", values=metric_values(run.metrics),
+        plot=Markup(reliability_svg(run.metrics.calibration)),  # numbers only, no event text
+        cases=[_case_view(c) for c in run.cases],
+    )
+
+
+def write_report(run: RunFile, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(render_html(run), encoding="utf-8")
+    return p

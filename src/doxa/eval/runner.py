@@ -1,0 +1,207 @@
+"""Running cases: ingest each batch through an engine, read the final model, match, score.
+
+The runner knows engines only through `EngineLike` (ingest, model, close), made per case by
+an `EngineFactory`, so tests drive it with a fake and `doxa eval run` with the real Engine.
+Oracle mode skips the LLM: the expected records go through `doxa.merge.merge` as if
+extracted, so merge and confidence are scored on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from doxa.errors import ConfigError, ProviderAuthError
+from doxa.eval.fixtures import Case
+from doxa.eval.match import LexicalMatcher, Matcher, PredictedRecord, make_matcher, match_case
+from doxa.eval.metrics import Usage, case_metrics, suite_metrics, total_usage
+from doxa.eval.oracle import oracle_model
+from doxa.eval.runfile import CaseResult, RunFile, stamp
+from doxa.events import Event
+from doxa.records import Record, UserModel
+
+log = logging.getLogger(__name__)
+
+FATAL = (ConfigError, ProviderAuthError)
+"""Errors that would fail every case the same way: they stop the run instead."""
+
+
+class EngineLike(Protocol):
+    """What the runner needs of an engine (doxa.engine.Engine has it)."""
+
+    async def ingest(self, user_id: str, events: list[Event]) -> Any: ...
+
+    async def model(self, user_id: str) -> UserModel: ...
+
+    async def close(self) -> None: ...
+
+
+EngineFactory = Callable[[str], EngineLike]
+"""case id → a fresh engine whose store holds nothing of that case yet."""
+CaseRunner = Callable[[Case], Awaitable[CaseResult]]
+OnDone = Callable[[CaseResult], None]
+
+
+def usage_of(result: Any, latency_s: float) -> Usage:
+    """Usage from an ingest result, by attribute, so any engine's result will do."""
+    cost = getattr(result, "cost_usd", 0.0)
+    return Usage(
+        llm_calls=int(getattr(result, "llm_calls", 0)),
+        input_tokens=int(getattr(result, "input_tokens", 0)),
+        output_tokens=int(getattr(result, "output_tokens", 0)),
+        cost_usd=None if cost is None else float(cost),
+        cache_hits=int(getattr(result, "cache_hits", 0)),
+        latency_s=latency_s,
+        dropped=len(getattr(result, "dropped", None) or ()),
+    )
+
+
+async def score_case(case: Case, records: Sequence[Record], *, matcher: Matcher,
+                     usage: Usage | None = None, prompt_version: str = "") -> CaseResult:
+    """Match the final model's records against the case's labels and score them."""
+    predicted = tuple(PredictedRecord.from_record(r) for r in records)
+    matching = await match_case(predicted, case.expected, case.forbidden, matcher)
+    result = CaseResult(
+        case_id=case.id, description=case.description, path=case.path, user_id=case.user_id,
+        batches=len(case.batches), prompt_version=prompt_version, predicted=predicted,
+        expected=case.expected, forbidden=case.forbidden, matching=matching,
+        usage=usage or Usage(),
+    )
+    return result.model_copy(update={"metrics": case_metrics(result.scored())})
+
+
+async def run_case(case: Case, engine_factory: EngineFactory, *,
+                   matcher: Matcher | None = None) -> CaseResult:
+    """One ingest per batch, in order, into a fresh engine; then score its final model."""
+    engine = engine_factory(case.id)
+    usage = Usage()
+    try:
+        for batch in case.batches:
+            started = time.perf_counter()
+            result = await engine.ingest(case.user_id, list(batch))
+            usage = usage + usage_of(result, time.perf_counter() - started)
+        model = await engine.model(case.user_id)
+        prompt_version = str(getattr(engine, "prompt_version", ""))
+    finally:
+        await engine.close()
+    return await score_case(case, model.records, matcher=matcher or LexicalMatcher(),
+                            usage=usage, prompt_version=prompt_version)
+
+
+async def run_oracle_case(case: Case, *, matcher: Matcher | None = None) -> CaseResult:
+    """Score merge and confidence alone: the labels go through merge as if extracted."""
+    model = oracle_model(case)
+    return await score_case(case, model.records, matcher=matcher or LexicalMatcher(),
+                            prompt_version="oracle")
+
+
+def failed(case: Case, exc: BaseException) -> CaseResult:
+    return CaseResult(case_id=case.id, description=case.description, path=case.path,
+                      user_id=case.user_id, batches=len(case.batches), expected=case.expected,
+                      forbidden=case.forbidden, error=f"{type(exc).__name__}: {exc}")
+
+
+async def run_cases(cases: Sequence[Case], run_one: CaseRunner, *, concurrency: int = 4,
+                    on_done: OnDone | None = None) -> list[CaseResult]:
+    """Run cases concurrently (bounded), in suite order; a failing case is recorded, not fatal.
+
+    `ConfigError` and `ProviderAuthError` would fail every case alike, so they stop the run.
+    """
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(case: Case) -> CaseResult:
+        async with gate:
+            try:
+                result = await run_one(case)
+            except FATAL:
+                raise
+            except Exception as exc:  # reported in the run file; other cases go on
+                log.warning("case %s failed: %s", case.id, exc, exc_info=True)
+                result = failed(case, exc)
+        if on_done is not None:
+            on_done(result)
+        return result
+
+    return list(await asyncio.gather(*(one(c) for c in cases)))
+
+
+def default_engine_factory(
+    model: str, *, base_url: str | None = None, prompt_dir: str | Path | None = None,
+    cache: bool = True, cache_path: str | Path = ".doxa-cache/eval.db",
+) -> EngineFactory:
+    """Real engines: a memory store per case, LLM answers cached in one sqlite file."""
+
+    def make(case_id: str) -> EngineLike:
+        from doxa.engine import Engine  # lazily: the eval package imports without the engine
+
+        log.debug("engine for case %s", case_id)
+        engine: EngineLike = Engine(
+            model=model, store="memory://", base_url=base_url, prompt_dir=prompt_dir,
+            cache=cache, cache_store=f"sqlite:///{cache_path}" if cache else None,
+        )
+        return engine
+
+    return make
+
+
+class RunSettings(BaseModel):
+    """What `doxa eval run` was asked to do; recorded in the run file."""
+
+    model_config = ConfigDict(frozen=True)
+
+    suite: str
+    model: str = "openai/gpt-4o-mini"
+    base_url: str | None = None
+    prompt_dir: str | None = None
+    matcher: str = "lexical"
+    judge_model: str | None = None
+    concurrency: int = 4
+    cache: bool = True
+    cache_dir: str = ".doxa-cache"
+    oracle: bool = False
+
+
+def _case_runner(settings: RunSettings, matcher: Matcher,
+                 engine_factory: EngineFactory | None) -> CaseRunner:
+    if settings.oracle:
+        return lambda case: run_oracle_case(case, matcher=matcher)
+    factory = engine_factory or default_engine_factory(
+        settings.model, base_url=settings.base_url, prompt_dir=settings.prompt_dir,
+        cache=settings.cache, cache_path=Path(settings.cache_dir) / "eval.db")
+    return lambda case: run_case(case, factory, matcher=matcher)
+
+
+async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
+                   engine_factory: EngineFactory | None = None, matcher: Matcher | None = None,
+                   on_done: OnDone | None = None) -> RunFile:
+    """Run every case, score the suite, and return the run file's content."""
+    from doxa import __version__
+
+    own = matcher is None
+    matcher = matcher or make_matcher(
+        settings.matcher, judge_model=settings.judge_model or settings.model,
+        base_url=settings.base_url, cache_dir=settings.cache_dir if settings.cache else None)
+    started = stamp()
+    try:
+        results = await run_cases(cases, _case_runner(settings, matcher, engine_factory),
+                                  concurrency=settings.concurrency, on_done=on_done)
+    finally:
+        if own and callable(close := getattr(matcher, "close", None)):
+            close()
+    ran = [r for r in results if r.error is None]
+    versions = sorted({r.prompt_version for r in ran if r.prompt_version})
+    return RunFile(
+        doxa_version=__version__, suite=settings.suite,
+        model="oracle" if settings.oracle else settings.model,
+        prompt_version=",".join(versions), matcher=matcher.name, oracle=settings.oracle,
+        started_at=started, finished_at=stamp(), cases=tuple(results),
+        metrics=suite_metrics([r.scored() for r in ran], errored=len(results) - len(ran)),
+        usage=total_usage([r.usage for r in results]),
+        judge_usage=dict(getattr(matcher, "stats", {})),
+    )

@@ -1,0 +1,49 @@
+"""`--fail-under` thresholds: which metrics they name, and which a run fails.
+
+Exit codes of `doxa eval run` follow from these: 0 when every threshold holds, 100 when the
+run finished but some metric is under its threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from doxa.errors import ConfigError
+from doxa.eval.metrics import HIGHER_IS_BETTER, SuiteMetrics, metric_values
+from doxa.records import KINDS
+
+
+def threshold_names() -> list[str]:
+    """Metrics `--fail-under` accepts: the higher-is-better ones, overall and per kind."""
+    return [*HIGHER_IS_BETTER,
+            *(f"{k}.{n}" for k in KINDS for n in ("precision", "recall", "f1")), "value.<dim>"]
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    """`f1=0.6` → ("f1", 0.6); `ConfigError` naming the accepted metrics otherwise."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    valid = name in threshold_names() or (name.startswith("value.") and len(name) > 6)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not sep or not valid or not 0.0 <= value <= 1.0:
+        raise ConfigError(
+            f"--fail-under '{text}': expected METRIC=VALUE with VALUE in 0..1 and METRIC one "
+            f"of {', '.join(threshold_names())}"
+        )
+    return name, value
+
+
+def check_thresholds(m: SuiteMetrics, thresholds: Sequence[tuple[str, float]]) -> list[str]:
+    """One message per threshold not met; a metric the run could not measure fails too."""
+    values = metric_values(m)
+    failures: list[str] = []
+    for name, floor in thresholds:
+        value = values.get(name)
+        if value is None:
+            failures.append(f"{name}: not measured by this run (needs ≥ {floor:g})")
+        elif value < floor:
+            failures.append(f"{name} = {value:.3f} < {floor:g}")
+    return failures

@@ -1,0 +1,206 @@
+"""Events in: parse and validate JSONL, JSON arrays or Python objects into `Event`s.
+
+Invalid input is refused whole with every problem named by line (files) or index
+(sequences) and field, unless the caller opts into skipping invalid events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from doxa.errors import InvalidEventError, InvalidEventsError
+
+JsonValue = Any
+
+MAX_TEXT_CHARS = 20_000
+"""Event text longer than this is refused: it is almost always a paste or a log dump."""
+
+
+class Event(BaseModel):
+    """One thing a user did or said, at a time-zone-aware moment."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str = Field(min_length=1, max_length=200)
+    user_id: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=100)
+    timestamp: AwareDatetime
+    text: str | None = None
+    properties: dict[str, JsonValue] = Field(default_factory=dict)
+    context: str | None = None
+
+    @field_validator("id", "user_id", "type")
+    @classmethod
+    def _no_surrounding_space(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("must not start or end with white space")
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _bounded_text(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_TEXT_CHARS:
+            raise ValueError(f"is {len(value)} characters; the limit is {MAX_TEXT_CHARS}")
+        return value
+
+
+@dataclass
+class LoadReport:
+    """What a lenient load accepted and what it skipped, and why."""
+
+    events: list[Event] = field(default_factory=list)
+    skipped: list[InvalidEventError] = field(default_factory=list)
+
+
+def _first_error(exc: ValidationError) -> tuple[str | None, str]:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or None
+    message = err["msg"]
+    if err["type"] == "timezone_aware":
+        message = "timestamp has no time zone; give an offset such as 'Z' or '+02:00'"
+    elif err["type"] == "missing":
+        message = "is required"
+    return loc, message
+
+
+def parse_event(
+    raw: object,
+    *,
+    default_user_id: str | None = None,
+    line: int | None = None,
+    index: int | None = None,
+    source: str | None = None,
+) -> Event:
+    """Validate one raw event; raise `InvalidEventError` naming where and which field."""
+    if isinstance(raw, Event):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise InvalidEventError(
+            f"expected a JSON object, got {type(raw).__name__}",
+            line=line, index=index, source=source,
+        )
+    data = dict(raw)
+    if default_user_id is not None and data.get("user_id") in (None, ""):
+        data["user_id"] = default_user_id
+    try:
+        return Event.model_validate(data)
+    except ValidationError as exc:
+        loc, message = _first_error(exc)
+        raise InvalidEventError(
+            message, field=loc, line=line, index=index, source=source
+        ) from None
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, object | InvalidEventError]]:
+    with path.open("r", encoding="utf-8", errors="strict") as fh:
+        lineno = 0
+        while True:
+            try:
+                text = fh.readline()
+            except UnicodeDecodeError as exc:
+                yield lineno + 1, InvalidEventError(
+                    f"not UTF-8 ({exc.reason})", line=lineno + 1, source=str(path)
+                )
+                return
+            if not text:
+                return
+            lineno += 1
+            if not text.strip():
+                continue
+            try:
+                yield lineno, json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield lineno, InvalidEventError(
+                    f"not valid JSON ({exc.msg} at column {exc.colno})",
+                    line=lineno, source=str(path),
+                )
+
+
+def iter_file(
+    path: str | Path, *, default_user_id: str | None = None
+) -> Iterator[Event | InvalidEventError]:
+    """Stream a JSONL file (or read a JSON array file) one event at a time."""
+    p = Path(path)
+    if not p.exists():
+        raise InvalidEventError("file does not exist", source=str(p))
+    with p.open("rb") as fh:
+        head = fh.read(4096).lstrip()
+    if head.startswith(b"["):
+        try:
+            items = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            yield InvalidEventError(f"not a valid JSON array ({exc})", source=str(p))
+            return
+        for i, raw in enumerate(items):
+            try:
+                yield parse_event(raw, default_user_id=default_user_id, index=i, source=str(p))
+            except InvalidEventError as err:
+                yield err
+        return
+    for lineno, raw in _iter_jsonl(p):
+        if isinstance(raw, InvalidEventError):
+            yield raw
+            continue
+        try:
+            yield parse_event(raw, default_user_id=default_user_id, line=lineno, source=str(p))
+        except InvalidEventError as err:
+            yield err
+
+
+def _collect(
+    items: Iterable[Event | InvalidEventError], *, skip_invalid: bool, source: str | None
+) -> LoadReport:
+    report = LoadReport()
+    seen: dict[tuple[str, str], Event] = {}
+    for item in items:
+        if isinstance(item, InvalidEventError):
+            report.skipped.append(item)
+            continue
+        key = (item.user_id, item.id)
+        previous = seen.get(key)
+        if previous is not None:
+            if previous != item:
+                report.skipped.append(
+                    InvalidEventError(
+                        f"event id '{item.id}' is used twice for user '{item.user_id}' "
+                        "with different content",
+                        field="id", source=source,
+                    )
+                )
+            continue
+        seen[key] = item
+        report.events.append(item)
+    if report.skipped and not skip_invalid:
+        raise InvalidEventsError(report.skipped, source=source)
+    return report
+
+
+def load_file(
+    path: str | Path, *, skip_invalid: bool = False, default_user_id: str | None = None
+) -> LoadReport:
+    """Load every event of a JSONL or JSON-array file; refuse it whole if any line is invalid."""
+    return _collect(
+        iter_file(path, default_user_id=default_user_id),
+        skip_invalid=skip_invalid, source=str(path),
+    )
+
+
+def load_events(
+    raw: Iterable[object], *, skip_invalid: bool = False, default_user_id: str | None = None
+) -> LoadReport:
+    """Validate Python objects (dicts or `Event`s); errors name the 0-based index."""
+
+    def gen() -> Iterator[Event | InvalidEventError]:
+        for i, item in enumerate(raw):
+            try:
+                yield parse_event(item, default_user_id=default_user_id, index=i)
+            except InvalidEventError as err:
+                yield err
+
+    return _collect(gen(), skip_invalid=skip_invalid, source=None)

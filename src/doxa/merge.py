@@ -1,0 +1,271 @@
+"""Merge: how new proposals change a user's model. Pure: no I/O, no clock, no randomness.
+
+(UserModel, proposals, Batch, now) → (UserModel', [Change]). An event counts once per
+record, so re-applying the same extraction changes nothing; record ids derive from content
+and batch, so re-runs and recorded cassettes see the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from doxa.confidence import ConfidenceConfig, confidence_from_evidence
+from doxa.events import Event
+from doxa.injection import looks_like_injection
+from doxa.llm_schema import ProposedRecord
+from doxa.records import (
+    Action,
+    Basis,
+    Change,
+    EvidenceLink,
+    Polarity,
+    Record,
+    Revision,
+    Status,
+    UserModel,
+)
+from doxa.relevance import Batch
+from doxa.similarity import Similarity, lexical_similarity
+
+Outcome = Literal["engaged", "ignored", "converted", "dismissed"]
+POSITIVE_OUTCOMES = frozenset({"engaged", "converted"})
+
+
+class MergeConfig(BaseModel):
+    """How proposals merge: the confidence formula, the duplicate threshold, the cap."""
+
+    model_config = ConfigDict(frozen=True)
+
+    confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig)
+    duplicate_threshold: float = 0.6
+    max_records_per_kind: int = 200
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    model: UserModel
+    changes: list[Change]
+
+
+def make_record_id(user_id: str, kind: str, statement: str, batch_id: str) -> str:
+    digest = hashlib.sha256(f"{user_id}|{kind}|{statement.strip().casefold()}|{batch_id}"
+                            .encode()).hexdigest()
+    return "r_" + digest[:12]
+
+
+class _Working:
+    """The records being merged, by id, with the changes made so far."""
+
+    def __init__(self, model: UserModel, now: datetime, config: MergeConfig) -> None:
+        self.records: dict[str, Record] = {r.id: r for r in model.records}
+        self.changes: list[Change] = []
+        self.now = now
+        self.config = config
+
+    def put(self, before: Record | None, after: Record, action: Action,
+            event_ids: Sequence[str], batch_id: str, prompt_version: str,
+            observed_at: datetime, note: str = "") -> None:
+        after = after.model_copy(update={"confidence": confidence_from_evidence(
+            after.evidence, after.kind, config=self.config.confidence)})
+        if before is not None and _same_state(before, after):
+            return
+        revision = Revision(
+            action=action, recorded_at=self.now, observed_at=observed_at,
+            statement=after.statement, confidence=after.confidence, status=after.status,
+            event_ids=tuple(event_ids), batch_id=batch_id, prompt_version=prompt_version,
+            note=note)
+        after = after.model_copy(update={"history": (*after.history, revision),
+                                         "updated_at": self.now})
+        self.records[after.id] = after
+        self.changes.append(Change(
+            record_id=after.id, kind=after.kind, action=action, statement=after.statement,
+            confidence_before=before.confidence if before else None,
+            confidence_after=after.confidence, status=after.status, event_ids=tuple(event_ids)))
+
+
+def _same_state(a: Record, b: Record) -> bool:
+    return (a.statement, a.status, a.evidence, a.valid_to, a.superseded_by) == (
+        b.statement, b.status, b.evidence, b.valid_to, b.superseded_by)
+
+
+def _links(proposal: ProposedRecord, batch: Batch,
+           polarity: Polarity = "supports") -> list[EvidenceLink]:
+    links: list[EvidenceLink] = []
+    for ev in proposal.evidence:
+        event = batch.event(ev.event_id)
+        if (event is None or looks_like_injection(event.text)
+                or any(link.event_id == ev.event_id for link in links)):
+            continue  # instructions aimed at the system are never evidence
+        # Only words the user wrote can state something explicitly; behaviour is inferred.
+        basis: Basis = proposal.basis if (event.text or "").strip() else "inferred"
+        links.append(EvidenceLink(event_id=ev.event_id, quote=ev.quote if event.text else "",
+                                  polarity=polarity, basis=basis,
+                                  observed_at=event.timestamp, batch_id=batch.id))
+    return links
+
+
+def _add_links(record: Record, links: Sequence[EvidenceLink]) -> Record:
+    known = record.evidence_ids()
+    fresh = tuple(link for link in links if link.event_id not in known)
+    if not fresh:
+        return record
+    evidence = tuple(sorted((*record.evidence, *fresh), key=lambda e: (e.observed_at, e.event_id)))
+    return record.model_copy(update={"evidence": evidence})
+
+
+def _closed_slot(work: _Working, proposal: ProposedRecord) -> Record | None:
+    """The active record already holding this closed dimension (one value at a time)."""
+    dimension, value = getattr(proposal, "dimension", None), getattr(proposal, "value", None)
+    if dimension is None or value is None:
+        return None
+    return next((r for r in sorted(work.records.values(), key=lambda r: r.id)
+                 if r.dimension == dimension and r.value is not None
+                 and r.status == "active"), None)
+
+
+def _find_duplicate(work: _Working, proposal: ProposedRecord,
+                    similarity: Similarity) -> Record | None:
+    best: tuple[float, str] | None = None
+    for record in work.records.values():
+        if record.kind != proposal.kind or record.status not in ("active", "achieved"):
+            continue
+        score = similarity(record.statement, proposal.statement)
+        if score >= work.config.duplicate_threshold and (best is None or (score, record.id) > best):
+            best = (score, record.id)
+    return work.records[best[1]] if best else None
+
+
+def merge(model: UserModel, proposals: Sequence[ProposedRecord], batch: Batch, *,
+          now: datetime, prompt_version: str, config: MergeConfig | None = None,
+          similarity: Similarity | None = None) -> MergeResult:
+    """Apply one batch's validated proposals to the model."""
+    work = _Working(model, now, config or MergeConfig())
+    sim = similarity or lexical_similarity
+    for proposal in proposals:
+        links = _links(proposal, batch)
+        if not links:
+            continue
+        related = work.records.get(proposal.related_record_id or "")
+        if proposal.relation == "contradicts" and related is not None:
+            _contradict(work, related, proposal, links, batch, prompt_version)
+        elif proposal.relation in ("reinforces", "refines") and related is not None:
+            _reinforce(work, related, proposal, links, batch, prompt_version,
+                       refine=proposal.relation == "refines")
+        elif (same_slot := _closed_slot(work, proposal)) is not None:
+            if same_slot.value == getattr(proposal, "value", None):
+                _reinforce(work, same_slot, proposal, links, batch, prompt_version, refine=False)
+            else:  # a closed dimension holds one value: a new one contradicts the old
+                _contradict(work, same_slot, proposal, links, batch, prompt_version)
+        else:
+            target = _find_duplicate(work, proposal, sim)
+            if target is not None:
+                _reinforce(work, target, proposal, links, batch, prompt_version, refine=False)
+            else:
+                _create(work, model.user_id, proposal, links, batch, prompt_version)
+    records = _evict(work, batch, prompt_version)
+    return MergeResult(model.with_records(records), work.changes)
+
+
+def _status_for(record: Record, proposal: ProposedRecord) -> Status:
+    if record.kind == "goal" and proposal.status in ("achieved", "abandoned"):
+        return proposal.status
+    return record.status
+
+
+def _reinforce(work: _Working, record: Record, proposal: ProposedRecord,
+               links: Sequence[EvidenceLink], batch: Batch, prompt_version: str,
+               *, refine: bool) -> None:
+    updated = _add_links(record, links)
+    status = _status_for(record, proposal)
+    update: dict[str, object] = {"status": status}
+    if refine and proposal.statement.strip() != record.statement:
+        update["statement"] = proposal.statement.strip()
+    if status in ("achieved", "abandoned") and record.valid_to is None:
+        update["valid_to"] = max(link.observed_at for link in links)
+    updated = updated.model_copy(update=update)
+    action: Action = ("status_changed" if status != record.status
+                      else "refined" if "statement" in update else "reinforced")
+    work.put(record, updated, action, [link.event_id for link in links], batch.id,
+             prompt_version, max(link.observed_at for link in links))
+
+
+def _create(work: _Working, user_id: str, proposal: ProposedRecord,
+            links: Sequence[EvidenceLink], batch: Batch, prompt_version: str) -> Record:
+    record_id = make_record_id(user_id, proposal.kind, proposal.statement, batch.id)
+    existing = work.records.get(record_id)
+    if existing is not None:  # the same proposal again: only new evidence may count
+        _reinforce(work, existing, proposal, links, batch, prompt_version, refine=False)
+        return work.records[record_id]
+    first = min(link.observed_at for link in links)
+    status: Status = proposal.status if proposal.kind == "goal" else "active"
+    record = Record(
+        id=record_id, user_id=user_id, kind=proposal.kind, statement=proposal.statement.strip(),
+        context=proposal.context.strip() or "general", confidence=0.0,
+        dimension=getattr(proposal, "dimension", None), value=getattr(proposal, "value", None),
+        evidence=tuple(sorted(links, key=lambda e: (e.observed_at, e.event_id))),
+        status=status, valid_from=first, created_at=work.now, updated_at=work.now,
+        prompt_version=prompt_version)
+    work.put(None, record, "created", [link.event_id for link in links], batch.id,
+             prompt_version, first)
+    return work.records[record_id]
+
+
+def _contradict(work: _Working, old: Record, proposal: ProposedRecord,
+                links: Sequence[EvidenceLink], batch: Batch, prompt_version: str) -> None:
+    against = [link.model_copy(update={"polarity": "contradicts"}) for link in links]
+    lowered = _add_links(old, against)
+    when = max(link.observed_at for link in links)
+    new = _create(work, old.user_id, proposal.model_copy(update={"relation": "new"}),
+                  links, batch, prompt_version)
+    lowered = lowered.model_copy(update={"confidence": confidence_from_evidence(
+        lowered.evidence, lowered.kind, config=work.config.confidence)})
+    if new.id != old.id and old.status == "active" and new.confidence > lowered.confidence:
+        lowered = lowered.model_copy(update={"status": "superseded", "valid_to": when,
+                                             "superseded_by": new.id})
+        action: Action = "superseded"
+    else:
+        action = "contradicted"
+    work.put(old, lowered, action, [link.event_id for link in links], batch.id,
+             prompt_version, when)
+
+
+def _value(record: Record) -> tuple[float, datetime, str]:
+    return (record.confidence, record.last_evidence_at, record.id)
+
+
+def _evict(work: _Working, batch: Batch, prompt_version: str) -> list[Record]:
+    """Keep at most `max_records_per_kind` per kind; the least valuable go first."""
+    cap = work.config.max_records_per_kind
+    if len(work.records) <= cap:  # the common case: no kind can be over its cap
+        return list(work.records.values())
+    kept: list[Record] = []
+    for kind in sorted({r.kind for r in work.records.values()}):
+        of_kind = sorted((r for r in work.records.values() if r.kind == kind),
+                         key=_value, reverse=True)
+        for record in of_kind[cap:]:
+            work.changes.append(Change(
+                record_id=record.id, kind=record.kind, action="evicted",
+                statement=record.statement, confidence_before=record.confidence,
+                confidence_after=record.confidence, status=record.status))
+        kept += of_kind[:cap]
+    return kept
+
+
+def apply_outcome(model: UserModel, record_id: str, outcome_event: Event, outcome: Outcome,
+                  *, now: datetime, config: MergeConfig | None = None) -> MergeResult:
+    """A delivery outcome as evidence: engaged/converted support, ignored/dismissed contradict."""
+    work = _Working(model, now, config or MergeConfig())
+    record = model.get(record_id)
+    polarity: Polarity = "supports" if outcome in POSITIVE_OUTCOMES else "contradicts"
+    link = EvidenceLink(event_id=outcome_event.id, polarity=polarity,
+                        basis="outcome", observed_at=outcome_event.timestamp,
+                        quote=f"delivery outcome: {outcome}")
+    work.put(record, _add_links(record, [link]), "outcome", [outcome_event.id], "",
+             "", outcome_event.timestamp, note=outcome)
+    return MergeResult(model.with_records(work.records.values()), work.changes)

@@ -1,0 +1,147 @@
+"""Render a batch and a bounded slice of the user's model into chat messages.
+
+Templates live in `prompts/<name>/{system,user}.j2`; a prompt's version is the hash of its
+template text, stored on every record it produced. The system message is static so that
+provider prompt caching applies; everything about this user goes in the user message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from doxa.errors import ConfigError
+from doxa.injection import looks_like_injection
+from doxa.llm_schema import MAX_RECORDS
+from doxa.records import Record, UserModel
+from doxa.relevance import Batch, BatchItem, estimate_tokens
+from doxa.resources import data_dir
+from doxa.schema import ModelSchema
+
+DEFAULT_PROMPT = "extract"
+SCHEMA_PROMPT = "extract_schema"
+"""Used when the engine has a model schema and no prompt folder of its own."""
+
+# Anything that could open or close our delimiters, however spelled, loses its angle bracket.
+_DELIMITER = re.compile(r"<(\s*/?\s*(?:events?|system|user|assistant|tool)\b)", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9]{3,}")
+
+
+def neutralise(text: str) -> str:
+    """Make untrusted text unable to close or fake the event delimiters."""
+    return _DELIMITER.sub(r"‹\1", text)
+
+
+@dataclass(frozen=True)
+class Messages:
+    """The rendered conversation, the prompt version and the record ids it showed."""
+
+    system: str
+    user: str
+    prompt_version: str
+    known_record_ids: frozenset[str]
+
+    def as_openai(self) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+
+class PromptSet:
+    """One versioned pair of templates (system, user) loaded from a folder."""
+
+    def __init__(self, folder: str | Path | None = None,
+                 schema: ModelSchema | None = None) -> None:
+        self.schema = schema
+        self.folder = Path(folder) if folder else data_dir("prompts") / DEFAULT_PROMPT
+        try:
+            self._sources = {
+                part: (self.folder / f"{part}.j2").read_text(encoding="utf-8")
+                for part in ("system", "user")
+            }
+        except OSError as exc:
+            raise ConfigError(
+                f"prompt folder {self.folder} needs system.j2 and user.j2: {exc}"
+            ) from exc
+        env = jinja2.Environment(
+            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
+        )
+        self._templates = {part: env.from_string(src) for part, src in self._sources.items()}
+        schema_text = schema.model_dump_json() if schema is not None else ""
+        digest = hashlib.sha256(
+            (self._sources["system"] + "\0" + self._sources["user"] + "\0" + schema_text).encode()
+        ).hexdigest()
+        self.version = f"{self.folder.name}@{digest[:10]}"
+
+    def render(self, batch: Batch, model: UserModel, *, max_records: int = 12,
+               max_record_tokens: int = 600) -> Messages:
+        """Messages for one batch; the model slice is bounded by count and tokens."""
+        known = select_known_records(batch, model, limit=max_records, max_tokens=max_record_tokens)
+        system = self._templates["system"].render(max_records=MAX_RECORDS,
+                                                  schema=self.schema).strip()
+        user = self._templates["user"].render(
+            known_records=[
+                {"id": r.id, "kind": r.kind, "statement": neutralise(r.statement)} for r in known
+            ],
+            items=[_item_view(item) for item in batch.items],
+        ).strip()
+        return Messages(system, user, self.version, frozenset(r.id for r in known))
+
+
+def _item_view(item: BatchItem) -> dict[str, Any]:
+    body = item.text if item.text is not None else item.describe()
+    if item.text is not None and item.properties:
+        body = f"{item.text} ({', '.join(f'{k}={v}' for k, v in sorted(item.properties.items()))})"
+    return {
+        "id": item.ref,
+        "also": ",".join(item.event_ids[1:]),
+        "type": neutralise(item.type),
+        "at": item.first_at.isoformat().replace("+00:00", "Z"),
+        "context": neutralise(item.context) if item.context else None,
+        "body": neutralise(body),
+        "suspicious": looks_like_injection(item.text),
+    }
+
+
+@lru_cache(maxsize=65_536)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(_WORD.findall(text.casefold()))
+
+
+def select_known_records(
+    batch: Batch, model: UserModel, *, limit: int, max_tokens: int
+) -> list[Record]:
+    """The at most `limit` active records most related to this batch, within a token budget.
+
+    Relatedness is word overlap with the batch's text and context tags, then confidence;
+    this keeps the prompt's size flat however large the model grows.
+    """
+    active = [r for r in model.records if r.status == "active"]
+    if not active or limit <= 0:
+        return []
+    batch_words: set[str] = set()
+    for item in batch.items:
+        batch_words |= _words(item.text or item.describe())
+        if item.context:
+            batch_words |= _words(item.context)
+
+    def rank(r: Record) -> tuple[int, float, str]:
+        overlap = len(_words(r.statement) & batch_words) + len(_words(r.context) & batch_words)
+        return (-overlap, -r.confidence, r.id)
+
+    chosen: list[Record] = []
+    used = 0
+    # nsmallest keeps this linear in the model's size: only the best few are ever sorted.
+    for record in heapq.nsmallest(limit * 4, active, key=rank):
+        cost = estimate_tokens(record.id + record.statement) + 4
+        if len(chosen) >= limit or used + cost > max_tokens:
+            break
+        chosen.append(record)
+        used += cost
+    return sorted(chosen, key=lambda r: r.id)
+

@@ -1,0 +1,83 @@
+"""In-memory store: the reference semantics of the Store protocol, for tests and demos."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from doxa.errors import StoreConflictError
+from doxa.events import Event
+from doxa.records import Change, UserModel
+
+
+class MemoryStore:
+    """Dicts behind a lock; models are frozen, so handing them out shares nothing mutable."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, UserModel] = {}
+        self._events: dict[str, dict[str, Event]] = {}
+        self._ledger: dict[str, set[str]] = {}
+        self._cache: dict[str, tuple[str, str]] = {}
+        self._lock = asyncio.Lock()
+
+    async def load(self, user_id: str) -> UserModel:
+        model = self._models.get(user_id) or UserModel(user_id=user_id)
+        stored = self._events.get(user_id, {})
+        cited = {e.event_id for r in model.records for e in r.evidence}
+        return model.model_copy(update={"events": {k: v for k, v in stored.items() if k in cited}})
+
+    async def processed(self, user_id: str, event_ids: Iterable[str]) -> set[str]:
+        seen = self._ledger.get(user_id, set())
+        return {e for e in event_ids if e in seen}
+
+    async def commit(self, model: UserModel, *, expected_version: int,
+                     changes: Sequence[Change], events: Sequence[Event],
+                     processed_ids: Sequence[str]) -> int:
+        async with self._lock:
+            user = model.user_id
+            current = self._models.get(user)
+            found = current.version if current else 0
+            if found != expected_version:
+                raise StoreConflictError(user, expected_version, found)
+            # Build everything first, then swap it in: a failure leaves nothing half-written.
+            new = model.model_copy(update={"version": found + 1, "events": {}})
+            new_events = {**self._events.get(user, {}), **{e.id: e for e in events}}
+            new_ledger = self._ledger.get(user, set()) | set(processed_ids)
+            self._models[user], self._events[user], self._ledger[user] = (
+                new, new_events, new_ledger)
+            return new.version
+
+    async def events(self, user_id: str, event_ids: Iterable[str]) -> dict[str, Event]:
+        stored = self._events.get(user_id, {})
+        return {e: stored[e] for e in event_ids if e in stored}
+
+    async def users(self) -> list[str]:
+        return sorted(set(self._models) | set(self._ledger))
+
+    async def delete_user(self, user_id: str) -> None:
+        async with self._lock:
+            self._models.pop(user_id, None)
+            self._events.pop(user_id, None)
+            self._ledger.pop(user_id, None)
+            for key in [k for k, (owner, _) in self._cache.items() if owner == user_id]:
+                del self._cache[key]
+
+    async def export_user(self, user_id: str) -> dict[str, Any]:
+        model = await self.load(user_id)
+        return {
+            "user_id": user_id, "version": model.version,
+            "records": [r.model_dump(mode="json") for r in model.records],
+            "events": [e.model_dump(mode="json") for e in self._events.get(user_id, {}).values()],
+            "ledger": sorted(self._ledger.get(user_id, set())),
+        }
+
+    async def cache_get(self, key: str) -> str | None:
+        hit = self._cache.get(key)
+        return hit[1] if hit else None
+
+    async def cache_put(self, key: str, user_id: str, value: str) -> None:
+        self._cache[key] = (user_id, value)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,222 @@
+"""PostgreSQL store: for several processes or machines sharing one set of user models.
+
+The same tables and the same single-transaction commit as SQLite; optimistic concurrency
+through a version row per user, locked (`SELECT ... FOR UPDATE`) and checked inside the
+commit's transaction, so two workers never lose an update: the loser gets
+`StoreConflictError`, and the engine reloads and merges again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from doxa.errors import StoreConflictError, StoreError
+from doxa.events import Event
+from doxa.records import Change, Record, UserModel
+from doxa.store.sqlite import USER_TABLES, content_hash
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS doxa_schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, version BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+  user_id TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+  context TEXT NOT NULL, confidence DOUBLE PRECISION NOT NULL, statement TEXT NOT NULL,
+  content_hash TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (user_id, record_id));
+CREATE TABLE IF NOT EXISTS evidence (
+  user_id TEXT NOT NULL, record_id TEXT NOT NULL, event_id TEXT NOT NULL,
+  polarity TEXT NOT NULL, basis TEXT NOT NULL, quote TEXT NOT NULL, observed_at TEXT NOT NULL,
+  batch_id TEXT NOT NULL, PRIMARY KEY (user_id, record_id, event_id),
+  FOREIGN KEY (user_id, record_id) REFERENCES records (user_id, record_id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS revisions (
+  user_id TEXT NOT NULL, record_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
+  PRIMARY KEY (user_id, record_id, seq),
+  FOREIGN KEY (user_id, record_id) REFERENCES records (user_id, record_id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS events (
+  user_id TEXT NOT NULL, event_id TEXT NOT NULL, data TEXT NOT NULL,
+  PRIMARY KEY (user_id, event_id));
+CREATE TABLE IF NOT EXISTS ledger (
+  user_id TEXT NOT NULL, event_id TEXT NOT NULL, processed_at TEXT NOT NULL,
+  PRIMARY KEY (user_id, event_id));
+CREATE TABLE IF NOT EXISTS cache (
+  key TEXT PRIMARY KEY, user_id TEXT NOT NULL, value TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS cache_user ON cache (user_id);
+"""
+
+
+class PostgresStore:
+    """`PostgresStore("postgresql://user@host/db")`; the pool opens on first use."""
+
+    def __init__(self, url: str, *, max_connections: int = 8) -> None:
+        self.url = url
+        self._pool = AsyncConnectionPool(url, min_size=1, max_size=max_connections,
+                                         open=False, kwargs={"autocommit": True})
+        self._ready = False
+        self._opening = asyncio.Lock()
+
+    async def _conn(self) -> AsyncConnectionPool:
+        if self._ready:
+            return self._pool
+        async with self._opening:
+            await self._open()
+        return self._pool
+
+    async def _open(self) -> None:
+        if not self._ready:
+            try:
+                await self._pool.open(wait=True, timeout=15)
+                async with self._pool.connection() as conn:
+                    await conn.execute("SELECT pg_advisory_lock(4242)")
+                    try:
+                        for statement in filter(str.strip, SCHEMA.split(";")):
+                            await conn.execute(statement)
+                    finally:
+                        await conn.execute("SELECT pg_advisory_unlock(4242)")
+            except Exception as exc:
+                raise StoreError(f"cannot open PostgreSQL store {self.url}: {exc}") from exc
+            self._ready = True
+
+    async def load(self, user_id: str) -> UserModel:
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            row = await (await conn.execute(
+                "SELECT version FROM users WHERE user_id = %s", (user_id,))).fetchone()
+            rows = await (await conn.execute(
+                "SELECT data FROM records WHERE user_id = %s ORDER BY record_id",
+                (user_id,))).fetchall()
+            records = tuple(Record.model_validate_json(r[0]) for r in rows)
+            cited = sorted({e.event_id for r in records for e in r.evidence})
+            events = await _select_events(conn, user_id, cited)
+        return UserModel(user_id=user_id, records=records, version=int(row[0]) if row else 0,
+                         events=events)
+
+    async def processed(self, user_id: str, event_ids: Iterable[str]) -> set[str]:
+        ids = list(event_ids)
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT event_id FROM ledger WHERE user_id = %s AND event_id = ANY(%s)",
+                (user_id, ids))).fetchall()
+        return {r[0] for r in rows}
+
+    async def commit(self, model: UserModel, *, expected_version: int,
+                     changes: Sequence[Change], events: Sequence[Event],
+                     processed_ids: Sequence[str]) -> int:
+        pool = await self._conn()
+        now = datetime.now(UTC).isoformat()
+        user = model.user_id
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute("INSERT INTO users VALUES (%s, 0) ON CONFLICT DO NOTHING",
+                               (user,))
+            row = await (await conn.execute(
+                "SELECT version FROM users WHERE user_id = %s FOR UPDATE", (user,))).fetchone()
+            found = int(row[0]) if row else 0
+            if found != expected_version:
+                raise StoreConflictError(user, expected_version, found)
+            await _write_records(conn, model)
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO events VALUES (%s, %s, %s) ON CONFLICT (user_id, event_id) "
+                    "DO UPDATE SET data = excluded.data",
+                    [(user, e.id, e.model_dump_json()) for e in events])
+                await cur.executemany(
+                    "INSERT INTO ledger VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(user, eid, now) for eid in processed_ids])
+            await conn.execute("UPDATE users SET version = %s WHERE user_id = %s",
+                               (found + 1, user))
+        return found + 1
+
+    async def events(self, user_id: str, event_ids: Iterable[str]) -> dict[str, Event]:
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            return await _select_events(conn, user_id, list(event_ids))
+
+    async def users(self) -> list[str]:
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT user_id FROM users UNION SELECT user_id FROM ledger ORDER BY 1"
+            )).fetchall()
+        return [r[0] for r in rows]
+
+    async def delete_user(self, user_id: str) -> None:
+        pool = await self._conn()
+        async with pool.connection() as conn, conn.transaction():
+            for table in USER_TABLES:
+                await conn.execute(f"DELETE FROM {table} WHERE user_id = %s",
+                                   (user_id,))
+
+    async def export_user(self, user_id: str) -> dict[str, Any]:
+        model = await self.load(user_id)
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            events = await (await conn.execute(
+                "SELECT data FROM events WHERE user_id = %s ORDER BY event_id",
+                (user_id,))).fetchall()
+            ledger = await (await conn.execute(
+                "SELECT event_id FROM ledger WHERE user_id = %s ORDER BY event_id",
+                (user_id,))).fetchall()
+        return {"user_id": user_id, "version": model.version,
+                "records": [r.model_dump(mode="json") for r in model.records],
+                "events": [json.loads(e[0]) for e in events], "ledger": [r[0] for r in ledger]}
+
+    async def cache_get(self, key: str) -> str | None:
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            row = await (await conn.execute("SELECT value FROM cache WHERE key = %s",
+                                            (key,))).fetchone()
+        return str(row[0]) if row else None
+
+    async def cache_put(self, key: str, user_id: str, value: str) -> None:
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO cache VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
+                "value = excluded.value, user_id = excluded.user_id",
+                (key, user_id, value, datetime.now(UTC).isoformat()))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+async def _select_events(conn: AsyncConnection[Any], user_id: str,
+                         ids: Sequence[str]) -> dict[str, Event]:
+    rows = await (await conn.execute(
+        "SELECT event_id, data FROM events WHERE user_id = %s AND event_id = ANY(%s)",
+        (user_id, list(ids)))).fetchall()
+    return {r[0]: Event.model_validate_json(r[1]) for r in rows}
+
+
+async def _write_records(conn: AsyncConnection[Any], model: UserModel) -> None:
+    """Insert new, replace changed and delete removed records; leave the rest untouched."""
+    user = model.user_id
+    stored = dict(await (await conn.execute(
+        "SELECT record_id, content_hash FROM records WHERE user_id = %s", (user,))).fetchall())
+    current = {r.id: r for r in model.records}
+    gone = sorted(set(stored) - set(current))
+    if gone:
+        await conn.execute("DELETE FROM records WHERE user_id = %s AND record_id = ANY(%s)",
+                           (user, gone))
+    async with conn.cursor() as cur:
+        for record in current.values():
+            digest = content_hash(record)
+            if stored.get(record.id) == digest:
+                continue
+            await cur.execute("DELETE FROM records WHERE user_id = %s AND record_id = %s",
+                              (user, record.id))
+            await cur.execute(
+                "INSERT INTO records VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (user, record.id, record.kind, record.status, record.context,
+                 record.confidence, record.statement, digest, record.model_dump_json()))
+            await cur.executemany("INSERT INTO evidence VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", [
+                (user, record.id, e.event_id, e.polarity, e.basis, e.quote,
+                 e.observed_at.isoformat(), e.batch_id) for e in record.evidence])
+            await cur.executemany("INSERT INTO revisions VALUES (%s, %s, %s, %s)", [
+                (user, record.id, i, rev.model_dump_json())
+                for i, rev in enumerate(record.history)])

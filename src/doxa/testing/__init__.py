@@ -1,0 +1,1 @@
+"""Test and benchmark tools shipped with doxa (a fake provider on loopback); not for production."""

@@ -1,0 +1,53 @@
+"""The whole path against recorded real-model traffic (tests/cassettes/, replayed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from doxa.events import load_file
+from doxa.resources import data_dir
+
+pytestmark = pytest.mark.recorded
+
+DEMO = data_dir("demo") / "events.jsonl"
+PROMPTS = Path(__file__).parent / "prompts"
+RecordedEngine = Any  # the conftest fixture: async context manager factory
+
+
+async def test_demo_events_become_records_with_evidence_and_reingest_changes_nothing(
+    recorded_engine: RecordedEngine,
+) -> None:
+    events = load_file(DEMO).events
+    async with recorded_engine("engine_demo") as engine:
+        first = await engine.ingest("demo-user", events)
+        model = await engine.model("demo-user")
+        again = await engine.ingest("demo-user", events)
+        assert await engine.model("demo-user") == model
+    assert first.llm_calls >= 1 and first.input_tokens > 0 and first.output_tokens > 0
+    assert again.llm_calls == 0 and again.events_new == 0 and again.changes == []
+    assert len(model.active()) >= 2
+    shown = {e.id for e in events if e.type not in {"heartbeat", "scroll"}}
+    for record in model.records:
+        assert 0.0 < record.confidence < 1.0
+        assert record.evidence and {e.event_id for e in record.evidence} <= shown
+        assert record.prompt_version == engine.prompt_version
+        assert model.explain(record.id).evidence[0].event is not None
+
+
+async def test_evidence_outside_the_batch_is_reasked_and_dropped_when_still_wrong(
+    recorded_engine: RecordedEngine,
+) -> None:
+    events = load_file(DEMO).events
+    async with recorded_engine("engine_cite_missing",
+                               prompt_dir=PROMPTS / "cite_missing") as engine:
+        result = await engine.ingest("demo-user", events)
+        model = await engine.model("demo-user")
+    assert result.llm_calls == 3  # the first answer and two re-asks
+    assert result.dropped, "the still-invalid records are dropped and counted"
+    for dropped in result.dropped:
+        assert "is not in this batch; valid ids are d01" in " ".join(dropped.reasons)
+    cited = {e.event_id for r in model.records for e in r.evidence}
+    assert cited <= {e.id for e in events}

@@ -1,0 +1,97 @@
+"""Model schemas: validated files, schema-shaped extraction and typed answers for delivery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builders import NOW, batch, chat
+from doxa.llm_schema import ValidationContext, extraction_model, split_valid
+from doxa.merge import merge
+from doxa.records import UserModel
+from doxa.resources import data_dir
+from doxa.schema import SchemaError, load_schema
+
+STARTER = data_dir("schemas") / "b2b_saas.yaml"
+
+
+def test_the_starter_schema_is_valid_and_declares_extra_kinds() -> None:
+    schema = load_schema(STARTER)
+    assert schema.dimension("communication_style").values == ("bullets", "narrative")  # type: ignore[union-attr]
+    assert {"constraint", "motivation"} <= set(schema.all_kinds)
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("dimensions:\n  - name: style\n    description: how they like answers\n    values: []\n",
+     4, "at least one value"),
+    ("dimensions:\n  - name: style\n    descripton: typo\n", 2, "description: is required"),
+    ("dimensions:\n  - name: a_b\n    description: fine one\n  - name: Bad Name\n"
+     "    description: x y z\n", 4, "name"),
+    ("dimensions:\n  - name: s\n    description: [unclosed\n", 4, "not valid YAML"),
+    ("dimensions:\n  - name: pay\n    description: payback rule\n    kinds: [constraint]\n",
+     1, "undeclared kind"),
+    ("version: 1\n", 1, "dimensions: is required"),
+])
+def test_a_malformed_schema_is_refused_naming_the_line_and_the_problem(
+    tmp_path: Path, text: str, line: int, words: str,
+) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text(text)
+    with pytest.raises(SchemaError) as exc:
+        load_schema(path)
+    assert exc.value.line == line and words in str(exc.value)
+
+
+def test_toml_schemas_load_too(tmp_path: Path) -> None:
+    path = tmp_path / "schema.toml"
+    path.write_text('[[dimensions]]\nname = "style"\ndescription = "answers"\n'
+                    'values = ["bullets", "narrative"]\n')
+    assert load_schema(path).dimensions[0].closed
+
+
+def _proposals(*records: dict[str, object]):  # type: ignore[no-untyped-def]
+    model = extraction_model(load_schema(STARTER))
+    return model.model_validate({"notes": "", "records": list(records)}).records
+
+
+def record(dimension: str, value: str | None, event: str = "e1", kind: str = "preference",
+           statement: str = "Prefers short bullet answers") -> dict[str, object]:
+    return {"kind": kind, "statement": statement, "context": "communication",
+            "dimension": dimension, "value": value, "basis": "explicit",
+            "evidence": [{"event_id": event}]}
+
+
+def test_a_value_outside_a_closed_set_and_records_outside_the_schema_are_dropped() -> None:
+    b = batch(chat("e1", "bullets please"), chat("e2", "I love hiking"))
+    ctx = ValidationContext(batch=b, known_record_ids=frozenset(), schema=load_schema(STARTER))
+    extraction = extraction_model(ctx.schema).model_validate({"notes": "", "records": [
+        record("communication_style", "bullets"), record("communication_style", "expert"),
+        record("other", None, "e2", "belief", "Likes hiking")]})
+    kept, dropped = split_valid(extraction, ctx)
+    assert [(r.dimension, r.value) for r in kept] == [("communication_style", "bullets")]  # type: ignore[attr-defined]
+    assert "choose one of bullets, narrative" in dropped[0].reasons[0]
+    assert "outside the schema" in dropped[1].reasons[0]
+
+
+def test_typed_answers_with_fallback_and_a_new_closed_value_supersedes_the_old() -> None:
+    b1 = batch(chat("e1", "bullets please"), chat("e2", "short answers, bullet points"))
+    model = merge(UserModel(user_id="u1"),
+                  _proposals(record("communication_style", "bullets", "e1"),
+                             record("communication_style", "bullets", "e2")),
+                  b1, now=NOW, prompt_version="p").model
+    answer = model.value("communication_style")
+    assert (answer.value, answer.fallback, answer.evidence) == ("bullets", False, ["e1", "e2"])
+    assert model.value("depth", default="beginner").fallback
+    assert model.value("communication_style", min_confidence=0.99, default="narrative"
+                       ).value == "narrative"
+    b2 = batch(chat("e3", "walk me through it in full sentences", day=30),
+               chat("e4", "prose please, not bullets", day=30))
+    later = merge(model, _proposals(
+        record("communication_style", "narrative", "e3", statement="Prefers narrative prose"),
+        record("communication_style", "narrative", "e4", statement="Prefers narrative prose")),
+        b2, now=NOW, prompt_version="p").model
+    assert later.value("communication_style").value == "narrative"
+    assert list(later.dimensions()) == ["communication_style"]
+    old = next(r for r in later.records if r.value == "bullets")
+    assert old.status == "superseded"

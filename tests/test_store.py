@@ -1,0 +1,149 @@
+"""One suite for every store: memory, SQLite and PostgreSQL behave the same.
+
+PostgreSQL runs against `DOXA_TEST_POSTGRES_URL` (`.ci/run` starts a throwaway cluster with
+scripts/pg-test-cluster.sh); without it the postgres cases skip locally and fail in CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from builders import NOW, batch, chat, said
+from doxa.errors import StoreConflictError
+from doxa.merge import merge
+from doxa.records import UserModel
+from doxa.store import Store, open_store
+
+PG_URL = os.environ.get("DOXA_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "postgres" and not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set DOXA_TEST_POSTGRES_URL (scripts/pg-test-cluster.sh)")
+        pytest.skip("no DOXA_TEST_POSTGRES_URL")
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'doxa.db'}",
+           "postgres": PG_URL or ""}[request.param]
+    opened = open_store(url)
+    yield opened
+    await opened.close()
+
+
+def user() -> str:
+    return f"u-{uuid.uuid4().hex[:8]}"  # postgres is shared between tests
+
+
+def model_for(user_id: str) -> tuple[UserModel, list[str], list]:  # type: ignore[type-arg]
+    b = batch(chat("e1", "We need SOC 2 Type II, secret-marker-xyz", user=user_id),
+              chat("e2", "and SAML SSO", user=user_id))
+    result = merge(UserModel(user_id=user_id),
+                   [said("goal", "Needs a SOC 2 report", "e1"),
+                    said("goal", "Wants SAML single sign-on", "e2")], b, now=NOW,
+                   prompt_version="p@1")
+    return result.model, list(b.events), list(b.events.values())
+
+
+async def test_round_trip_with_evidence_history_events_and_ledger(store: Store) -> None:
+    u = user()
+    model, ids, events = model_for(u)
+    assert await store.commit(model, expected_version=0, changes=[], events=events,
+                              processed_ids=ids) == 1
+    loaded = await store.load(u)
+    assert loaded.records == model.records and loaded.version == 1
+    assert set(loaded.events) == {"e1", "e2"}
+    assert await store.processed(u, ["e1", "e2", "e9"]) == {"e1", "e2"}
+    assert u in await store.users()
+    assert (await store.events(u, ["e2"]))["e2"].text == "and SAML SSO"
+
+
+async def test_a_stale_version_conflicts_and_writes_nothing(store: Store) -> None:
+    u = user()
+    model, ids, events = model_for(u)
+    await store.commit(model, expected_version=0, changes=[], events=events, processed_ids=ids)
+    changed = model.with_records(model.records[:1])
+    with pytest.raises(StoreConflictError):
+        await store.commit(changed, expected_version=0, changes=[], events=[],
+                           processed_ids=["e7"])
+    assert len((await store.load(u)).records) == 2
+    assert await store.processed(u, ["e7"]) == set()
+
+
+async def test_two_concurrent_writers_on_one_version_exactly_one_wins(store: Store) -> None:
+    u = user()
+    model, ids, events = model_for(u)
+    outcomes = await asyncio.gather(*(store.commit(model, expected_version=0, changes=[],
+                                                   events=events, processed_ids=ids)
+                                      for _ in range(4)), return_exceptions=True)
+    assert sum(isinstance(o, int) for o in outcomes) == 1
+    assert sum(isinstance(o, StoreConflictError) for o in outcomes) == 3
+
+
+async def test_a_failed_commit_leaves_nothing_behind(store: Store) -> None:
+    u = user()
+    model, ids, events = model_for(u)
+
+    class Exploding(list):  # type: ignore[type-arg]
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            yield "e1"
+            raise RuntimeError("killed mid-commit")
+
+    with pytest.raises(RuntimeError):
+        await store.commit(model, expected_version=0, changes=[], events=events,
+                           processed_ids=Exploding())
+    loaded = await store.load(u)
+    assert (loaded.version, loaded.records) == (0, ())
+    assert await store.processed(u, ids) == set()
+
+
+async def test_delete_user_erases_every_row_and_cached_answer_and_spares_others(
+    store: Store,
+) -> None:
+    u, other = user(), user()
+    for who in (u, other):
+        model, ids, events = model_for(who)
+        await store.commit(model, expected_version=0, changes=[], events=events,
+                           processed_ids=ids)
+        await store.cache_put(f"k-{who}", who, "cached secret-marker-xyz")
+    await store.delete_user(u)
+    exported = await store.export_user(u)
+    assert exported["records"] == [] and exported["events"] == [] and exported["ledger"] == []
+    assert await store.cache_get(f"k-{u}") is None
+    assert u not in await store.users()
+    assert len((await store.load(other)).records) == 2
+    assert await store.cache_get(f"k-{other}") == "cached secret-marker-xyz"
+
+
+async def test_export_holds_records_events_and_ledger(store: Store) -> None:
+    u = user()
+    model, ids, events = model_for(u)
+    await store.commit(model, expected_version=0, changes=[], events=events, processed_ids=ids)
+    exported = await store.export_user(u)
+    assert exported["version"] == 1 and sorted(exported["ledger"]) == ["e1", "e2"]
+    assert {r["statement"] for r in exported["records"]} == {"Needs a SOC 2 report",
+                                                              "Wants SAML single sign-on"}
+    assert len(exported["records"][0]["history"]) == 1 and len(exported["events"]) == 2
+
+
+async def test_sqlite_delete_leaves_no_text_of_the_user_in_any_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "scan.db"
+    store = open_store(f"sqlite:///{path}")
+    u = "u-scan"
+    model, ids, events = model_for(u)
+    await store.commit(model, expected_version=0, changes=[], events=events, processed_ids=ids)
+    await store.cache_put("k", u, "secret-marker-xyz")
+    await store.delete_user(u)
+    await store.close()
+    db = sqlite3.connect(path)
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    for table in tables:
+        for row in db.execute(f"SELECT * FROM {table}"):
+            assert u not in repr(row) and "secret-marker-xyz" not in repr(row), table
