@@ -146,17 +146,12 @@ class Engine:
                      *, skip_invalid: bool = False) -> IngestResult:
         """Extract from the events not seen before and merge them into the user's model."""
         started = time.perf_counter()
-        accepted = _own_events(user_id, events, skip_invalid)
+        received, fresh, batches = await self._fresh(user_id, events, skip_invalid)
         result = IngestResult(user_id=user_id, model=self.spec.label,
-                              prompt_version=self.prompt_version, events_received=len(accepted))
-        seen = await self.store.processed(user_id, (e.id for e in accepted))
-        fresh = [e for e in accepted if e.id not in seen]
-        if self._redact is not None:  # before any text reaches the LLM or the store
-            fresh = [redact_event(e, self._redact) for e in fresh]
-        result.events_new = len(fresh)
+                              prompt_version=self.prompt_version, events_received=received,
+                              events_new=len(fresh))
         if not fresh:
             return result
-        batches = make_batches(user_id, fresh, self.relevance)
         now = self._clock()
         model = await self.store.load(user_id)
         base_version = model.version
@@ -169,6 +164,50 @@ class Engine:
         await self._commit(user_id, model, base_version, changes, batches, outcomes, now, result)
         result.cost_usd = self.spec.cost(result.input_tokens, result.output_tokens)
         result.latency_s = time.perf_counter() - started
+        return result
+
+    async def _fresh(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
+                     skip_invalid: bool) -> tuple[int, list[Event], list[Batch]]:
+        """Events received; those not processed before, redacted; and their batches."""
+        accepted = _own_events(user_id, events, skip_invalid)
+        seen = await self.store.processed(user_id, (e.id for e in accepted))
+        fresh = [e for e in accepted if e.id not in seen]
+        if self._redact is not None:  # before any text reaches the LLM or the store
+            fresh = [redact_event(e, self._redact) for e in fresh]
+        return len(accepted), fresh, make_batches(user_id, fresh, self.relevance) if fresh else []
+
+    async def pending_batches(self, user_id: str,
+                              events: Iterable[Event | Mapping[str, Any]]) -> list[Batch]:
+        """The batches `ingest` would extract now: unprocessed events, redacted, in order.
+
+        For callers that extract elsewhere (a provider's batch API): cutting is prefix-stable,
+        so after the first batch is merged the next call returns the rest, unchanged.
+        """
+        return (await self._fresh(user_id, events, False))[2]
+
+    async def merge_batch(self, batch: Batch, outcome: ExtractionOutcome | None) -> IngestResult:
+        """Merge one batch's extraction made elsewhere into the stored model and commit it.
+
+        The same merge and the same all-or-nothing commit as `ingest` (a concurrent writer is
+        handled by reloading and merging again); `outcome` None marks a batch without signal
+        as processed. A batch whose events are all processed already changes nothing.
+        """
+        result = IngestResult(user_id=batch.user_id, model=self.spec.label,
+                              prompt_version=self.prompt_version, batches=1,
+                              events_received=len(batch.events))
+        if await self.store.processed(batch.user_id, batch.events) == set(batch.events):
+            return result  # merged before (a resumed run): the ledger says so
+        result.events_new = len(batch.events)
+        if outcome is None:
+            result.batches_without_signal = 1
+        else:
+            _account(result, outcome)
+        now = self._clock()
+        model = await self.store.load(batch.user_id)
+        base_version = model.version
+        model, changes = self._merge(model, [], batch, outcome, now)
+        await self._commit(batch.user_id, model, base_version, changes, [batch], [outcome], now,
+                           result)
         return result
 
     async def _extract(self, batch: Batch, model: UserModel,

@@ -262,6 +262,67 @@ class Extractor:
         finally:
             VALIDATION.reset(token)
 
+    # -- the two halves of a call, for answers obtained elsewhere (a provider's batch API) --
+
+    def request_body(self, batch: Batch, messages: Messages) -> dict[str, Any]:
+        """The JSON body the online path would send for this batch, for a batch API line.
+
+        Built by instructor's own request handler from the same messages, response model and
+        settings as `extract`, so a batched request asks exactly what an online one asks (the
+        client-side timeout is not part of the body and is left out).
+        """
+        from instructor.v2.core.response_model import prepare_response_model
+
+        handlers = self._handlers()
+        kwargs = self._request(messages)
+        kwargs.pop("timeout", None)
+        _, body = handlers.request_handler(
+            response_model=prepare_response_model(self._model_for(batch)), kwargs=kwargs)
+        if handlers.message_converter is not None and "messages" in body:
+            body["messages"] = handlers.message_converter(body["messages"],
+                                                          autodetect_images=False)
+        return dict(body)
+
+    def parse_answer(self, batch: Batch, known_record_ids: frozenset[str],
+                     response: Any) -> ExtractionOutcome:
+        """Validate one answer obtained outside `extract` exactly as an online answer.
+
+        `response` is the SDK's own object (`ChatCompletion` or Anthropic `Message`). The same
+        parser, `ValidationContext` and `split_valid` apply; only the re-ask is impossible, so
+        a record that fails validation is dropped and counted, and an answer that does not
+        parse at all raises `ExtractionValidationError`. The at-least-one-record nudge only
+        exists to trigger a re-ask, so an empty answer is accepted here as "nothing new".
+        """
+        ctx = ValidationContext(batch=batch, known_record_ids=known_record_ids,
+                                schema=self.schema)
+        usage = _Usage()
+        usage.add(response)
+        token = VALIDATION.set(ctx)
+        try:
+            extraction: Extraction = self._handlers().response_parser(
+                response=response, response_model=self.response_model, validation_context=None,
+                strict=True, stream=False, is_async=True)
+        except Exception as exc:
+            if not ctx.attempts:
+                raise ExtractionValidationError(batch.id, _reasons(exc)) from exc
+            extraction = ctx.attempts[-1]  # parsed, but some records failed: split_valid drops
+        finally:
+            VALIDATION.reset(token)
+        kept, dropped = split_valid(extraction, ctx)
+        return ExtractionOutcome(batch.id, kept, dropped, calls=usage.calls,
+                                 input_tokens=usage.input_tokens,
+                                 output_tokens=usage.output_tokens)
+
+    def _handlers(self) -> Any:
+        """instructor's TOOLS-mode handlers for this client's provider (request and parse)."""
+        from instructor import Mode
+        from instructor.v2.core.providers import Provider
+        from instructor.v2.core.registry import mode_registry
+
+        default = Provider.ANTHROPIC if self.spec.wire == "anthropic" else Provider.OPENAI
+        provider = getattr(self.client, "provider", None) or default
+        return mode_registry.get_handlers(provider, getattr(self.client, "mode", Mode.TOOLS))
+
     def _request(self, messages: Messages) -> dict[str, Any]:
         if self.spec.wire == "anthropic":
             # Static system text first, marked cacheable: provider prompt caching applies.

@@ -32,6 +32,9 @@ PRICES: dict[str, tuple[float, float]] = {
     "claude-opus-4-1": (15.00, 75.00),
 }
 
+BATCH_DISCOUNT = 0.5
+"""OpenAI's Batch API and Anthropic's Message Batches bill half the online price per token."""
+
 OLLAMA_DEFAULT = "http://localhost:11434/v1"
 
 
@@ -48,8 +51,10 @@ class ProviderSpec:
     def label(self) -> str:
         return f"{self.name}/{self.model}"
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float | None:
-        """USD for these tokens, 0 for a local server, None when the price is unknown."""
+    def cost(self, input_tokens: int, output_tokens: int, *,
+             batch: bool = False) -> float | None:
+        """USD for these tokens, 0 for a local server, None when the price is unknown;
+        `batch` applies the batch APIs' discount."""
         if self.name == "ollama" or _is_loopback(self.base_url):
             return 0.0
         price = PRICES.get(self.model) or next(
@@ -57,7 +62,8 @@ class ProviderSpec:
         )
         if price is None:
             return None
-        return round((input_tokens * price[0] + output_tokens * price[1]) / 1_000_000, 9)
+        factor = BATCH_DISCOUNT if batch else 1.0
+        return round(factor * (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000, 9)
 
 
 def _is_loopback(url: str | None) -> bool:
