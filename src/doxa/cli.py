@@ -20,6 +20,7 @@ from doxa.errors import DoxaError
 from doxa.eval.cli import app as eval_app
 from doxa.render import history_table, model_table, print_explanation
 from doxa.schema import load_schema, starter_schema_text
+from doxa.server.command import serve
 from doxa.spool import UserSpool
 
 T = TypeVar("T")
@@ -29,6 +30,7 @@ app.add_typer(eval_app, name="eval", help="Score extraction against labelled fix
 schema_app = typer.Typer(help="Model schemas: declare the dimensions worth knowing.",
                          no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+app.command("serve")(serve)  # FastAPI and uvicorn load inside it: the `server` extra
 # Tables stay readable when piped or captured (rich would otherwise assume 80 columns).
 console = Console(width=None if Console().is_terminal else 140)
 err_console = Console(stderr=True)

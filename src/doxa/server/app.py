@@ -1,0 +1,74 @@
+"""`create_app(engine, keys)`: the FastAPI application behind `doxa serve`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from doxa import __version__
+from doxa.engine import Engine
+from doxa.server import problems
+from doxa.server.auth import KeyRing
+from doxa.server.gate import Gate
+from doxa.server.routes import IngestSlots, ServerState, build_router
+from doxa.server.settings import ServerLimits
+
+DESCRIPTION = """\
+doxa's user models over HTTP, for delivery code in any language: ingest a user's events,
+read their beliefs, goals and preferences with confidence and evidence, explain a record,
+and feed delivery outcomes back.
+
+Every `/v1/users/...` call needs an API key, `Authorization: Bearer <key>`. A key belongs
+to one tenant and sees only that tenant's users. Errors are `application/problem+json`.
+"""
+
+
+def create_app(engine: Engine, keys: KeyRing, limits: ServerLimits | None = None, *,
+               close_engine: bool = False) -> FastAPI:
+    """The API over `engine`; `close_engine` closes it when the app shuts down."""
+    limits = limits or ServerLimits()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_engine:
+            await engine.close()
+
+    app = FastAPI(title="doxa", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.doxa = ServerState(engine=engine, limits=limits,
+                                 slots=IngestSlots(limits.max_concurrent_ingests,
+                                                   limits.max_queued_ingests))
+    app.include_router(build_router(limits))
+    problems.install(app)
+    app.add_middleware(Gate, keys=keys, max_body_bytes=limits.max_body_bytes)
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _finish(plain_openapi(), limits)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _finish(doc: dict[str, Any], limits: ServerLimits) -> dict[str, Any]:
+    """State the events-per-request limit; errors are documented as problem+json only."""
+    doc["components"]["schemas"]["EventBatch"]["properties"]["events"]["maxItems"] = (
+        limits.max_events)
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                if status >= "400" and problems.MEDIA_TYPE in response.get("content", {}):
+                    response["content"].pop("application/json", None)
+    return doc
+
+
+def openapi_document(limits: ServerLimits | None = None) -> dict[str, Any]:
+    """The OpenAPI document of a default server (what docs/openapi.json holds)."""
+    app = create_app(Engine(store="memory://"), KeyRing(), limits)
+    return app.openapi()

@@ -1,0 +1,99 @@
+"""The HTTP API's request and response bodies, and its opaque page cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from doxa.events import MAX_TEXT_CHARS
+from doxa.records import Change, Record
+
+# No white space at either end (doxa's Event refuses it), at least one character.
+TRIMMED = r"^\S(?:.*\S)?$"
+
+
+class EventIn(BaseModel):
+    """One thing the user did or said. `user_id` may be left out (the path names the user)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=200, pattern=TRIMMED,
+                    description="unique per user; sending the same event again changes nothing")
+    type: str = Field(min_length=1, max_length=100, pattern=TRIMMED,
+                      examples=["chat_message"])
+    timestamp: AwareDatetime = Field(description="with a time zone, e.g. 2026-03-02T10:00:00Z")
+    text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    context: str | None = Field(default=None, max_length=100)
+    user_id: str | None = Field(default=None, description="if given, must equal the path's")
+
+
+class EventBatch(BaseModel):
+    """A batch of one user's events to ingest."""
+
+    events: list[EventIn] = Field(min_length=1)
+
+
+class OutcomeIn(BaseModel):
+    """What happened when delivery acted on a record."""
+
+    record_id: str = Field(min_length=1, max_length=128)
+    outcome: Literal["engaged", "ignored", "converted", "dismissed"]
+    event_id: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=TRIMMED,
+        description="id of the delivery event; recording the same id twice changes nothing")
+    at: AwareDatetime | None = Field(default=None, description="when it happened; default now")
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutcomeResult(BaseModel):
+    """How the outcome moved the record (empty when it was recorded before)."""
+
+    user_id: str
+    changes: list[Change]
+
+
+class RecordPage(BaseModel):
+    """One page of records, surest first; pass `next_cursor` as `cursor` for the next."""
+
+    user_id: str
+    records: list[Record]
+    next_cursor: str | None = None
+
+
+class ModelPage(RecordPage):
+    """One page of the user's model (all records, ordered by id) and how ready it is."""
+
+    version: int
+    readiness: float = Field(ge=0.0, le=1.0)
+    is_cold: bool = Field(description="too little evidence to personalise on: use defaults")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+SortKey = tuple[float, str]
+
+
+def encode_cursor(listing: str, key: SortKey) -> str:
+    raw = json.dumps([listing, key[0], key[1]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(listing: str, cursor: str) -> SortKey | None:
+    """The sort key a cursor resumes after, or None when it is not one of this listing's."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    if (isinstance(data, list) and len(data) == 3 and data[0] == listing
+            and isinstance(data[1], int | float) and isinstance(data[2], str)):
+        return float(data[1]), data[2]
+    return None
