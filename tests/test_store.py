@@ -147,3 +147,52 @@ async def test_sqlite_delete_leaves_no_text_of_the_user_in_any_table(tmp_path: P
     for table in tables:
         for row in db.execute(f"SELECT * FROM {table}"):
             assert u not in repr(row) and "secret-marker-xyz" not in repr(row), table
+
+
+async def test_sqlite_snapshot_never_serves_another_writers_model(tmp_path: Path) -> None:
+    """Two stores on one file stand for two processes: each must see the other's commits,
+    a delete, and a user re-created to the same version number with other content."""
+    path = f"sqlite:///{tmp_path / 'shared.db'}"
+    a, b = open_store(path), open_store(path)
+    u = "u-shared"
+    model, ids, events = model_for(u)
+    await a.commit(model, expected_version=0, changes=[], events=events, processed_ids=ids)
+    assert len((await a.load(u)).records) == 2  # a now holds a snapshot of version 1
+
+    loaded_by_b = await b.load(u)
+    fewer = loaded_by_b.with_records(loaded_by_b.records[:1])
+    await b.commit(fewer, expected_version=1, changes=[], events=[], processed_ids=[])
+    seen = await a.load(u)
+    assert seen.version == 2 and len(seen.records) == 1
+
+    await b.delete_user(u)
+    assert (await a.load(u)).records == ()
+    again, ids, events = model_for(u)
+    again = again.with_records(again.records[1:])
+    await b.commit(again, expected_version=0, changes=[], events=events, processed_ids=ids)
+    await b.commit(await b.load(u), expected_version=1, changes=[], events=[], processed_ids=[])
+    # a's last snapshot was version 2 with the first record; the new version 2 differs.
+    reread = await a.load(u)
+    assert reread.version == 2
+    assert [r.statement for r in reread.records] == [r.statement for r in again.records]
+    await a.close()
+    await b.close()
+
+
+async def test_sqlite_commit_from_snapshot_writes_what_a_cold_load_reads(tmp_path: Path) -> None:
+    path = f"sqlite:///{tmp_path / 'warm.db'}"
+    warm = open_store(path)
+    u = "u-warm"
+    model, ids, events = model_for(u)
+    await warm.commit(model, expected_version=0, changes=[], events=events, processed_ids=ids)
+    loaded = await warm.load(u)
+    changed = loaded.with_records(
+        (loaded.records[0].model_copy(update={"confidence": 0.9}), *loaded.records[1:]))
+    await warm.commit(changed, expected_version=1, changes=[], events=[], processed_ids=[])
+    cold = open_store(path)
+    from_disk, from_snapshot = await cold.load(u), await warm.load(u)
+    assert from_disk.records == from_snapshot.records
+    assert from_disk.version == from_snapshot.version == 2
+    assert dict(from_disk.events) == dict(from_snapshot.events)
+    await warm.close()
+    await cold.close()

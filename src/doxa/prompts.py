@@ -113,6 +113,12 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(_WORD.findall(text.casefold()))
 
 
+@lru_cache(maxsize=65_536)
+def _record_words(statement: str, context: str) -> frozenset[str]:
+    # Keyed by the two strings themselves, whose hashes Python caches: no new string per call.
+    return _words(statement) | _words(context)
+
+
 def select_known_records(
     batch: Batch, model: UserModel, *, limit: int, max_tokens: int
 ) -> list[Record]:
@@ -121,8 +127,7 @@ def select_known_records(
     Relatedness is word overlap with the batch's text and context tags, then confidence;
     this keeps the prompt's size flat however large the model grows.
     """
-    active = [r for r in model.records if r.status == "active"]
-    if not active or limit <= 0:
+    if limit <= 0:
         return []
     batch_words: set[str] = set()
     for item in batch.items:
@@ -130,14 +135,15 @@ def select_known_records(
         if item.context:
             batch_words |= _words(item.context)
 
-    def rank(r: Record) -> tuple[int, float, str]:
-        overlap = len(_words(r.statement) & batch_words) + len(_words(r.context) & batch_words)
-        return (-overlap, -r.confidence, r.id)
+    # One key tuple per record, built in a single pass (the record's words are cached by
+    # text): the ids are unique, so tuples never fall through to comparing records.
+    keyed = [(-len(_record_words(r.statement, r.context) & batch_words), -r.confidence, r.id, r)
+             for r in model.records if r.status == "active"]
 
     chosen: list[Record] = []
     used = 0
     # nsmallest keeps this linear in the model's size: only the best few are ever sorted.
-    for record in heapq.nsmallest(limit * 4, active, key=rank):
+    for *_, record in heapq.nsmallest(limit * 4, keyed):
         cost = estimate_tokens(record.id + record.statement) + 4
         if len(chosen) >= limit or used + cost > max_tokens:
             break

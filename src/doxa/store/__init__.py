@@ -12,11 +12,24 @@ __all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
 
 def open_store(url: str) -> Store:
     """A store from a URL: `memory://`, `sqlite:///path.db` (or a bare `*.db` path),
-    `postgresql://...` (needs the `doxa[postgres]` extra)."""
+    `postgresql://...` (needs the `doxa[postgres]` extra).
+
+    SQLite takes `?synchronous=full` to fsync every commit; the default, `normal`, survives
+    any crash of the process and keeps the file consistent on power loss, where the last
+    commits may be lost (they are re-derived by ingesting the same events again)."""
     if url == "memory://":
         return MemoryStore()
     if url.startswith("sqlite://") or (("://" not in url) and url.endswith((".db", ".sqlite"))):
-        return SqliteStore(url.removeprefix("sqlite:///").removeprefix("sqlite://") or ":memory:")
+        path, _, query = url.removeprefix("sqlite:///").removeprefix("sqlite://").partition("?")
+        options = dict(part.partition("=")[::2] for part in query.split("&") if part)
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ConfigError(f"unknown SQLite option(s) {sorted(unknown)} in '{url}'; "
+                              "the one option is ?synchronous=normal|full")
+        synchronous = options.get("synchronous", "normal").lower()
+        if synchronous not in ("normal", "full"):
+            raise ConfigError(f"synchronous={synchronous} in '{url}': use normal or full")
+        return SqliteStore(path or ":memory:", synchronous=synchronous)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from doxa.store.postgres import PostgresStore

@@ -22,10 +22,8 @@ class MemoryStore:
         self._lock = asyncio.Lock()
 
     async def load(self, user_id: str) -> UserModel:
-        model = self._models.get(user_id) or UserModel(user_id=user_id)
-        stored = self._events.get(user_id, {})
-        cited = {e.event_id for r in model.records for e in r.evidence}
-        return model.model_copy(update={"events": {k: v for k, v in stored.items() if k in cited}})
+        # Committed models are stored with their cited events already attached (see commit).
+        return self._models.get(user_id) or UserModel(user_id=user_id)
 
     async def processed(self, user_id: str, event_ids: Iterable[str]) -> set[str]:
         seen = self._ledger.get(user_id, set())
@@ -41,8 +39,11 @@ class MemoryStore:
             if found != expected_version:
                 raise StoreConflictError(user, expected_version, found)
             # Build everything first, then swap it in: a failure leaves nothing half-written.
-            new = model.model_copy(update={"version": found + 1, "events": {}})
             new_events = {**self._events.get(user, {}), **{e.id: e for e in events}}
+            cited = {e.event_id for r in model.records for e in r.evidence}
+            new = model.model_copy(update={
+                "version": found + 1,
+                "events": {k: v for k, v in new_events.items() if k in cited}})
             new_ledger = self._ledger.get(user, set()) | set(processed_ids)
             self._models[user], self._events[user], self._ledger[user] = (
                 new, new_events, new_ledger)

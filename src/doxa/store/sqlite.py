@@ -3,6 +3,12 @@
 Each record is kept whole as JSON (what `load` reads) with its evidence and revisions also
 as rows (what SQL, audits and `delete_user` scans see). A commit writes only the records
 whose content changed, so its cost follows the change, not the size of the model.
+
+Parsing a large model on every ingest would dominate doxa's own overhead, so the store keeps
+the last model it loaded or committed per user (a bounded LRU) together with each record's
+content hash. A load reuses it only when the user's row still carries the same version *and*
+commit id, which every commit from any process replaces: another process's write, a delete
+or a re-created user can never be served from a stale snapshot.
 """
 
 from __future__ import annotations
@@ -12,10 +18,12 @@ import hashlib
 import json
 import sqlite3
 import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from doxa.errors import StoreConflictError, StoreError
 from doxa.events import Event
@@ -50,6 +58,16 @@ CREATE TABLE IF NOT EXISTS cache (
 CREATE INDEX IF NOT EXISTS cache_user ON cache (user_id);
 """
 USER_TABLES = ("records", "evidence", "revisions", "events", "ledger", "cache", "users")
+SNAPSHOT_USERS = 256
+
+
+class _Snapshot(NamedTuple):
+    """A model as committed, with the content hash of each of its record objects."""
+
+    version: int
+    commit_id: str
+    model: UserModel
+    hashes: dict[str, tuple[Record, str]]
 
 
 def content_hash(record: Record) -> str:
@@ -59,22 +77,38 @@ def content_hash(record: Record) -> str:
 class SqliteStore:
     """The default store. Safe for several processes on one machine (WAL + busy timeout)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "normal") -> None:
         self.path = str(path)
+        if synchronous not in ("normal", "full"):
+            raise StoreError(f"synchronous must be normal or full, not {synchronous!r}")
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False,
                                        isolation_level=None, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode `normal` skips the fsync per commit (the checkpoint still syncs):
+            # a killed process loses nothing, power loss may lose the last commits.
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._db.executescript(SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(users)")}
+            if "commit_id" not in columns:  # stores made before snapshots existed
+                self._db.execute("ALTER TABLE users ADD COLUMN commit_id TEXT")
             if not self._db.execute("SELECT 1 FROM schema_version").fetchone():
                 self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+
+    def _remember(self, snapshot: _Snapshot) -> None:
+        user = snapshot.model.user_id
+        self._snapshots[user] = snapshot
+        self._snapshots.move_to_end(user)
+        while len(self._snapshots) > SNAPSHOT_USERS:
+            self._snapshots.popitem(last=False)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
@@ -84,13 +118,24 @@ class SqliteStore:
 
     async def load(self, user_id: str) -> UserModel:
         def read(db: sqlite3.Connection) -> UserModel:
-            row = db.execute("SELECT version FROM users WHERE user_id = ?", (user_id,)).fetchone()
+            row = db.execute("SELECT version, commit_id FROM users WHERE user_id = ?",
+                             (user_id,)).fetchone()
+            version, commit_id = (int(row[0]), row[1] or "") if row else (0, "")
+            known = self._snapshots.get(user_id)
+            if known and commit_id and (known.version, known.commit_id) == (version, commit_id):
+                self._snapshots.move_to_end(user_id)
+                return known.model
             records = tuple(Record.model_validate_json(d) for (d,) in db.execute(
                 "SELECT data FROM records WHERE user_id = ? ORDER BY record_id", (user_id,)))
             cited = sorted({e.event_id for r in records for e in r.evidence})
             events = _select_events(db, user_id, cited)
-            return UserModel(user_id=user_id, records=records, version=row[0] if row else 0,
-                             events=events)
+            model = UserModel(user_id=user_id, records=records, version=version, events=events)
+            if commit_id:
+                hashes = dict(db.execute(
+                    "SELECT record_id, content_hash FROM records WHERE user_id = ?", (user_id,)))
+                self._remember(_Snapshot(version, commit_id, model,
+                                         {r.id: (r, hashes[r.id]) for r in records}))
+            return model
         return await self._run(read)
 
     async def processed(self, user_id: str, event_ids: Iterable[str]) -> set[str]:
@@ -114,21 +159,43 @@ class SqliteStore:
         def write(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")
             try:
-                version = _check_version(db, model.user_id, expected_version)
-                _write_records(db, model)
+                row = db.execute("SELECT version, commit_id FROM users WHERE user_id = ?",
+                                 (model.user_id,)).fetchone()
+                version, old_commit = (int(row[0]), row[1] or "") if row else (0, "")
+                if version != expected_version:
+                    raise StoreConflictError(model.user_id, expected_version, version)
+                known = self._snapshots.get(model.user_id)
+                if not (known and old_commit and (known.version, known.commit_id)
+                        == (version, old_commit)):
+                    known = None
+                hashes = _write_records(db, model, known.hashes if known else None)
                 db.executemany(
                     "INSERT OR REPLACE INTO events VALUES (?, ?, ?)",
                     [(model.user_id, e.id, e.model_dump_json()) for e in events])
                 db.executemany(
                     "INSERT OR IGNORE INTO ledger VALUES (?, ?, ?)",
                     [(model.user_id, eid, now) for eid in processed_ids])
-                db.execute("INSERT INTO users VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE "
-                           "SET version = excluded.version", (model.user_id, version + 1))
+                commit_id = uuid.uuid4().hex
+                db.execute("INSERT INTO users (user_id, version, commit_id) VALUES (?, ?, ?) "
+                           "ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, "
+                           "commit_id = excluded.commit_id",
+                           (model.user_id, version + 1, commit_id))
                 db.execute("COMMIT")
-                return version + 1
             except BaseException:
+                self._snapshots.pop(model.user_id, None)
                 db.execute("ROLLBACK")
                 raise
+            if known is not None:
+                # What a fresh load would return: the cited events, old and new.
+                cited = {e.event_id for r in model.records for e in r.evidence}
+                pool = {**known.model.events, **model.events, **{e.id: e for e in events}}
+                committed = model.model_copy(update={
+                    "version": version + 1,
+                    "events": {k: v for k, v in pool.items() if k in cited}})
+                self._remember(_Snapshot(version + 1, commit_id, committed, hashes))
+            else:
+                self._snapshots.pop(model.user_id, None)
+            return version + 1
         return await self._run(write)
 
     async def events(self, user_id: str, event_ids: Iterable[str]) -> dict[str, Event]:
@@ -142,6 +209,7 @@ class SqliteStore:
     async def delete_user(self, user_id: str) -> None:
         def delete(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
+            self._snapshots.pop(user_id, None)
             try:
                 for table in USER_TABLES:
                     db.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
@@ -195,32 +263,55 @@ def _select_events(db: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> 
     return found
 
 
-def _check_version(db: sqlite3.Connection, user_id: str, expected: int) -> int:
-    row = db.execute("SELECT version FROM users WHERE user_id = ?", (user_id,)).fetchone()
-    found = row[0] if row else 0
-    if found != expected:
-        raise StoreConflictError(user_id, expected, found)
-    return int(found)
+def _write_records(db: sqlite3.Connection, model: UserModel,
+                   known: dict[str, tuple[Record, str]] | None) -> dict[str, tuple[Record, str]]:
+    """Insert new, replace changed and delete removed records; leave the rest untouched.
 
-
-def _write_records(db: sqlite3.Connection, model: UserModel) -> None:
-    """Insert new, replace changed and delete removed records; leave the rest untouched."""
+    `known` holds the hash of each record object of the committed version this model was
+    merged from; a record that is still that very object is unchanged and is not re-hashed.
+    Returns the hashes of the model now committed.
+    """
     user = model.user_id
-    stored = dict(db.execute("SELECT record_id, content_hash FROM records WHERE user_id = ?",
-                             (user,)).fetchall())
+    if known is None:
+        stored = dict(db.execute("SELECT record_id, content_hash FROM records WHERE user_id = ?",
+                                 (user,)).fetchall())
+    else:
+        stored = {rid: digest for rid, (_, digest) in known.items()}
     current = {r.id: r for r in model.records}
     for gone in set(stored) - set(current):
         db.execute("DELETE FROM records WHERE user_id = ? AND record_id = ?", (user, gone))
+    hashes: dict[str, tuple[Record, str]] = {}
     for record in current.values():
-        digest = content_hash(record)
+        seen = known.get(record.id) if known else None
+        digest = seen[1] if seen and seen[0] is record else content_hash(record)
+        hashes[record.id] = (record, digest)
         if stored.get(record.id) == digest:
             continue
-        db.execute("DELETE FROM records WHERE user_id = ? AND record_id = ?", (user, record.id))
-        db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-            user, record.id, record.kind, record.status, record.context, record.confidence,
-            record.statement, digest, record.model_dump_json()))
+        row = (record.kind, record.status, record.context, record.confidence,
+               record.statement, digest, record.model_dump_json())
+        before = seen[0] if seen else None
+        if before is not None and _extends(before.evidence, record.evidence) and _extends(
+                before.history, record.history):
+            # The usual change: a record gained evidence and a revision. Both are append-only,
+            # so only the new rows are written, not the record's whole past again.
+            db.execute("UPDATE records SET kind = ?, status = ?, context = ?, confidence = ?, "
+                       "statement = ?, content_hash = ?, data = ? "
+                       "WHERE user_id = ? AND record_id = ?", (*row, user, record.id))
+            links = record.evidence[len(before.evidence):]
+            revisions = list(enumerate(record.history))[len(before.history):]
+        else:
+            db.execute("DELETE FROM records WHERE user_id = ? AND record_id = ?",
+                       (user, record.id))
+            db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (user, record.id, *row))
+            links, revisions = record.evidence, list(enumerate(record.history))
         db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
             (user, record.id, e.event_id, e.polarity, e.basis, e.quote,
-             e.observed_at.isoformat(), e.batch_id) for e in record.evidence])
+             e.observed_at.isoformat(), e.batch_id) for e in links])
         db.executemany("INSERT INTO revisions VALUES (?, ?, ?, ?)", [
-            (user, record.id, i, rev.model_dump_json()) for i, rev in enumerate(record.history)])
+            (user, record.id, i, rev.model_dump_json()) for i, rev in revisions])
+    return hashes
+
+
+def _extends(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
+    return len(after) >= len(before) and after[:len(before)] == before
