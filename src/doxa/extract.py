@@ -340,6 +340,13 @@ class Extractor:
         }
 
 
+def token_usage(response: Any) -> tuple[int, int]:
+    """Input and output tokens a provider response reports ((0, 0) when it reports none)."""
+    usage = _Usage()
+    usage.add(response)
+    return usage.input_tokens, usage.output_tokens
+
+
 def _reasons(exc: BaseException) -> list[str]:
     cur: BaseException | None = exc
     while cur is not None:

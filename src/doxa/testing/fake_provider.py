@@ -5,6 +5,16 @@ requests with valid extractions built from the request's own events, counts toke
 enforces requests-per-minute and tokens-per-minute limits (429 with Retry-After past
 them), adds latency, and plays a script of faults: 429, 5xx, timeouts, dropped
 connections, truncated or non-JSON bodies, and answers that never validate.
+
+It also serves both batch APIs, in their documented formats, answering every line with
+the extraction it would give online: OpenAI's (`POST /v1/files` with purpose `batch`,
+`POST /v1/batches`, `GET /v1/batches/{id}` going validating → in_progress → completed,
+`GET /v1/files/{id}/content` with one `{"custom_id", "response": {"status_code", "body"}}`
+line per request) and Anthropic's Message Batches (`POST /v1/messages/batches`, `GET
+/v1/messages/batches/{id}` going in_progress → ended, its `results_url` serving one
+`{"custom_id", "result": {"type": "succeeded", "message"}}` line per request). A batch ends
+after `batch_polls` status polls, so a test can interrupt one mid-flight, and
+`batch_faults` scripts whole-batch failures, expiry, an errored line or an unparsable one.
 """
 
 from __future__ import annotations
@@ -18,11 +28,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 
 Fault = Literal[
     "429", "429-no-retry-after", "500", "502", "503", "timeout", "drop", "truncated",
     "non-json", "invalid", "401",
 ]
+BatchFault = Literal["failed", "expired", "errored-line", "invalid-line"]
+"""A whole batch failed (OpenAI: input validation; Anthropic: every line errored), expired
+(every line), or its first line errored (a 500) or answered something that does not parse."""
+_ANTHROPIC_CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _EVENT = re.compile(r'<event id="([^"]+)"(?: same_as="([^"]*)")?[^>]*>(.*?)</event>', re.S)
 
 
@@ -37,6 +52,29 @@ class ProviderStats:
     input_tokens: int = 0
     output_tokens: int = 0
     request_times: list[float] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    """Online request bodies, kept only with `FakeProvider(keep_bodies=True)`."""
+    files_uploaded: int = 0
+    batches_created: int = 0
+    batch_polls: int = 0
+    batch_lines: int = 0
+    results_downloaded: int = 0
+
+
+@dataclass
+class FakeBatch:
+    """One batch job the fake holds: its request lines and, once ended, its result lines."""
+
+    id: str
+    wire: str
+    lines: list[tuple[str, dict[str, Any]]]
+    created_at: float
+    fault: BatchFault | None = None
+    input_file_id: str = ""
+    metadata: dict[str, str] | None = None
+    polls: int = 0
+    results: list[dict[str, Any]] | None = None
+    errors: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -48,6 +86,13 @@ class FakeProvider:
     tpm: int | None = None
     faults: list[Fault] = field(default_factory=list)
     timeout_hang_s: float = 30.0
+    batch_polls: int = 1
+    """Status polls that still report a batch as running; the next one reports it ended."""
+    batch_faults: list[BatchFault] = field(default_factory=list)
+    """Played one per created batch, in order; a batch with none completes normally."""
+    keep_bodies: bool = False
+    batches: dict[str, FakeBatch] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 0
     stats: ProviderStats = field(default_factory=ProviderStats)
@@ -62,6 +107,14 @@ class FakeProvider:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1/files", self._openai_file_upload)
+        app.router.add_get("/v1/files/{file_id}/content", self._openai_file_content)
+        app.router.add_post("/v1/batches", self._openai_batch_create)
+        app.router.add_get("/v1/batches", self._openai_batch_list)
+        app.router.add_get("/v1/batches/{batch_id}", self._openai_batch_retrieve)
+        app.router.add_post("/v1/messages/batches", self._anthropic_batch_create)
+        app.router.add_get("/v1/messages/batches/{batch_id}", self._anthropic_batch_retrieve)
+        app.router.add_get("/v1/messages/batches/{batch_id}/results", self._anthropic_results)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -88,6 +141,8 @@ class FakeProvider:
         self.stats.requests += 1
         self.stats.request_times.append(time.monotonic())
         body = await request.json()
+        if self.keep_bodies:
+            self.stats.bodies.append(body)
         prompt_tokens = count_tokens(json.dumps(body))
         limited = self._rate_limited(prompt_tokens)
         if limited is not None:
@@ -153,6 +208,188 @@ class FakeProvider:
         return None
 
 
+    # -- batch APIs ---------------------------------------------------------------------------
+
+    def _new_batch(self, wire: str, lines: list[tuple[str, dict[str, Any]]],
+                   prefix: str) -> FakeBatch:
+        self.stats.batches_created += 1
+        self.stats.batch_lines += len(lines)
+        batch = FakeBatch(id=f"{prefix}{self.stats.batches_created:04d}", wire=wire,
+                          lines=lines, created_at=time.time(),
+                          fault=self.batch_faults.pop(0) if self.batch_faults else None)
+        self.batches[batch.id] = batch
+        return batch
+
+    def _advance(self, batch: FakeBatch) -> bool:
+        """Count a status poll; True once the batch has ended (its results are then fixed)."""
+        self.stats.batch_polls += 1
+        batch.polls += 1
+        if batch.polls <= self.batch_polls:
+            return False
+        if batch.results is None:
+            batch.results = [self._result_line(batch, n, cid, body)
+                             for n, (cid, body) in enumerate(batch.lines)]
+        return True
+
+    def _result_line(self, batch: FakeBatch, n: int, custom_id: str,
+                     body: dict[str, Any]) -> dict[str, Any]:
+        """The documented result line for one request: succeeded, errored or expired."""
+        fault = batch.fault
+        if fault in ("failed", "expired") or (fault == "errored-line" and n == 0):
+            kind = "expired" if fault == "expired" else "errored"
+            return _openai_error_line(n, custom_id, kind) if batch.wire == "openai" else {
+                "custom_id": custom_id, "result": {"type": "expired"} if kind == "expired" else
+                {"type": "errored", "error": {"type": "error", "error": {
+                    "type": "api_error", "message": "fake internal error"}}}}
+        arguments = ({"oops": "not an extraction"} if fault == "invalid-line" and n == 0
+                     else answer_for(body))
+        prompt, completion = count_tokens(json.dumps(body)), count_tokens(json.dumps(arguments))
+        self.stats.answered += 1
+        self.stats.input_tokens += prompt
+        self.stats.output_tokens += completion
+        if batch.wire == "openai":
+            return {"id": f"batch_req_{n}", "custom_id": custom_id, "error": None,
+                    "response": {"status_code": 200, "request_id": f"req_{n}",
+                                 "body": _openai_body(arguments, prompt, completion)}}
+        return {"custom_id": custom_id, "result": {
+            "type": "succeeded", "message": _anthropic_body(arguments, prompt, completion)}}
+
+    async def _openai_file_upload(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload, purpose = form.get("file"), form.get("purpose")
+        if not isinstance(upload, FileField) or purpose != "batch":
+            return _error(400, "multipart needs a file and purpose=batch", "openai")
+        data = upload.file.read()
+        self.stats.files_uploaded += 1
+        file_id = f"file-{len(self.files) + 1:04d}"
+        self.files[file_id] = data
+        return web.json_response(_openai_file(file_id, len(data), upload.filename, "batch"))
+
+    async def _openai_file_content(self, request: web.Request) -> web.Response:
+        data = self.files.get(request.match_info["file_id"])
+        if data is None:
+            return _error(404, "no such file", "openai")
+        self.stats.results_downloaded += 1
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _openai_batch_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        data = self.files.get(body.get("input_file_id", ""))
+        if data is None or body.get("completion_window") != "24h":
+            return _error(400, "input_file_id must name an uploaded file; window 24h", "openai")
+        lines, errors = _openai_lines(data, body.get("endpoint", ""))
+        batch = self._new_batch("openai", lines, "batch_")
+        batch.input_file_id, batch.metadata = body["input_file_id"], body.get("metadata")
+        if errors or batch.fault == "failed":
+            batch.errors = errors or [{"code": "invalid_request", "line": 1, "param": None,
+                                       "message": "fake validation failure"}]
+        return web.json_response(self._openai_batch(batch, "validating"))
+
+    async def _openai_batch_list(self, request: web.Request) -> web.Response:
+        data = [self._openai_batch(b, "in_progress") for b in reversed(self.batches.values())
+                if b.wire == "openai"]
+        return web.json_response({"object": "list", "data": data, "has_more": False,
+                                  "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None})
+
+    async def _openai_batch_retrieve(self, request: web.Request) -> web.Response:
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is None or batch.wire != "openai":
+            return _error(404, "no such batch", "openai")
+        if batch.errors is not None:
+            self.stats.batch_polls += 1
+            return web.json_response(self._openai_batch(batch, "failed"))
+        ended = self._advance(batch)
+        status = ("in_progress" if not ended else
+                  "expired" if batch.fault == "expired" else "completed")
+        return web.json_response(self._openai_batch(batch, status))
+
+    def _openai_batch(self, batch: FakeBatch, status: str) -> dict[str, Any]:
+        created = int(batch.created_at)
+        ended = status in ("completed", "expired")
+        output_id = error_id = None
+        failed = done = 0
+        if ended and batch.results is not None:
+            ok = [r for r in batch.results if (r["response"] or {}).get("status_code") == 200]
+            bad = [r for r in batch.results if r not in ok]
+            done, failed = len(ok), len(bad)
+            output_id = self._result_file(f"{batch.id}-output", ok)
+            error_id = self._result_file(f"{batch.id}-errors", bad)
+        return {
+            "id": batch.id, "object": "batch", "endpoint": "/v1/chat/completions",
+            "input_file_id": batch.input_file_id, "completion_window": "24h",
+            "status": status, "output_file_id": output_id, "error_file_id": error_id,
+            "errors": ({"object": "list", "data": batch.errors} if batch.errors else None),
+            "created_at": created, "expires_at": created + 86_400,
+            "in_progress_at": created if status != "validating" else None,
+            "completed_at": created if status == "completed" else None,
+            "expired_at": created if status == "expired" else None,
+            "failed_at": created if status == "failed" else None,
+            "request_counts": {"total": len(batch.lines), "completed": done, "failed": failed},
+            "metadata": batch.metadata,
+        }
+
+    def _result_file(self, file_id: str, lines: list[dict[str, Any]]) -> str | None:
+        if not lines:
+            return None  # the API leaves output_file_id / error_file_id unset when empty
+        self.files[file_id] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        return file_id
+
+    async def _anthropic_batch_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests:
+            return _error(400, "requests: a non-empty list is required", "anthropic")
+        seen: set[str] = set()
+        for n, item in enumerate(requests):
+            cid = item.get("custom_id") if isinstance(item, dict) else None
+            params = item.get("params") if isinstance(item, dict) else None
+            if not isinstance(cid, str) or not _ANTHROPIC_CUSTOM_ID.match(cid) or cid in seen:
+                return _error(400, f"requests.{n}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$ "
+                              "and be unique", "anthropic")
+            if not isinstance(params, dict) or not {"model", "max_tokens", "messages"} <= set(
+                    params):
+                return _error(400, f"requests.{n}.params: model, max_tokens and messages are "
+                              "required", "anthropic")
+            seen.add(cid)
+        batch = self._new_batch("anthropic", [(r["custom_id"], r["params"]) for r in requests],
+                                "msgbatch_")
+        return web.json_response(self._anthropic_batch(batch, request))
+
+    async def _anthropic_batch_retrieve(self, request: web.Request) -> web.Response:
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is None or batch.wire != "anthropic":
+            return _error(404, "no such batch", "anthropic")
+        self._advance(batch)
+        return web.json_response(self._anthropic_batch(batch, request))
+
+    def _anthropic_batch(self, batch: FakeBatch, request: web.Request) -> dict[str, Any]:
+        ended = batch.results is not None
+        counts = {"processing": 0 if ended else len(batch.lines), "succeeded": 0, "errored": 0,
+                  "canceled": 0, "expired": 0}
+        for line in batch.results or []:
+            counts[line["result"]["type"]] += 1
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(batch.created_at))
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(batch.created_at + 86_400))
+        root = f"{request.scheme}://{request.host}"
+        return {
+            "id": batch.id, "type": "message_batch",
+            "processing_status": "ended" if ended else "in_progress",
+            "request_counts": counts, "created_at": created, "expires_at": expires,
+            "ended_at": created if ended else None, "archived_at": None,
+            "cancel_initiated_at": None,
+            "results_url": f"{root}/v1/messages/batches/{batch.id}/results" if ended else None,
+        }
+
+    async def _anthropic_results(self, request: web.Request) -> web.Response:
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is None or batch.results is None:
+            return _error(404, "no results (has the batch ended?)", "anthropic")
+        self.stats.results_downloaded += 1
+        text = "".join(json.dumps(line) + "\n" for line in batch.results)
+        return web.Response(body=text.encode(), content_type="application/binary")
+
+
 def count_tokens(text: str) -> int:
     """About four characters a token, as doxa's own estimate."""
     return max(1, (len(text) + 3) // 4)
@@ -210,6 +447,47 @@ def _anthropic_body(arguments: dict[str, Any], prompt: int, completion: int) -> 
         "stop_reason": "tool_use", "stop_sequence": None,
         "usage": {"input_tokens": prompt, "output_tokens": completion},
     }
+
+
+def _openai_lines(data: bytes, endpoint: str
+                  ) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
+    """Read a batch input file: each line `{"custom_id", "method": "POST", "url", "body"}`."""
+    lines: list[tuple[str, dict[str, Any]]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for n, raw in enumerate(data.decode("utf-8").splitlines(), start=1):
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError:
+            errors.append({"code": "invalid_json_line", "line": n, "param": None,
+                           "message": "this line is not JSON"})
+            continue
+        cid = item.get("custom_id")
+        if (not isinstance(cid, str) or cid in seen or item.get("method") != "POST"
+                or item.get("url") != endpoint or not isinstance(item.get("body"), dict)):
+            errors.append({"code": "invalid_request", "line": n, "param": None,
+                           "message": "needs a unique custom_id, method POST, the batch's "
+                           "endpoint as url, and a body"})
+            continue
+        seen.add(cid)
+        lines.append((cid, item["body"]))
+    return lines, errors
+
+
+def _openai_error_line(n: int, custom_id: str, kind: str) -> dict[str, Any]:
+    if kind == "expired":
+        return {"id": f"batch_req_{n}", "custom_id": custom_id, "response": None,
+                "error": {"code": "batch_expired", "message": "This request could not be "
+                          "executed before the completion window expired."}}
+    return {"id": f"batch_req_{n}", "custom_id": custom_id, "error": None,
+            "response": {"status_code": 500, "request_id": f"req_{n}", "body": {"error": {
+                "message": "fake internal error", "type": "server_error", "param": None,
+                "code": None}}}}
+
+
+def _openai_file(file_id: str, size: int, filename: str, purpose: str) -> dict[str, Any]:
+    return {"id": file_id, "object": "file", "bytes": size, "created_at": int(time.time()),
+            "filename": filename, "purpose": purpose, "status": "processed"}
 
 
 def _error(status: int, message: str, wire: str,
