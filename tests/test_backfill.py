@@ -303,3 +303,71 @@ async def test_a_record_citing_an_unknown_event_is_dropped_and_counted(
     [dropped] = outcome.dropped
     assert "no-such-event" in dropped.reasons[0]
     assert (outcome.input_tokens, outcome.output_tokens) == (100, 20)
+
+
+# -- the command, killed for real ----------------------------------------------------------
+
+async def doxa(*args: str, kill_when: Any = None) -> tuple[int, str, str]:
+    """Run the `doxa` CLI in a subprocess (the fake keeps serving in this event loop);
+    SIGKILL it as soon as `kill_when()` is true."""
+    import asyncio
+    import os
+    import sys
+
+    env = {**os.environ, "OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "doxa", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    if kill_when is not None:
+        for _ in range(3000):
+            if kill_when() or proc.returncode is not None:
+                break
+            await asyncio.sleep(0.01)
+        proc.kill()
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_doxa_backfill_batch_api_killed_mid_batch_resumes_without_a_second_job(
+        fake: FakeProvider, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(e.model_dump_json() + "\n" for e in history()))
+    db = tmp_path / "doxa.db"
+    args = ("backfill", str(events), "--batch-api", "--model", "openai/fake",
+            "--base-url", fake.base_url, "--db", str(db), "--poll-interval", "0.05")
+    fake.batch_polls = 10_000  # round 1 stays in progress until the process is killed
+    code, _, _ = await doxa(*args, kill_when=lambda: fake.stats.batch_polls >= 2)
+    assert code != 0 and fake.stats.batches_created == 1
+    state = BackfillState.model_validate_json(
+        (tmp_path / "events.jsonl.backfill-state.json").read_text())
+    assert state.outstanding is not None and state.outstanding.jobs[0].id in fake.batches
+
+    fake.batch_polls = 0
+    code, out, err = await doxa(*args, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    # One batch per user with the default relevance settings: one round, whose job the
+    # killed run submitted and this run collected, not submitted again.
+    assert fake.stats.batches_created == 1 and fake.stats.results_downloaded == 1
+    assert (result["rounds"], result["requests"], result["answered"]) == (1, 2, 2)
+    assert result["resumed"] and result["failed_users"] == {}
+    assert not (tmp_path / "events.jsonl.backfill-state.json").exists()
+
+    code, out, _ = await doxa("show", "ana", "--db", str(db), "--json")
+    assert code == 0 and len(json.loads(out)["records"]) == 4
+
+
+async def test_doxa_backfill_prints_a_summary_and_names_failed_users(
+        fake: FakeProvider, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(e.model_dump_json() + "\n" for e in history()))
+    fake.batch_faults = ["errored-line"]
+    code, out, err = await doxa(
+        "backfill", str(events), "--batch-api", "--model", "anthropic/fake",
+        "--base-url", fake.base_url.removesuffix("/v1"), "--db", str(tmp_path / "d.db"),
+        "--poll-interval", "0", "--retries", "0")
+    assert code == 1
+    assert "2 user(s) backfilled through the batch API: 1 round(s), 1 batch job(s), 2 " \
+        "request(s) (1 answered, 1 failed)" in out.replace("\n", " ")
+    assert "at the 50% batch price" in out.replace("\n", " ")
+    assert "failed ana: batch b_" in err and "fake internal error" in err

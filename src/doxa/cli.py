@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from doxa.backfill_command import backfill
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError
 from doxa.eval.cli import app as eval_app
@@ -31,6 +32,7 @@ schema_app = typer.Typer(help="Model schemas: declare the dimensions worth knowi
                          no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 app.command("serve")(serve)  # FastAPI and uvicorn load inside it: the `server` extra
+app.command("backfill")(backfill)  # doxa/backfill_command.py: --batch-api, resume
 # Tables stay readable when piped or captured (rich would otherwise assume 80 columns).
 console = Console(width=None if Console().is_terminal else 140)
 err_console = Console(stderr=True)

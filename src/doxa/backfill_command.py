@@ -1,0 +1,148 @@
+"""`doxa backfill FILE --batch-api`: a history through the provider's batch API, at half
+price, with progress and a summary; re-running the same command resumes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from doxa.backfill import (
+    Backfill,
+    BackfillConfig,
+    BackfillProgress,
+    BackfillResult,
+    default_state_path,
+)
+from doxa.engine import Engine
+from doxa.errors import DoxaError
+from doxa.providers import BATCH_DISCOUNT
+from doxa.spool import UserSpool
+
+console = Console(width=None if Console().is_terminal else 140)
+err_console = Console(stderr=True)
+DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
+DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
+
+
+def backfill(
+    file: Annotated[Path, typer.Argument(help="JSONL or JSON-array file of events")],
+    batch_api: Annotated[bool, typer.Option("--batch-api", help="submit through the "
+                         "provider's batch API (OpenAI Batch API, Anthropic Message Batches): "
+                         "half price, results within 24 h; without it, the same as `doxa "
+                         "ingest`")] = False,
+    user: Annotated[str | None, typer.Option("--user", "-u",
+                    help="only this user (also fills events that have no user_id)")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="provider/model, e.g. "
+                     "openai/gpt-4o-mini, anthropic/claude-haiku-4-5")] = DEFAULT_MODEL,
+    db: Annotated[str, typer.Option("--db", help="SQLite path or store URL (sqlite:///x.db, "
+                  "postgresql://..., memory://)")] = DEFAULT_DB,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL; default "
+                        "OPENAI_BASE_URL / ANTHROPIC_BASE_URL")] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid",
+                            help="backfill the valid events and report the invalid ones")] = False,
+    schema: Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
+                      "extract only its dimensions")] = None,
+    state: Annotated[Path | None, typer.Option("--state", help="resume file (default "
+                     "FILE.backfill-state.json); exists only while a backfill is under way")
+                     ] = None,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", help="seconds between "
+                             "status polls of a running batch")] = 30.0,
+    retries: Annotated[int, typer.Option("--retries", help="times a user's failed or expired "
+                       "request is submitted again, in the next round")] = 1,
+    concurrency: Annotated[int, typer.Option(help="without --batch-api: users ingested at "
+                           "once")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a summary")
+                       ] = False,
+) -> None:
+    """Backfill a history at half price through the provider's batch API; resumable.
+
+    Rounds: each user's next batch goes in one provider job, prompted with what the
+    previous rounds merged. Interrupted (Ctrl-C, a kill, a reboot), the same command picks
+    up the outstanding job instead of submitting it again.
+    """
+    if not batch_api:
+        from doxa.cli import ingest  # the online path, exactly as `doxa ingest`
+
+        ingest(file, user=user, model=model, db=db, base_url=base_url,
+               skip_invalid=skip_invalid, concurrency=concurrency, schema=schema,
+               as_json=as_json)
+        return
+    state_path = state or default_state_path(file)
+    try:
+        spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
+                                    only_user=user)
+    except DoxaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    with spool:
+        for skipped in spool.skipped:
+            err_console.print(f"[yellow]skipped[/yellow] {skipped}")
+        engine = Engine(model=model, store=db if "://" in db else f"sqlite:///{db}",
+                        base_url=base_url, schema=schema)
+        config = BackfillConfig(poll_interval_s=poll_interval, retries=retries)
+        try:
+            result = asyncio.run(_run(engine, spool, state_path, config, not as_json))
+        except DoxaError as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            if state_path.exists():
+                err_console.print(f"state kept in {state_path}: fix the cause and run the "
+                                  "same command again to resume")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted: state kept in {state_path}; run the same command "
+                              "again to resume (submitted jobs keep running at the provider)")
+            raise typer.Exit(130) from None
+    _report(result, spool.invalid, as_json)
+
+
+async def _run(engine: Engine, spool: UserSpool, state_path: Path, config: BackfillConfig,
+               show_progress: bool) -> BackfillResult:
+    try:
+        with Progress(TextColumn("[bold]backfill"), TextColumn("{task.description}"),
+                      BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, disable=not show_progress) as progress:
+            task = progress.add_task("preparing", total=None)
+
+            def show(p: BackfillProgress) -> None:
+                what = {"preparing": "preparing requests", "submitted": "submitted",
+                        "waiting": "waiting for", "merging": "merging"}[p.phase]
+                progress.update(task, description=f"round {p.round}: {what} {p.detail}".strip(),
+                                completed=p.done, total=p.total or None)
+
+            return await Backfill(engine, spool, state_path, config=config,
+                                  on_progress=show).run()
+    finally:
+        await engine.close()
+
+
+def _report(result: BackfillResult, skipped: int, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.model_dump(mode="json") | {
+            "skipped_events": skipped}, indent=2) + "\n")
+    else:
+        def usd(value: float | None) -> str:
+            return "unknown" if value is None else f"${value:.4f}"
+        console.print(
+            f"{result.users} user(s) backfilled through the batch API"
+            + (" (resumed)" if result.resumed else "")
+            + f": {result.rounds} round(s), {result.jobs} batch job(s), {result.requests} "
+            f"request(s) ({result.answered} answered, {result.errored} failed), "
+            f"{result.changes} change(s), {result.input_tokens} input + {result.output_tokens} "
+            f"output tokens, cost {usd(result.cost_usd)} at the "
+            f"{int(BATCH_DISCOUNT * 100)}% batch price (online {usd(result.online_cost_usd)}), "
+            f"{result.dropped} invalid record(s) dropped, {skipped} event(s) skipped")
+        for user, reason in result.failed_users.items():
+            err_console.print(f"[red]failed[/red] {user}: {reason}")
+        if result.failed_users:
+            err_console.print("their remaining events are unprocessed: run the same command "
+                              "again (or `doxa ingest`) to retry them")
+    if result.failed_users:
+        raise typer.Exit(1)
