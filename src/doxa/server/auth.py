@@ -81,9 +81,9 @@ class KeyRing:
         return {e.principal.tenant for e in self._entries}
 
     def add_hashed(self, tenant: str, hashed: str, scopes: Iterable[Scope] = SCOPES) -> None:
-        if not _TENANT.match(tenant):
+        if not _TENANT.fullmatch(tenant):
             raise ConfigError(f"tenant '{tenant}' must match {TENANT_PATTERN}")
-        found = _HASH.match(hashed)
+        found = _HASH.fullmatch(hashed)
         if found is None:
             raise ConfigError(f"key hash for tenant '{tenant}' must be sha256:<64 hex digits>")
         chosen = frozenset(scopes)

@@ -43,7 +43,7 @@ from doxa.server.tenancy import (
 )
 
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
-UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, max_length=128,
+UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, max_length=128, examples=["u-42"],
                              description="your user id (letters, digits, `._:@+-`; no `/`)")]
 RecordId = Annotated[str, Path(pattern=RECORD_ID_PATTERN, max_length=128)]
 At = Annotated[AwareDatetime | None, Query(
@@ -114,6 +114,17 @@ Deleter = Annotated[Principal, Depends(needs("delete"))]
 State = Annotated[ServerState, Depends(state)]
 
 
+def store_id_of(caller: Principal, user_id: str) -> str:
+    """The store's id for the caller's user (the path pattern has already refused ids with
+    a `/`; this is the second lock on the same door)."""
+    try:
+        return scoped(caller.tenant, user_id)
+    except ValueError:
+        raise ApiError(422, "invalid-request", "user_id: not a valid user id",
+                       errors=[FieldError(field="user_id", location="path", type="pattern",
+                                          message=f"must match {USER_ID_PATTERN}")]) from None
+
+
 @asynccontextmanager
 async def translated(store_id: str, user_id: str) -> AsyncIterator[None]:
     """doxa errors as problems that speak of the caller's user id, never the store's."""
@@ -174,7 +185,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
         Synchronous: the answer comes once the model is extracted, merged and stored.
         Events seen before are skipped, so a retried request changes nothing twice.
         """
-        store_id = scoped(caller.tenant, user_id)
+        store_id = store_id_of(caller, user_id)
         _check_batch(batch, user_id, st.limits)
         raw = [e.model_dump(exclude={"user_id"}) | {"user_id": store_id} for e in batch.events]
         async with st.slots.take(), translated(store_id, user_id):
@@ -186,7 +197,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
     async def model(user_id: UserId, caller: Reader, st: State, limit: Limit = limits.default_page,
                     cursor: Cursor = None, at: At = None) -> ModelPage:
         """The user's whole model, every status, ordered by record id, one page at a time."""
-        found = await existing(st.engine, scoped(caller.tenant, user_id), user_id, at)
+        found = await existing(st.engine, store_id_of(caller, user_id), user_id, at)
         page, nxt = paginate(list(found.records), "model", lambda r: (0.0, r.id), limit, cursor)
         return ModelPage(user_id=user_id, records=[public_record(r, user_id) for r in page],
                          next_cursor=nxt, version=found.version, readiness=found.readiness(),
@@ -200,7 +211,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
     async def explain(user_id: UserId, record_id: RecordId, caller: Reader,
                       st: State) -> Explanation:
         """Why doxa holds a record: each piece of evidence with its event, and the history."""
-        store_id = scoped(caller.tenant, user_id)
+        store_id = store_id_of(caller, user_id)
         found = await existing(st.engine, store_id, user_id)
         async with translated(store_id, user_id):
             return public_explanation(found.explain(record_id), user_id)
@@ -211,7 +222,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
                       st: State) -> OutcomeResult:
         """Feed a delivery outcome back: engaged/converted raise the record's confidence,
         ignored/dismissed lower it. Recording the same outcome twice changes nothing."""
-        store_id = scoped(caller.tenant, user_id)
+        store_id = store_id_of(caller, user_id)
         await existing(st.engine, store_id, user_id)
         extra = {k: v for k, v in body.properties.items() if k not in ("record_id", "outcome")}
         async with translated(store_id, user_id):
@@ -224,7 +235,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
                    responses=responses(401, 403, 422, 503), operation_id="delete_user")
     async def delete(user_id: UserId, caller: Deleter, st: State) -> Response:
         """Erase everything held about the user. Idempotent: 204 whether or not it existed."""
-        store_id = scoped(caller.tenant, user_id)
+        store_id = store_id_of(caller, user_id)
         async with translated(store_id, user_id):
             await st.engine.delete_user(store_id)
         return Response(status_code=204)
@@ -244,7 +255,7 @@ def _add_kind_route(router: APIRouter, kind: str, limit_type: Any, cursor_type: 
                       min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
                       include_inactive: bool = False, limit: limit_type = default_page,
                       cursor: cursor_type = None, at: At = None) -> RecordPage:
-        found = await existing(st.engine, scoped(caller.tenant, user_id), user_id, at)
+        found = await existing(st.engine, store_id_of(caller, user_id), user_id, at)
         chosen = select(found, context, min_confidence, include_inactive)
         page, nxt = paginate(chosen, plural, lambda r: (-r.confidence, r.id), limit, cursor)
         return RecordPage(user_id=user_id, records=[public_record(r, user_id) for r in page],

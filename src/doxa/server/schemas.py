@@ -35,6 +35,12 @@ class EventIn(BaseModel):
 class EventBatch(BaseModel):
     """A batch of one user's events to ingest."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"events": [
+        {"id": "e1", "type": "page_view", "timestamp": "2026-03-02T10:00:00Z",
+         "properties": {"path": "/pricing"}},
+        {"id": "e2", "type": "chat_message", "timestamp": "2026-03-02T10:31:00Z",
+         "text": "I need to show my CFO this pays back within 6 months"}]}]})
+
     events: list[EventIn] = Field(min_length=1)
 
 

@@ -27,7 +27,7 @@ _USER_ID = re.compile(USER_ID_PATTERN)
 
 def scoped(tenant: str, user_id: str) -> str:
     """The store's id for a tenant's user; refuses ids that could leave the namespace."""
-    if SEPARATOR in tenant or not _USER_ID.match(user_id):
+    if SEPARATOR in tenant or not _USER_ID.fullmatch(user_id):
         raise ValueError(f"user id '{user_id}' does not match {USER_ID_PATTERN}")
     return f"{tenant}{SEPARATOR}{user_id}"
 
