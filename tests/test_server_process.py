@@ -124,3 +124,16 @@ def test_new_key_prints_a_key_and_its_hashed_line() -> None:
     key = lines[0].rsplit(" ", 1)[1]
     assert lines[1].endswith(f"acme {hash_key(key)} read,write,delete")
     assert key.startswith("doxa_") and len(key) > 40
+
+
+def test_without_the_server_extra_serve_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from doxa.cli import app
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `doxa[server]` were missing
+    done = CliRunner().invoke(app, ["serve", "--print-openapi"])
+    assert done.exit_code == 1
+    assert "pip install 'doxa[server]'" in done.output

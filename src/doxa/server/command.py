@@ -11,6 +11,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from doxa.errors import DoxaError
 
@@ -58,7 +59,7 @@ def serve(
         from doxa.server.auth import load_keys
         from doxa.server.settings import ServerLimits
     except ImportError:
-        err_console.print(f"[red]error:[/red] {INSTALL_HINT}")
+        err_console.print(f"[red]error:[/red] {escape(INSTALL_HINT)}")
         raise typer.Exit(1) from None
     from doxa.engine import Engine
 
@@ -98,5 +99,5 @@ def _print_new_key(tenant: str) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(1)
