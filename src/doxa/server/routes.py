@@ -164,20 +164,23 @@ def paginate(records: list[Record], listing: str, key: Callable[[Record], SortKe
 
 
 def build_router(limits: ServerLimits) -> APIRouter:
-    """The `/v1` routes; query limits in the OpenAPI document follow `limits`."""
+    """The `/v1` routes; query limits in the OpenAPI document follow `limits`.
+
+    The routes are defined in here, not at module level, because their parameter types
+    carry the configured page size, which the OpenAPI document then states."""
     router = APIRouter(prefix="/v1")
     Limit = Annotated[int, Query(ge=1, le=limits.max_page,
                                  description=f"records per page (at most {limits.max_page})")]
     Cursor = Annotated[str | None, Query(max_length=200,
                                          description="`next_cursor` of the previous page")]
 
-    @router.get("/health", tags=["service"], operation_id="health")
+    @router.get("/health", tags=["service"], operation_id="health", summary="Health")
     async def health() -> Health:
         """Liveness: the server is up. Needs no key."""
         return Health(version=__version__)
 
     @router.post("/users/{user_id}/events", tags=["events"], operation_id="ingest_events",
-                 responses=WRITE | responses(502))
+                 summary="Ingest a batch of events", responses=WRITE | responses(502))
     async def ingest(user_id: UserId, batch: EventBatch, caller: Writer,
                      st: State) -> IngestResult:
         """Ingest a batch of the user's events and answer what changed in the model.
@@ -193,7 +196,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
         return public_result(result, user_id)
 
     @router.get("/users/{user_id}/model", tags=["model"], responses=READ,
-                operation_id="get_model")
+                operation_id="get_model", summary="Read the model")
     async def model(user_id: UserId, caller: Reader, st: State, limit: Limit = limits.default_page,
                     cursor: Cursor = None, at: At = None) -> ModelPage:
         """The user's whole model, every status, ordered by record id, one page at a time."""
@@ -207,7 +210,8 @@ def build_router(limits: ServerLimits) -> APIRouter:
         _add_kind_route(router, kind, Limit, Cursor, limits.default_page)
 
     @router.get("/users/{user_id}/records/{record_id}/explain", tags=["model"],
-                responses=READ, operation_id="explain_record")
+                responses=READ, operation_id="explain_record",
+                summary="Explain a record")
     async def explain(user_id: UserId, record_id: RecordId, caller: Reader,
                       st: State) -> Explanation:
         """Why doxa holds a record: each piece of evidence with its event, and the history."""
@@ -217,7 +221,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
             return public_explanation(found.explain(record_id), user_id)
 
     @router.post("/users/{user_id}/outcomes", tags=["events"], responses=WRITE,
-                 operation_id="record_outcome")
+                 operation_id="record_outcome", summary="Record a delivery outcome")
     async def outcome(user_id: UserId, body: OutcomeIn, caller: Writer,
                       st: State) -> OutcomeResult:
         """Feed a delivery outcome back: engaged/converted raise the record's confidence,
@@ -232,7 +236,8 @@ def build_router(limits: ServerLimits) -> APIRouter:
         return OutcomeResult(user_id=user_id, changes=changes)
 
     @router.delete("/users/{user_id}", tags=["users"], status_code=204,
-                   responses=responses(401, 403, 422, 503), operation_id="delete_user")
+                   responses=responses(401, 403, 422, 503), operation_id="delete_user",
+                   summary="Erase a user")
     async def delete(user_id: UserId, caller: Deleter, st: State) -> Response:
         """Erase everything held about the user. Idempotent: 204 whether or not it existed."""
         store_id = store_id_of(caller, user_id)
@@ -265,7 +270,7 @@ def _add_kind_route(router: APIRouter, kind: str, limit_type: Any, cursor_type: 
                        f"`min_confidence` (0..1); `include_inactive` adds ended ones.")
     router.add_api_route(f"/users/{{user_id}}/{plural}", listing, methods=["GET"],
                          tags=["model"], responses=READ, name=plural,
-                         operation_id=f"list_{plural}")
+                         operation_id=f"list_{plural}", summary=f"List {plural}")
 
 
 def _check_batch(batch: EventBatch, user_id: str, limits: ServerLimits) -> None:
