@@ -10,7 +10,7 @@ PYTHON ?= python3
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,postgres,server]'
+	$(PY) -m pip install -q -e '.[dev,postgres,server,ray]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -82,6 +82,10 @@ def ingest(
     concurrency: Annotated[int, typer.Option(help="users ingested at once")] = 4,
     schema: Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
                       "extract only its dimensions")] = None,
+    on_ray: Annotated[bool, typer.Option("--ray", help="spread users over Ray workers "
+                      "(doxa[ray]); --db must be a store they all reach")] = False,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to "
+                           "join (ray://head:10001, auto); default: a local Ray")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Extract beliefs, goals and preferences from a file of events into the store.
@@ -89,6 +93,11 @@ def ingest(
     The file is streamed (validated line by line and grouped by user on disk), so its size
     does not bound memory; a file with any invalid line is refused whole.
     """
+    if on_ray or ray_address:
+        _ingest_on_ray(file, as_json, store=store_url(db), model=model, base_url=base_url,
+                       concurrency=concurrency, address=ray_address, skip_invalid=skip_invalid,
+                       only_user=user, engine_options={"schema": schema} if schema else None)
+        return
     try:
         spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
                                     only_user=user)
@@ -101,6 +110,27 @@ def ingest(
         results = run(lambda: _ingest_all(spool, model, store_url(db), base_url,
                                           concurrency, schema, show_progress=not as_json))
     _report_ingest(results, spool.invalid, as_json)
+
+
+def _ingest_on_ray(file: Path, as_json: bool, **options: Any) -> None:
+    """`doxa ingest --ray`: the same ingest, users spread over Ray tasks (doxa.distributed)."""
+    from doxa.distributed import ingest_ray  # Ray itself is imported only on this path
+
+    try:
+        summary = ingest_ray(file, **options)
+    except DoxaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json(summary.model_dump(mode="json"))
+    else:
+        console.print(f"{summary.users} user(s) ingested by {summary.workers} Ray worker(s): "
+                      f"{summary.changes} change(s), {summary.llm_calls} LLM call(s), "
+                      f"{summary.input_tokens} input + {summary.output_tokens} output tokens")
+    for user, error in summary.errors.items():
+        err_console.print(f"[red]failed[/red] {user}: {error}")
+    if summary.errors:
+        raise typer.Exit(1)
 
 
 async def _ingest_all(spool: UserSpool, model: str, db: str, base_url: str | None,
