@@ -13,7 +13,6 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,12 @@ from typer.testing import CliRunner
 from doxa.cli import app
 from doxa.engine import Engine
 from doxa.extract import RetryPolicy
-from doxa.records import UserModel
 from doxa.testing.fake_provider import FakeProvider
 
+# The same twelve-topic events and model comparison as the single-machine concurrency test.
+from test_concurrency import content, events
+
 PG_URL = os.environ.get("DOXA_TEST_POSTGRES_URL")
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-TOPICS = ["SSO with Okta", "a Salesforce sync", "monthly billing", "an ROI calculator",
-          "SOC 2 reports", "dark mode", "a Slack alert", "CSV export", "audit logs",
-          "a sandbox account", "priority support", "an on-prem option"]
 RETRY = RetryPolicy(attempts=3, backoff_base=0.01)
 
 
@@ -64,18 +61,6 @@ async def provider() -> AsyncIterator[FakeProvider]:
     fake = await FakeProvider(latency_s=0.3).start()
     yield fake
     await fake.stop()
-
-
-def events(user: str, lo: int, hi: int) -> list[dict[str, Any]]:
-    return [{"id": f"e{i}", "user_id": user, "type": "chat_message",
-             "timestamp": (T0 + timedelta(hours=i)).isoformat(),
-             "text": f"We really need {TOPICS[i]} before we can roll this out"}
-            for i in range(lo, hi)]
-
-
-def content(model: UserModel) -> list[tuple[Any, ...]]:
-    return sorted((r.kind, r.statement, tuple(sorted(r.evidence_ids())), round(r.confidence, 6),
-                   r.status) for r in model.records)
 
 
 def engine(store: str, provider: FakeProvider) -> Engine:
