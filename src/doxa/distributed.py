@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from doxa.engine import Engine, IngestResult
 from doxa.errors import ConfigError, InvalidEventError, InvalidEventsError
 from doxa.events import Event, parse_event
+from doxa.providers import parse_provider
 from doxa.spool import MAX_REPORTED
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ def ingest_ray(
     """
     if store.startswith("memory:"):
         raise ConfigError("memory:// is private to each Ray worker; use a postgresql:// store")
+    parse_provider(model, base_url)  # a bad model string fails here, not in every task
     connect(address)
     import ray.data
 
