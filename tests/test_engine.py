@@ -82,3 +82,18 @@ async def test_record_outcome_is_evidence_stored_once_in_the_ledger() -> None:
     explained = (await engine.model("u1")).explain(belief.id)
     assert [e.link.event_id for e in explained.evidence] == ["e1", "o1"]
     assert explained.evidence[1].event is not None and explained.evidence[1].event.type == "outcome"
+
+
+async def test_ingest_many_without_kept_results_returns_only_failures() -> None:
+    """`doxa ingest` totals results as they arrive; holding every result would grow
+    memory with the file. Failures are always returned, successes reach `on_done`."""
+    engine = Engine(store="memory://", client=NoCalls())
+    bad = [{"id": "x", "type": "chat_message", "timestamp": "2026-03-02T10:00"}]  # naive time
+    seen: dict[str, Any] = {}
+    users = [("u1", noise(3)), ("u2", bad), ("u3", noise(5))]
+    failures = await engine.ingest_many(users, keep_results=False,
+                                        on_done=lambda u, r: seen.setdefault(u, r))
+    assert list(failures) == ["u2"] and isinstance(failures["u2"], InvalidEventsError)
+    assert sorted(seen) == ["u1", "u2", "u3"]
+    kept = await engine.ingest_many([("u4", noise(2))])
+    assert kept["u4"].batches == 1  # type: ignore[union-attr]

@@ -28,7 +28,7 @@ async def main(path, db):
     engine = Engine(model="openai/bench", store=f"sqlite:///{db}", client=InstantLLM())
     with UserSpool.from_file(path) as spool:
         users = spool.user_count()
-        results = await engine.ingest_many(spool.users(), concurrency=4)
+        results = await engine.ingest_many(spool.users(), concurrency=4, keep_results=False)
     await engine.close()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"users": users, "events": spool.events, "peak_rss_mb": peak_mb,

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -82,6 +83,10 @@ def ingest(
     concurrency: Annotated[int, typer.Option(help="users ingested at once")] = 4,
     schema: Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
                       "extract only its dimensions")] = None,
+    rpm: Annotated[float | None, typer.Option("--rpm", help="the provider's requests-per-"
+                   "minute limit: calls are paced to stay under it")] = None,
+    tpm: Annotated[float | None, typer.Option("--tpm", help="the provider's tokens-per-"
+                   "minute limit (prompt + completion)")] = None,
     on_ray: Annotated[bool, typer.Option("--ray", help="spread users over Ray workers "
                       "(doxa[ray]); --db must be a store they all reach")] = False,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to "
@@ -96,7 +101,9 @@ def ingest(
     if on_ray or ray_address:
         _ingest_on_ray(file, as_json, store=store_url(db), model=model, base_url=base_url,
                        concurrency=concurrency, address=ray_address, skip_invalid=skip_invalid,
-                       only_user=user, engine_options={"schema": schema} if schema else None)
+                       only_user=user, engine_options={
+                           k: v for k, v in {"schema": schema, "rpm": rpm, "tpm": tpm}.items()
+                           if v is not None} or None)
         return
     try:
         spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
@@ -107,9 +114,12 @@ def ingest(
     with spool:
         for skipped in spool.skipped:
             err_console.print(f"[yellow]skipped[/yellow] {skipped}")
+        totals = _Totals()
         results = run(lambda: _ingest_all(spool, model, store_url(db), base_url,
-                                          concurrency, schema, show_progress=not as_json))
-    _report_ingest(results, spool.invalid, as_json)
+                                          concurrency, schema, show_progress=not as_json,
+                                          totals=totals, keep_results=as_json,
+                                          rpm=rpm, tpm=tpm))
+    _report_ingest(results, totals, spool.invalid, as_json)
 
 
 def _ingest_on_ray(file: Path, as_json: bool, **options: Any) -> None:
@@ -133,25 +143,54 @@ def _ingest_on_ray(file: Path, as_json: bool, **options: Any) -> None:
         raise typer.Exit(1)
 
 
+@dataclass
+class _Totals:
+    """What `doxa ingest` prints, summed as users finish: a file of any size, flat memory."""
+
+    users: int = 0
+    changes: int = 0
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = 0.0
+    dropped: int = 0
+
+    def add(self, result: IngestResult) -> None:
+        self.users += 1
+        self.changes += len(result.changes)
+        self.calls += result.llm_calls
+        self.tokens_in += result.input_tokens
+        self.tokens_out += result.output_tokens
+        self.dropped += len(result.dropped)
+        self.cost = None if self.cost is None or result.cost_usd is None else (
+            self.cost + result.cost_usd)
+
+
 async def _ingest_all(spool: UserSpool, model: str, db: str, base_url: str | None,
-                      concurrency: int, schema: Path | None, *,
-                      show_progress: bool) -> dict[str, IngestResult | BaseException]:
-    engine = Engine(model=model, store=db, base_url=base_url, schema=schema)
+                      concurrency: int, schema: Path | None, *, show_progress: bool,
+                      totals: _Totals, keep_results: bool,
+                      rpm: float | None = None, tpm: float | None = None,
+                      ) -> dict[str, IngestResult | BaseException]:
+    engine = Engine(model=model, store=db, base_url=base_url, schema=schema, rpm=rpm, tpm=tpm)
     try:
         with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("users"), TimeElapsedColumn(), console=err_console,
                       disable=not show_progress) as progress:
             task = progress.add_task("users", total=spool.user_count())
-            return await engine.ingest_many(
-                spool.users(), concurrency=concurrency,
-                on_done=lambda _u, _r: progress.advance(task),
-            )
+
+            def done(_user: str, result: IngestResult | BaseException) -> None:
+                if isinstance(result, IngestResult):
+                    totals.add(result)
+                progress.advance(task)
+
+            return await engine.ingest_many(spool.users(), concurrency=concurrency,
+                                            on_done=done, keep_results=keep_results)
     finally:
         await engine.close()
 
 
-def _report_ingest(results: dict[str, IngestResult | BaseException], skipped: int,
-                   as_json: bool) -> None:
+def _report_ingest(results: dict[str, IngestResult | BaseException], totals: _Totals,
+                   skipped: int, as_json: bool) -> None:
     ok = {u: r for u, r in results.items() if isinstance(r, IngestResult)}
     failed = {u: r for u, r in results.items() if not isinstance(r, IngestResult)}
     if as_json:
@@ -159,16 +198,11 @@ def _report_ingest(results: dict[str, IngestResult | BaseException], skipped: in
                      "errors": {u: str(e) for u, e in failed.items()},
                      "skipped_events": skipped})
     else:
-        calls = sum(r.llm_calls for r in ok.values())
-        tokens_in = sum(r.input_tokens for r in ok.values())
-        tokens_out = sum(r.output_tokens for r in ok.values())
-        costs = [r.cost_usd for r in ok.values()]
-        cost = "unknown" if any(c is None for c in costs) else f"${sum(c or 0 for c in costs):.4f}"
-        dropped = sum(len(r.dropped) for r in ok.values())
-        changes = sum(len(r.changes) for r in ok.values())
-        console.print(f"{len(ok)} user(s) ingested: {changes} change(s), {calls} LLM call(s), "
-                      f"{tokens_in} input + {tokens_out} output tokens, cost {cost}, "
-                      f"{dropped} invalid record(s) dropped, {skipped} event(s) skipped")
+        cost = "unknown" if totals.cost is None else f"${totals.cost:.4f}"
+        console.print(f"{totals.users} user(s) ingested: {totals.changes} change(s), "
+                      f"{totals.calls} LLM call(s), {totals.tokens_in} input + "
+                      f"{totals.tokens_out} output tokens, cost {cost}, "
+                      f"{totals.dropped} invalid record(s) dropped, {skipped} event(s) skipped")
         for u, exc in failed.items():
             err_console.print(f"[red]failed[/red] {u}: {exc}")
     if failed:

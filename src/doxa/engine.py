@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -267,22 +268,30 @@ class Engine:
         self,
         events_by_user: Mapping[str, Sequence[Event]] | Iterable[tuple[str, Sequence[Event]]],
         *, concurrency: int = 4, on_done: ProgressCallback | None = None,
+        keep_results: bool = True,
     ) -> dict[str, IngestResult | BaseException]:
         """Ingest many users with at most `concurrency` at once; one user's batches stay in
         order. Users are pulled from the iterable as workers free up, so a stream of
-        millions of users never sits in memory (a `UserSpool` provides one from a file)."""
+        millions of users never sits in memory (a `UserSpool` provides one from a file).
+
+        Each result lists every change, so keeping them all grows with the stream;
+        `keep_results=False` returns only the failures and leaves the rest to `on_done`
+        (how `doxa ingest` totals a file of any size in flat memory)."""
         pairs = iter(events_by_user.items() if isinstance(events_by_user, Mapping)
                      else events_by_user)
         results: dict[str, IngestResult | BaseException] = {}
 
         async def worker() -> None:
             for user_id, events in pairs:  # shared iterator: each user goes to one worker
+                outcome: IngestResult | BaseException
                 try:
-                    results[user_id] = await self.ingest(user_id, events)
+                    outcome = await self.ingest(user_id, events)
                 except Exception as exc:  # reported per user; other users go on
-                    results[user_id] = exc
+                    outcome = exc
+                if keep_results or isinstance(outcome, BaseException):
+                    results[user_id] = outcome
                 if on_done is not None:
-                    on_done(user_id, results[user_id])
+                    on_done(user_id, outcome)
 
         await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
         return results
@@ -345,6 +354,16 @@ class Engine:
         return await self.store.export_user(user_id)
 
     async def close(self) -> None:
+        if self._extractor is not None and self._client is None:
+            # The SDK client doxa built holds an HTTP connection pool: closing it here, on
+            # the loop that used it, avoids "Event loop is closed" noise at garbage collection.
+            sdk = getattr(self._extractor.client, "client", None)
+            closing = getattr(sdk, "close", None)
+            if closing is not None:
+                done = closing()
+                if inspect.isawaitable(done):
+                    await done
+            self._extractor = None
         await self.store.close()
         if self._cache_store is not None and self._cache_store is not self.store:
             await self._cache_store.close()
