@@ -16,9 +16,9 @@ import statistics
 import sys
 import tempfile
 import time
-from types import SimpleNamespace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from doxa.engine import Engine

@@ -76,16 +76,10 @@ def backfill(
                as_json=as_json)
         return
     state_path = state or default_state_path(file)
-    try:
-        spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
-                                    only_user=user)
-    except DoxaError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    with spool:
-        for skipped in spool.skipped:
-            err_console.print(f"[yellow]skipped[/yellow] {skipped}")
-        engine = Engine(model=model, store=db if "://" in db else f"sqlite:///{db}",
+    from doxa.cli import open_spool, store_url
+
+    with open_spool(file, skip_invalid=skip_invalid, user=user) as spool:
+        engine = Engine(model=model, store=store_url(db),
                         base_url=base_url, schema=schema)
         config = BackfillConfig(poll_interval_s=poll_interval, retries=retries)
         try:

@@ -7,7 +7,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -105,15 +106,7 @@ def ingest(
                            k: v for k, v in {"schema": schema, "rpm": rpm, "tpm": tpm}.items()
                            if v is not None} or None)
         return
-    try:
-        spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
-                                    only_user=user)
-    except DoxaError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    with spool:
-        for skipped in spool.skipped:
-            err_console.print(f"[yellow]skipped[/yellow] {skipped}")
+    with open_spool(file, skip_invalid=skip_invalid, user=user) as spool:
         totals = _Totals()
         results = run(lambda: _ingest_all(spool, model, store_url(db), base_url,
                                           concurrency, schema, show_progress=not as_json,
@@ -141,6 +134,21 @@ def _ingest_on_ray(file: Path, as_json: bool, **options: Any) -> None:
         err_console.print(f"[red]failed[/red] {user}: {error}")
     if summary.errors:
         raise typer.Exit(1)
+
+
+@contextmanager
+def open_spool(file: Path, *, skip_invalid: bool, user: str | None) -> Iterator[UserSpool]:
+    """The file grouped by user on disk, its skipped lines reported; exit 1 on bad input."""
+    try:
+        spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
+                                    only_user=user)
+    except DoxaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    with spool:
+        for skipped in spool.skipped:
+            err_console.print(f"[yellow]skipped[/yellow] {skipped}")
+        yield spool
 
 
 @dataclass
