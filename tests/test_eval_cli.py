@@ -106,5 +106,14 @@ def test_a_case_that_errors_exits_1_after_writing_the_run(
     assert "case cfo errored" in result.output and "connection reset" in result.output
     assert seen == {"model": "anthropic/claude-haiku-4-5", "base_url": None,
                     "prompt_dir": "prompts/extract", "cache": False,
-                    "cache_path": tmp_path / "eval.db"}
+                    "cache_path": tmp_path / "eval.db", "timeout_s": None}
     assert read_run(out).metrics.errored == 1
+
+
+def test_eval_run_timeout_reaches_the_engine_and_the_run_file() -> None:
+    from doxa.eval.runner import RunSettings, default_engine_factory
+
+    engine = default_engine_factory("openai/local", base_url="http://127.0.0.1:9/v1",
+                                    cache=False, timeout_s=600.0)("case")
+    assert engine._settings.timeout_s == 600.0  # type: ignore[attr-defined]
+    assert RunSettings(suite="s", timeout_s=600.0).timeout_s == 600.0

@@ -62,7 +62,8 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class ExtractionSettings:
-    """Parameters that change the answer; all of them are part of the cache key."""
+    """How an extraction is asked for; all but the timeout change the answer and are part of
+    the cache key."""
 
     temperature: float = 0.0
     max_tokens: int = 2048

@@ -158,6 +158,9 @@ def run_command(
     no_cache: Annotated[bool, typer.Option(
         "--no-cache", help="call the LLM even for answers cached in .doxa-cache/")] = False,
     cache_dir: Annotated[Path, typer.Option("--cache-dir")] = Path(".doxa-cache"),
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="seconds per LLM request (default 120); raise it for a "
+        "slow local model")] = None,
     oracle: Annotated[bool, typer.Option(
         "--oracle", help="no LLM: feed the expected records through merge, to score merge "
         "and confidence alone")] = False,
@@ -173,7 +176,8 @@ def run_command(
     settings = RunSettings(
         suite=str(suite), model=model, base_url=base_url,
         prompt_dir=str(prompt) if prompt else None, matcher=matcher, judge_model=judge_model,
-        concurrency=concurrency, cache=not no_cache, cache_dir=str(cache_dir), oracle=oracle)
+        concurrency=concurrency, cache=not no_cache, cache_dir=str(cache_dir), oracle=oracle,
+        timeout_s=timeout)
     run = _guard(lambda: _execute(settings, cases, quiet=as_json))
     path = write_run(run, out or _default_out(suite))
     failures = check_thresholds(run.metrics, thresholds)

@@ -134,6 +134,7 @@ async def run_cases(cases: Sequence[Case], run_one: CaseRunner, *, concurrency: 
 def default_engine_factory(
     model: str, *, base_url: str | None = None, prompt_dir: str | Path | None = None,
     cache: bool = True, cache_path: str | Path = ".doxa-cache/eval.db",
+    timeout_s: float | None = None,
 ) -> EngineFactory:
     """Real engines: a memory store per case, LLM answers cached in one sqlite file."""
 
@@ -141,9 +142,12 @@ def default_engine_factory(
         from doxa.engine import Engine  # lazily: the eval package imports without the engine
 
         log.debug("engine for case %s", case_id)
+        from doxa.extract import ExtractionSettings
+
         engine: EngineLike = Engine(
             model=model, store="memory://", base_url=base_url, prompt_dir=prompt_dir,
             cache=cache, cache_store=f"sqlite:///{cache_path}" if cache else None,
+            settings=ExtractionSettings(timeout_s=timeout_s) if timeout_s else None,
         )
         return engine
 
@@ -165,6 +169,7 @@ class RunSettings(BaseModel):
     cache: bool = True
     cache_dir: str = ".doxa-cache"
     oracle: bool = False
+    timeout_s: float | None = None
 
 
 def _case_runner(settings: RunSettings, matcher: Matcher,
@@ -173,7 +178,8 @@ def _case_runner(settings: RunSettings, matcher: Matcher,
         return lambda case: run_oracle_case(case, matcher=matcher)
     factory = engine_factory or default_engine_factory(
         settings.model, base_url=settings.base_url, prompt_dir=settings.prompt_dir,
-        cache=settings.cache, cache_path=Path(settings.cache_dir) / "eval.db")
+        cache=settings.cache, cache_path=Path(settings.cache_dir) / "eval.db",
+        timeout_s=settings.timeout_s)
     return lambda case: run_case(case, factory, matcher=matcher)
 
 
