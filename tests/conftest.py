@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from doxa.engine import Engine
-from doxa.extract import RetryPolicy
+from doxa.extract import ExtractionSettings, RetryPolicy
 from doxa.recording import CassetteMeta, cassette, read_meta, write_meta
 
 CASSETTES = Path(__file__).parent / "cassettes"
@@ -70,6 +70,8 @@ def recorded_engine() -> RecordedEngine:
             assert path.exists(), f"no recording {path}; run scripts/record-cassettes"
             meta = read_meta(path)
         engine_kwargs.setdefault("store", "memory://")
+        if RECORDING:  # a slow local model must not time out a recording (not in the body)
+            engine_kwargs.setdefault("settings", ExtractionSettings(timeout_s=900.0))
         engine = Engine(model=meta.model, base_url=meta.base_url,
                         retry=RetryPolicy(attempts=1), **engine_kwargs)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,24 @@ def test_a_value_outside_a_closed_set_and_records_outside_the_schema_are_dropped
     assert "outside the schema" in dropped[1].reasons[0]
 
 
+def test_a_record_under_a_dimension_takes_a_kind_that_dimension_holds() -> None:
+    from doxa.llm_schema import VALIDATION
+
+    b = batch(chat("e1", "I need to show my CFO this pays back within 6 months"))
+    ctx = ValidationContext(batch=b, known_record_ids=frozenset(), schema=load_schema(STARTER))
+    token = VALIDATION.set(ctx)
+    try:
+        extraction = extraction_model(ctx.schema).model_validate({"notes": "", "records": [
+            record("budget_constraints", None, "e1", "goal", "Needs payback within 6 months"),
+            record("purchase_stage", "business_case", "e1", "belief", "Is building a case")]})
+    finally:
+        VALIDATION.reset(token)
+    kept, dropped = split_valid(extraction, ctx)
+    assert not dropped
+    # budget_constraints holds constraint and belief: the goal becomes its first kind.
+    assert [r.kind for r in kept] == ["constraint", "belief"]
+
+
 def test_typed_answers_with_fallback_and_a_new_closed_value_supersedes_the_old() -> None:
     b1 = batch(chat("e1", "bullets please"), chat("e2", "short answers, bullet points"))
     model = merge(UserModel(user_id="u1"),
@@ -95,3 +114,37 @@ def test_typed_answers_with_fallback_and_a_new_closed_value_supersedes_the_old()
     assert list(later.dimensions()) == ["communication_style"]
     old = next(r for r in later.records if r.value == "bullets")
     assert old.status == "superseded"
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+async def test_a_value_that_stays_outside_the_closed_set_is_reasked_twice_then_dropped(
+    wire: str,
+) -> None:
+    """The deterministic half of the recorded test: a provider that keeps answering
+    communication_style = "evaluating" (another dimension's value, which a grammar-
+    constrained server allows) is re-asked twice, then the record is dropped with the reason."""
+    from datetime import UTC, datetime
+
+    from doxa.engine import Engine
+    from doxa.extract import ExtractionSettings, RetryPolicy
+    from doxa.testing.fake_provider import FakeProvider
+
+    def wrong_value(answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "records": [
+            {**r, "kind": "preference", "dimension": "communication_style", "value": "evaluating"}
+            for r in answer["records"]]}
+
+    fake = await FakeProvider(rewrite=wrong_value).start()
+    try:
+        base = fake.base_url.removesuffix("/v1") if wire == "anthropic" else fake.base_url
+        engine = Engine(model=f"{wire}/fake", store="memory://", base_url=base, api_key="x",
+                        schema=load_schema(STARTER), retry=RetryPolicy(attempts=1),
+                        settings=ExtractionSettings(reasks=2))
+        result = await engine.ingest("u1", [{
+            "id": "e1", "type": "chat_message", "timestamp": datetime(2026, 3, 2, tzinfo=UTC),
+            "text": "Please keep it short, bullet points are best"}])
+    finally:
+        await fake.stop()
+    assert result.llm_calls == 3 and fake.stats.requests == 3
+    assert len(await engine.model("u1")) == 0
+    assert "choose one of bullets, narrative" in " ".join(result.dropped[0].reasons)

@@ -68,6 +68,24 @@ class ProposedRecord(BaseModel):
         default="active", description="for goals: achieved or abandoned when the events show it"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_from_dimension(cls, data: Any) -> Any:
+        """Under a schema, a record filed under a dimension takes a kind that dimension holds.
+
+        The dimension is the product team's question and the evidence answers it; the kind is
+        only its grammar. Small models file a well-evidenced answer under the right dimension
+        with the wrong kind ("goal" for a payback constraint) and repeat it on every re-ask,
+        so re-asking costs calls and loses the record. The dimension's first kind is used.
+        """
+        ctx = VALIDATION.get()
+        if ctx is None or ctx.schema is None or not isinstance(data, dict):
+            return data
+        dim = ctx.schema.dimension(str(data.get("dimension")))
+        if dim is not None and dim.kinds and data.get("kind") not in dim.kinds:
+            return {**data, "kind": dim.kinds[0]}
+        return data
+
 
 class Extraction(BaseModel):
     """The beliefs, goals and preferences that this batch of events shows about the user."""

@@ -24,6 +24,7 @@ import json
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,6 +92,9 @@ class FakeProvider:
     batch_faults: list[BatchFault] = field(default_factory=list)
     """Played one per created batch, in order; a batch with none completes normally."""
     keep_bodies: bool = False
+    rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """Applied to every online answer before it is sent: a test's way to make the provider
+    answer wrongly in a specific, repeatable way (a value outside a closed set, say)."""
     batches: dict[str, FakeBatch] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     host: str = "127.0.0.1"
@@ -157,6 +161,8 @@ class FakeProvider:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         arguments = answer_for(body)
+        if self.rewrite is not None:
+            arguments = self.rewrite(arguments)
         completion_tokens = count_tokens(json.dumps(arguments))
         self.stats.answered += 1
         self.stats.input_tokens += prompt_tokens
