@@ -5,20 +5,30 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test lint
+.PHONY: install install-dev demo test lint
 
+# The demo needs doxa alone.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,postgres,server,ray]'
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# The tests exercise every extra. torch is pinned first so that sentence-transformers (the
+# `embeddings` extra) takes the CPU build instead of resolving a CUDA one of several GB.
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PY) -m pip install -q 'torch==2.13.0'
+	$(PY) -m pip install -q -e '.[dev,postgres,server,ray,embeddings]'
 	touch $@
 
 install: $(VENV)/.installed
 
+install-dev: $(VENV)/.installed-dev
+
 demo: install
 	$(VENV)/bin/doxa demo
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check src tests evals scripts
 	$(VENV)/bin/mypy --strict src
 
