@@ -51,12 +51,14 @@ def test_an_oracle_run_writes_a_run_file_and_passes(suite: Path, tmp_path: Path)
 
 
 def test_under_a_threshold_the_run_exits_100(suite: Path, tmp_path: Path) -> None:
-    # The oracle's records carry no dimension yet, so value accuracy is 0.
+    # The oracle passes labels through, so it meets f1 and value.stage; no case labels a
+    # `budget` dimension, and a metric the run could not measure fails its threshold.
     result = run(str(suite), "--oracle", "--out", str(tmp_path / "r.json"), "--json",
-                 "--fail-under", "f1=0.5,value.stage=0.5")
+                 "--fail-under", "f1=0.5,value.stage=0.5,value.budget=0.5")
     assert result.exit_code == EXIT_UNDER_THRESHOLD, result.output
     data = json.loads(result.stdout)
-    assert data["threshold_failures"] == ["value.stage = 0.000 < 0.5"]
+    assert data["threshold_failures"] == [
+        "value.budget: not measured by this run (needs ≥ 0.5)"]
     assert data["metrics"]["overall"]["f1"] == 1.0 and data["errored"] == []
     assert (tmp_path / "r.json").exists()  # written even when under threshold
 
@@ -106,7 +108,8 @@ def test_a_case_that_errors_exits_1_after_writing_the_run(
     assert "case cfo errored" in result.output and "connection reset" in result.output
     assert seen == {"model": "anthropic/claude-haiku-4-5", "base_url": None,
                     "prompt_dir": "prompts/extract", "cache": False,
-                    "cache_path": tmp_path / "eval.db", "timeout_s": None}
+                    "cache_path": tmp_path / "eval.db", "timeout_s": None,
+                    "schema": None}
     assert read_run(out).metrics.errored == 1
 
 

@@ -116,6 +116,22 @@ def test_typed_answers_with_fallback_and_a_new_closed_value_supersedes_the_old()
     assert old.status == "superseded"
 
 
+def test_only_closed_dimensions_hold_one_value_at_a_time() -> None:
+    """Labels (the oracle's proposals) carry free-text values, which extraction never sends."""
+    from doxa.eval.oracle import LabelledProposal
+    from doxa.merge import MergeConfig
+
+    b = batch(chat("e1", "it must sync with NetSuite"), chat("e2", "and push bills to Bill.com"))
+    proposals = [LabelledProposal.model_validate(record(d, v, e, "goal", st)) for d, v, e, st in [
+        ("integration_needs", "NetSuite", "e1", "Needs a NetSuite sync"),
+        ("integration_needs", "Bill.com", "e2", "Needs bills in Bill.com")]]
+    free = merge(UserModel(user_id="u1"), proposals, b, now=NOW, prompt_version="p",
+                 config=MergeConfig(closed_dimensions=frozenset({"purchase_stage"}))).model
+    assert [r.status for r in free.records] == ["active", "active"]
+    closed = merge(UserModel(user_id="u1"), proposals, b, now=NOW, prompt_version="p").model
+    assert sorted(r.status for r in closed.records) == ["active", "superseded"]
+
+
 @pytest.mark.parametrize("wire", ["openai", "anthropic"])
 async def test_a_value_that_stays_outside_the_closed_set_is_reasked_twice_then_dropped(
     wire: str,

@@ -45,6 +45,10 @@ class MergeConfig(BaseModel):
     confidence: ConfidenceConfig = Field(default_factory=ConfidenceConfig)
     duplicate_threshold: float = 0.6
     max_records_per_kind: int = 200
+    closed_dimensions: frozenset[str] | None = None
+    """Dimensions that hold one value at a time (a new value contradicts the old). None: any
+    proposal with a dimension and a value, which is what schema-shaped extraction sends
+    (free-text dimensions answer with a null value); an empty set turns the rule off."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ def _closed_slot(work: _Working, proposal: ProposedRecord) -> Record | None:
     """The active record already holding this closed dimension (one value at a time)."""
     dimension, value = getattr(proposal, "dimension", None), getattr(proposal, "value", None)
     if dimension is None or value is None:
+        return None
+    closed = work.config.closed_dimensions
+    if closed is not None and dimension not in closed:
         return None
     return next((r for r in sorted(work.records.values(), key=lambda r: r.id)
                  if r.dimension == dimension and r.value is not None

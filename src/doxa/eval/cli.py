@@ -158,6 +158,9 @@ def run_command(
     no_cache: Annotated[bool, typer.Option(
         "--no-cache", help="call the LLM even for answers cached in .doxa-cache/")] = False,
     cache_dir: Annotated[Path, typer.Option("--cache-dir")] = Path(".doxa-cache"),
+    schema: Annotated[Path | None, typer.Option(
+        "--schema", help="model schema (YAML/TOML): schema-shaped extraction, so the "
+        "per-dimension value accuracy is scored")] = None,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", min=1, help="seconds per LLM request (default 120); raise it for a "
         "slow local model")] = None,
@@ -177,7 +180,7 @@ def run_command(
         suite=str(suite), model=model, base_url=base_url,
         prompt_dir=str(prompt) if prompt else None, matcher=matcher, judge_model=judge_model,
         concurrency=concurrency, cache=not no_cache, cache_dir=str(cache_dir), oracle=oracle,
-        timeout_s=timeout)
+        timeout_s=timeout, schema_file=str(schema) if schema else None)
     run = _guard(lambda: _execute(settings, cases, quiet=as_json))
     path = write_run(run, out or _default_out(suite))
     failures = check_thresholds(run.metrics, thresholds)

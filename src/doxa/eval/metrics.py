@@ -233,12 +233,19 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def dimension_counts(case: ScoredCase) -> dict[str, tuple[int, int]]:
-    """(n, correct) per dimension, over matched pairs whose label carries one."""
+    """(n, correct) per dimension, over matched pairs whose label carries one.
+
+    Right means the same dimension and the same value. A predicted record filed under the
+    right dimension with no value is right too: schema-shaped extraction answers a free-text
+    dimension (integration_needs) with null, and a closed one never without a listed value
+    (validation drops it), so a null value says the dimension has no values to get wrong.
+    """
     out: dict[str, tuple[int, int]] = {}
     for pred, exp in case.matched_pairs():
         if exp.dimension is None:
             continue
-        right = pred.dimension == exp.dimension and _same_value(pred.value, exp.value)
+        right = pred.dimension == exp.dimension and (
+            pred.value is None or _same_value(pred.value, exp.value))
         n, correct = out.get(exp.dimension, (0, 0))
         out[exp.dimension] = (n + 1, correct + int(right))
     return out

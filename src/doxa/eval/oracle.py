@@ -11,15 +11,19 @@ Scoring the result measures merge and confidence apart from the LLM.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from doxa.eval.fixtures import Case, ExpectedRecord
 from doxa.events import Event
 from doxa.llm_schema import EvidenceQuote, ProposedRecord
-from doxa.merge import merge
+from doxa.merge import MergeConfig, merge
 from doxa.records import UserModel
 from doxa.relevance import Batch, batch_id
 
 PROMPT_VERSION = "oracle"
+# Labels say which record supersedes which (see `successors`), and free-text dimensions
+# carry values in labels, so merge's one-value-per-dimension rule is left to the labels.
+ORACLE_MERGE = MergeConfig(closed_dimensions=frozenset())
 
 
 def _batch(user_id: str, events: Sequence[Event]) -> Batch:
@@ -57,11 +61,22 @@ def _successor(expected: Sequence[ExpectedRecord], s: int, where: list[list[int]
             and (new.context or "") == (old.context or "") and where[t][0] > where[s][0]]
 
 
+class LabelledProposal(ProposedRecord):
+    """A proposal carrying the label's kind (any, schema kinds included), dimension and value,
+    as a schema-shaped extraction would: merge files it under its dimension, and the eval
+    scores per-dimension value accuracy on the oracle too."""
+
+    kind: str  # type: ignore[assignment]
+    dimension: str | None = None
+    value: Any = None
+
+
 def _proposal(record: ExpectedRecord, batch: Sequence[Event], *, final: bool,
               contradicts: str | None) -> ProposedRecord:
     cited = [e.id for e in batch if e.id in record.evidence] or [batch[0].id]
     status = record.status if final and record.status in ("achieved", "abandoned") else "active"
-    return ProposedRecord(
+    return LabelledProposal(
+        dimension=record.dimension, value=record.value,
         kind=record.kind, statement=record.statement, context=record.context or "general",
         evidence=[EvidenceQuote(event_id=eid) for eid in cited], basis="explicit",
         relation="contradicts" if contradicts else "new", related_record_id=contradicts,
@@ -90,5 +105,5 @@ def oracle_model(case: Case) -> UserModel:
                                        contradicts=target))
         batch = _batch(case.user_id, events)
         model = merge(model, proposals, batch, now=batch.last_at,
-                      prompt_version=PROMPT_VERSION).model
+                      prompt_version=PROMPT_VERSION, config=ORACLE_MERGE).model
     return model

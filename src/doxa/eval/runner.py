@@ -134,7 +134,7 @@ async def run_cases(cases: Sequence[Case], run_one: CaseRunner, *, concurrency: 
 def default_engine_factory(
     model: str, *, base_url: str | None = None, prompt_dir: str | Path | None = None,
     cache: bool = True, cache_path: str | Path = ".doxa-cache/eval.db",
-    timeout_s: float | None = None,
+    timeout_s: float | None = None, schema: str | Path | None = None,
 ) -> EngineFactory:
     """Real engines: a memory store per case, LLM answers cached in one sqlite file."""
 
@@ -148,6 +148,7 @@ def default_engine_factory(
             model=model, store="memory://", base_url=base_url, prompt_dir=prompt_dir,
             cache=cache, cache_store=f"sqlite:///{cache_path}" if cache else None,
             settings=ExtractionSettings(timeout_s=timeout_s) if timeout_s else None,
+            schema=schema,
         )
         return engine
 
@@ -170,6 +171,8 @@ class RunSettings(BaseModel):
     cache_dir: str = ".doxa-cache"
     oracle: bool = False
     timeout_s: float | None = None
+    schema_file: str | None = None
+    """A model schema file: extraction is schema-shaped, and value accuracy means something."""
 
 
 def _case_runner(settings: RunSettings, matcher: Matcher,
@@ -179,7 +182,7 @@ def _case_runner(settings: RunSettings, matcher: Matcher,
     factory = engine_factory or default_engine_factory(
         settings.model, base_url=settings.base_url, prompt_dir=settings.prompt_dir,
         cache=settings.cache, cache_path=Path(settings.cache_dir) / "eval.db",
-        timeout_s=settings.timeout_s)
+        timeout_s=settings.timeout_s, schema=settings.schema_file)
     return lambda case: run_case(case, factory, matcher=matcher)
 
 
