@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -131,9 +132,9 @@ def _closed_slot(work: _Working, proposal: ProposedRecord) -> Record | None:
     closed = work.config.closed_dimensions
     if closed is not None and dimension not in closed:
         return None
-    return next((r for r in sorted(work.records.values(), key=lambda r: r.id)
-                 if r.dimension == dimension and r.value is not None
-                 and r.status == "active"), None)
+    holders = (r for r in work.records.values()
+               if r.dimension == dimension and r.value is not None and r.status == "active")
+    return min(holders, key=attrgetter("id"), default=None)  # one pass, not a sort per proposal
 
 
 def _find_duplicate(work: _Working, proposal: ProposedRecord,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from operator import attrgetter
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -283,7 +284,7 @@ class UserModel(BaseModel):
         return self.with_records(past)
 
     def with_records(self, records: Iterable[Record]) -> UserModel:
-        return self.model_copy(update={"records": tuple(sorted(records, key=lambda r: r.id))})
+        return self.model_copy(update={"records": tuple(sorted(records, key=attrgetter("id")))})
 
 
 class Change(BaseModel):
