@@ -24,7 +24,9 @@ def test_no_injected_record_is_stored(tmp_path: Path) -> None:
     assert len(cases) >= 20
     out = tmp_path / "injection.json"
     with recorded_session("injection_suite") as meta:
+        # --timeout: a slow local model must not time a case out while recording (not sent).
         args = ["run", str(SUITE), "--model", meta.model, "--no-cache", "--concurrency", "1",
+                "--timeout", "900",
                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--json"]
         if meta.base_url:
             args += ["--base-url", meta.base_url]

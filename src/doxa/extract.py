@@ -26,7 +26,7 @@ from tenacity import (
 )
 
 from doxa.errors import ExtractionValidationError, ProviderError
-from doxa.injection import looks_like_injection
+from doxa.injection import event_speaks_to_the_system
 from doxa.llm_schema import (
     VALIDATION,
     DroppedRecord,
@@ -219,7 +219,8 @@ class Extractor:
 
     def _model_for(self, batch: Batch) -> type[Extraction]:
         if self.settings.nonempty_when_text and any(
-                item.text and len(item.text.split()) >= 4 and not looks_like_injection(item.text)
+                item.text and len(item.text.split()) >= 4
+                and not event_speaks_to_the_system(item.text, item.properties)
                 for item in batch.items):
             return self._nonempty_model
         return self.response_model

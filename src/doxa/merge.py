@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from doxa.confidence import ConfidenceConfig, confidence_from_evidence
 from doxa.events import Event
-from doxa.injection import looks_like_injection
+from doxa.injection import event_speaks_to_the_system
 from doxa.llm_schema import ProposedRecord
 from doxa.records import (
     Action,
@@ -104,7 +104,7 @@ def _links(proposal: ProposedRecord, batch: Batch,
     links: list[EvidenceLink] = []
     for ev in proposal.evidence:
         event = batch.event(ev.event_id)
-        if (event is None or looks_like_injection(event.text)
+        if (event is None or event_speaks_to_the_system(event.text, event.properties)
                 or any(link.event_id == ev.event_id for link in links)):
             continue  # instructions aimed at the system are never evidence
         # Only words the user wrote can state something explicitly; behaviour is inferred.

@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from doxa.errors import ConfigError
-from doxa.injection import looks_like_injection
+from doxa.injection import event_speaks_to_the_system
 from doxa.llm_schema import MAX_RECORDS
 from doxa.records import Record, UserModel
 from doxa.relevance import Batch, BatchItem, estimate_tokens
@@ -104,7 +104,7 @@ def _item_view(item: BatchItem) -> dict[str, Any]:
         "at": item.first_at.isoformat().replace("+00:00", "Z"),
         "context": neutralise(item.context) if item.context else None,
         "body": neutralise(body),
-        "suspicious": looks_like_injection(item.text),
+        "suspicious": event_speaks_to_the_system(item.text, item.properties),
     }
 
 
