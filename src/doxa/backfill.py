@@ -56,7 +56,8 @@ class BackfillStateError(DoxaError):
 class UserSource(Protocol):
     """Users and their events, iterable more than once (a `UserSpool` is one)."""
 
-    def users(self) -> Iterator[tuple[str, list[Event]]]: ...
+    def users(self) -> Iterator[tuple[str, list[Event]]]:
+        """Each user id with all of that user's events, in file order."""
 
 
 @dataclass(frozen=True)

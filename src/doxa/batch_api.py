@@ -50,19 +50,18 @@ class BatchAPI(Protocol):
 
     def line(self, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """The JSONL line that asks for `body` under `custom_id`."""
-        ...
 
     async def submit(self, path: Path, tag: str) -> str:
         """Submit the JSONL file of lines as one job; returns the provider's job id."""
-        ...
 
     async def find(self, tag: str) -> str | None:
         """The id of a job submitted with `tag`, when the provider can list them."""
-        ...
 
-    async def status(self, job_id: str) -> JobStatus: ...
+    async def status(self, job_id: str) -> JobStatus:
+        """The job's progress, or its failure."""
 
-    async def results(self, job_id: str) -> dict[str, Answer]: ...
+    async def results(self, job_id: str) -> dict[str, Answer]:
+        """Each answered request by custom_id, once the job has ended."""
 
 
 def batch_api_for(spec: ProviderSpec, sdk_client: Any) -> BatchAPI:

@@ -57,7 +57,8 @@ class Matcher(Protocol):
     name: str
     threshold: float
 
-    async def score(self, pairs: Sequence[Pair]) -> list[float]: ...
+    async def score(self, pairs: Sequence[Pair]) -> list[float]:
+        """One similarity in 0..1 per (predicted, expected) pair, in order."""
 
 
 class LexicalMatcher:

@@ -35,11 +35,14 @@ FATAL = (ConfigError, ProviderAuthError)
 class EngineLike(Protocol):
     """What the runner needs of an engine (doxa.engine.Engine has it)."""
 
-    async def ingest(self, user_id: str, events: list[Event]) -> Any: ...
+    async def ingest(self, user_id: str, events: list[Event]) -> Any:
+        """Ingest one batch of the case's events for the user."""
 
-    async def model(self, user_id: str) -> UserModel: ...
+    async def model(self, user_id: str) -> UserModel:
+        """The user's model after every batch."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the engine's store and HTTP client."""
 
 
 EngineFactory = Callable[[str], EngineLike]

@@ -23,11 +23,9 @@ class Store(Protocol):
 
         `UserModel.events` holds the stored events that the records' evidence points at.
         """
-        ...
 
     async def processed(self, user_id: str, event_ids: Iterable[str]) -> set[str]:
         """Which of these event ids were already processed for this user."""
-        ...
 
     async def commit(
         self,
@@ -42,32 +40,25 @@ class Store(Protocol):
 
         Raises `StoreConflictError` when the stored version is not `expected_version`.
         """
-        ...
 
     async def events(self, user_id: str, event_ids: Iterable[str]) -> dict[str, Event]:
         """Stored events by id (missing ids are left out)."""
-        ...
 
     async def users(self) -> list[str]:
         """Every user id with a model or processed events, sorted."""
-        ...
 
     async def delete_user(self, user_id: str) -> None:
         """Erase everything held about the user: records, evidence, history, events, ledger,
         cached responses."""
-        ...
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
         """Everything held about the user as JSON-ready data."""
-        ...
 
     async def cache_get(self, key: str) -> str | None:
         """A cached LLM response body by key."""
-        ...
 
     async def cache_put(self, key: str, user_id: str, value: str) -> None:
         """Store an LLM response body under key, owned by user_id (deleted with the user)."""
-        ...
 
     async def close(self) -> None:
-        ...
+        """Release connections; the store is not used afterwards."""
