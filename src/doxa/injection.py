@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 _PATTERNS = [
@@ -59,7 +60,14 @@ _INJECTION = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE |
 
 def looks_like_injection(text: str | None) -> bool:
     """True when the text addresses the system (roles, delimiters, instructions to a model)."""
-    return bool(text) and _INJECTION.search(text or "") is not None
+    return bool(text) and _matches(text or "")
+
+
+@lru_cache(maxsize=65_536)
+def _matches(text: str) -> bool:
+    # Rendering, the answer's validation, the re-ask and merge each ask about the same
+    # events; the pattern runs once per distinct string.
+    return _INJECTION.search(text) is not None
 
 
 def strings_in(value: Any) -> Iterator[str]:

@@ -141,6 +141,7 @@ class ValidationContext:
     schema: ModelSchema | None = None
     attempts: list[Extraction] = field(default_factory=list)
     _leaked: frozenset[str] | None = field(default=None, init=False, repr=False)
+    _injected_ids: str = field(default="", init=False, repr=False)
 
     def problems(self, record: ProposedRecord) -> list[str]:
         reasons: list[str] = []
@@ -194,19 +195,22 @@ class ValidationContext:
         if self._leaked is None:
             injected: set[str] = set()
             genuine: set[str] = set()
+            sources: list[str] = []
             for event in self.batch.events.values():
-                shown = " ".join([event.text or "", *strings_in(event.properties)])
-                bucket = injected if event_speaks_to_the_system(event.text, event.properties) \
-                    else genuine
-                bucket |= content_words(shown)
+                shown = content_words(" ".join([event.text or "",
+                                                *strings_in(event.properties)]))
+                if event_speaks_to_the_system(event.text, event.properties):
+                    injected |= shown
+                    sources.append(event.id)
+                else:
+                    genuine |= shown
             self._leaked = frozenset(injected - genuine)
+            self._injected_ids = ", ".join(sorted(sources))
         words = content_words(record.statement)
         planted = words & self._leaked
         if not planted or len(planted) * 2 < len(words):
             return []
-        sources = sorted(e.id for e in self.batch.events.values()
-                         if event_speaks_to_the_system(e.text, e.properties))
-        return [f"the statement repeats instructions found in event(s) {', '.join(sources)} "
+        return [f"the statement repeats instructions found in event(s) {self._injected_ids} "
                 f"({', '.join(sorted(planted))}), which speak to the system, not about the "
                 "user; remove the record"]
 

@@ -125,16 +125,16 @@ class SqliteStore:
             if known and commit_id and (known.version, known.commit_id) == (version, commit_id):
                 self._snapshots.move_to_end(user_id)
                 return known.model
-            records = tuple(Record.model_validate_json(d) for (d,) in db.execute(
-                "SELECT data FROM records WHERE user_id = ? ORDER BY record_id", (user_id,)))
+            rows = [(Record.model_validate_json(data), digest) for data, digest in db.execute(
+                "SELECT data, content_hash FROM records WHERE user_id = ? ORDER BY record_id",
+                (user_id,))]
+            records = tuple(record for record, _ in rows)
             cited = sorted({e.event_id for r in records for e in r.evidence})
             events = _select_events(db, user_id, cited)
             model = UserModel(user_id=user_id, records=records, version=version, events=events)
             if commit_id:
-                hashes = dict(db.execute(
-                    "SELECT record_id, content_hash FROM records WHERE user_id = ?", (user_id,)))
                 self._remember(_Snapshot(version, commit_id, model,
-                                         {r.id: (r, hashes[r.id]) for r in records}))
+                                         {r.id: (r, digest) for r, digest in rows}))
             return model
         return await self._run(read)
 
