@@ -8,10 +8,9 @@ provider prompt caching applies; everything about this user goes in the user mes
 from __future__ import annotations
 
 import hashlib
-import heapq
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import jinja2
 
 from doxa.errors import ConfigError
 from doxa.injection import event_speaks_to_the_system
+from doxa.known_index import KnownIndexes
 from doxa.llm_schema import MAX_RECORDS
 from doxa.records import Record, UserModel
 from doxa.relevance import Batch, BatchItem, estimate_tokens
@@ -78,12 +78,17 @@ class PromptSet:
         ).hexdigest()
         self.version = f"{self.folder.name}@{digest[:10]}"
 
+    @cached_property
+    def system(self) -> str:
+        """The system message: the same text for every call (what prompt caching needs)."""
+        return self._templates["system"].render(max_records=MAX_RECORDS,
+                                                schema=self.schema).strip()
+
     def render(self, batch: Batch, model: UserModel, *, max_records: int = 12,
                max_record_tokens: int = 600) -> Messages:
         """Messages for one batch; the model slice is bounded by count and tokens."""
         known = select_known_records(batch, model, limit=max_records, max_tokens=max_record_tokens)
-        system = self._templates["system"].render(max_records=MAX_RECORDS,
-                                                  schema=self.schema).strip()
+        system = self.system
         user = self._templates["user"].render(
             known_records=[
                 {"id": r.id, "kind": r.kind, "statement": neutralise(r.statement)} for r in known
@@ -113,10 +118,12 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(_WORD.findall(text.casefold()))
 
 
-@lru_cache(maxsize=65_536)
-def _record_words(statement: str, context: str) -> frozenset[str]:
-    # Keyed by the two strings themselves, whose hashes Python caches: no new string per call.
-    return _words(statement) | _words(context)
+def _record_words(record: Record) -> frozenset[str]:
+    return _words(record.statement) | _words(record.context)
+
+
+_KNOWN = KnownIndexes(_record_words)
+"""Each user's latest word index: ranking touches only records that share a batch word."""
 
 
 def select_known_records(
@@ -135,15 +142,11 @@ def select_known_records(
         if item.context:
             batch_words |= _words(item.context)
 
-    # One key tuple per record, built in a single pass (the record's words are cached by
-    # text): the ids are unique, so tuples never fall through to comparing records.
-    keyed = [(-len(_record_words(r.statement, r.context) & batch_words), -r.confidence, r.id, r)
-             for r in model.records if r.status == "active"]
+    ranked = _KNOWN.ranked(model, batch_words, limit * 4)
 
     chosen: list[Record] = []
     used = 0
-    # nsmallest keeps this linear in the model's size: only the best few are ever sorted.
-    for *_, record in heapq.nsmallest(limit * 4, keyed):
+    for record in ranked:
         cost = estimate_tokens(record.id + record.statement) + 4
         if len(chosen) >= limit or used + cost > max_tokens:
             break

@@ -1,0 +1,120 @@
+"""A word index over a user's active records, kept from one model version to the next.
+
+Choosing which known records the prompt shows ranks every active record by the words it
+shares with the batch. Done record by record, that is a Python loop over the whole model on
+every batch, which is most of doxa's own time once a user holds a thousand records. A merge
+changes a handful of records and keeps the rest as the very same objects, so the index of a
+user's previous model is brought up to date by difference (the records that are no longer
+there out, the new ones in) and the ranking touches only the posting lists of the batch's
+words, with C-level counting and key lookups.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+
+from doxa.records import Record, UserModel
+
+RankKey = tuple[float, str]
+"""(-confidence, id): the order among records that share as many words with the batch."""
+
+MAX_USERS = 128
+"""Indexes kept (one per user, the latest model each); past it the least recent goes."""
+
+
+class KnownIndex:
+    """Active records by word for one model version, with each record's rank key."""
+
+    def __init__(self, words_of: Callable[[Record], frozenset[str]]) -> None:
+        self._words_of = words_of
+        self.records: tuple[Record, ...] = ()
+        self._objects: dict[int, Record] = {}
+        self.by_word: dict[str, set[str]] = {}
+        self.active: dict[str, Record] = {}
+        self.key_of: dict[str, RankKey] = {}
+        self._words: dict[str, frozenset[str]] = {}
+
+    def update(self, records: tuple[Record, ...]) -> None:
+        """Bring the index to `records`, touching only the objects that changed.
+
+        Records are compared by identity: merge replaces a record it changes with a new
+        object and keeps every other one, and the previous tuple (held here) keeps the old
+        objects alive, so an id() seen before cannot belong to a different record now.
+        """
+        objects = {id(r): r for r in records}
+        gone = self._objects.keys() - objects.keys()
+        came = objects.keys() - self._objects.keys()
+        for oid in gone:
+            self._remove(self._objects[oid])
+        for oid in came:
+            self._add(objects[oid])
+        self.records, self._objects = records, objects
+
+    def _add(self, record: Record) -> None:
+        if record.status != "active":
+            return
+        words = self._words_of(record)
+        self.active[record.id] = record
+        self._words[record.id] = words
+        self.key_of[record.id] = (-record.confidence, record.id)
+        for word in words:
+            self.by_word.setdefault(word, set()).add(record.id)
+
+    def _remove(self, record: Record) -> None:
+        if self.active.get(record.id) is not record:
+            return  # inactive, or not the version of this id that the index holds
+        del self.active[record.id], self.key_of[record.id]
+        for word in self._words.pop(record.id):
+            holders = self.by_word[word]
+            holders.discard(record.id)
+            if not holders:
+                del self.by_word[word]
+
+    def ranked(self, words: Iterable[str], count: int) -> list[str]:
+        """The ids of the `count` best active records: most shared words, then confidence,
+        then id; the same order as ranking every record one by one."""
+        shared: Counter[str] = Counter()
+        for word in words:
+            holders = self.by_word.get(word)
+            if holders:
+                shared.update(holders)
+        best: list[str] = []
+        by_overlap: dict[int, list[str]] = {}
+        if len(shared) <= count * 4:
+            for rid, n in shared.items():
+                by_overlap.setdefault(n, []).append(rid)
+        else:  # only the groups that can reach the top `count` are grouped at all
+            floor = heapq.nlargest(count, shared.values())[-1]
+            for rid, n in shared.items():
+                if n >= floor:
+                    by_overlap.setdefault(n, []).append(rid)
+        for n in sorted(by_overlap, reverse=True):
+            best += heapq.nsmallest(count - len(best), by_overlap[n], key=self.key_of.__getitem__)
+            if len(best) >= count:
+                return best
+        rest = self.key_of.keys() - shared.keys()
+        return best + heapq.nsmallest(count - len(best), rest, key=self.key_of.__getitem__)
+
+
+class KnownIndexes:
+    """The latest index per user, bounded; safe to share between threads."""
+
+    def __init__(self, words_of: Callable[[Record], frozenset[str]],
+                 max_users: int = MAX_USERS) -> None:
+        self._words_of = words_of
+        self._max_users = max_users
+        self._by_user: OrderedDict[str, KnownIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def ranked(self, model: UserModel, words: Iterable[str], count: int) -> Sequence[Record]:
+        with self._lock:
+            index = self._by_user.pop(model.user_id, None) or KnownIndex(self._words_of)
+            if index.records is not model.records:
+                index.update(model.records)
+            self._by_user[model.user_id] = index
+            while len(self._by_user) > self._max_users:
+                self._by_user.popitem(last=False)
+            return [index.active[rid] for rid in index.ranked(words, count)]
