@@ -196,3 +196,31 @@ async def test_sqlite_commit_from_snapshot_writes_what_a_cold_load_reads(tmp_pat
     assert dict(from_disk.events) == dict(from_snapshot.events)
     await warm.close()
     await cold.close()
+
+
+async def test_a_removed_and_a_replaced_record_commit_as_a_fresh_load_reads(
+    store: Store, tmp_path: Path,
+) -> None:
+    """Stores write only the record objects a merge replaced: removing one record (as the
+    cap's eviction does) and replacing another must still reach the rows, and the events the
+    removed record alone cited leave the model."""
+    u = user()
+    model, ids, events = model_for(u)
+    await store.commit(model, expected_version=0, changes=[], events=events, processed_ids=ids)
+    loaded = await store.load(u)
+    first, second = loaded.records
+    kept = second.model_copy(update={"confidence": 0.9})
+    await store.commit(loaded.with_records([kept]), expected_version=1, changes=[],
+                       events=[], processed_ids=[])
+    warm = await store.load(u)
+    assert warm.records == (kept,) and warm.version == 2
+    assert set(warm.events) == {e.event_id for e in kept.evidence}
+    assert first.id not in {r.id for r in warm.records}
+    if isinstance(store, type(open_store("memory://"))):
+        return
+    url = f"sqlite:///{tmp_path / 'doxa.db'}" if "Sqlite" in type(store).__name__ else PG_URL
+    cold = open_store(url or "")
+    try:
+        assert (await cold.load(u)).records == warm.records
+    finally:
+        await cold.close()

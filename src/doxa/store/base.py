@@ -62,3 +62,19 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections; the store is not used afterwards."""
+
+
+def cited_events(model: UserModel, committed: UserModel | None) -> set[str]:
+    """The event ids `model`'s records cite, for the events a committed model carries.
+
+    Merge replaces the records it changes and keeps the others as the same objects, so when
+    no record object of the committed model it was merged from is gone, what those cite is
+    already in its events: only the replaced and new records are read, not every record's
+    evidence on every commit.
+    """
+    if committed is not None:
+        before = set(map(id, committed.records))
+        if before <= set(map(id, model.records)):
+            return set(committed.events) | {e.event_id for r in model.records
+                                            if id(r) not in before for e in r.evidence}
+    return {e.event_id for r in model.records for e in r.evidence}

@@ -9,6 +9,7 @@ from typing import Any
 from doxa.errors import StoreConflictError
 from doxa.events import Event
 from doxa.records import Change, UserModel
+from doxa.store.base import cited_events
 
 
 class MemoryStore:
@@ -42,7 +43,8 @@ class MemoryStore:
             new_events = {**self._events.get(user, {}), **{e.id: e for e in events}}
             new = model.model_copy(update={
                 "version": found + 1,
-                "events": {k: new_events[k] for k in _cited(model, current) if k in new_events}})
+                "events": {k: new_events[k] for k in cited_events(model, current)
+                           if k in new_events}})
             new_ledger = self._ledger.get(user, set()) | set(processed_ids)
             self._models[user], self._events[user], self._ledger[user] = (
                 new, new_events, new_ledger)
@@ -81,18 +83,3 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
-
-
-def _cited(model: UserModel, current: UserModel | None) -> set[str]:
-    """The event ids `model`'s records cite.
-
-    Merge replaces the records it changes and keeps the others as the same objects, so when
-    no record of the stored model is gone, what they cite is already in its events: only
-    the replaced and new records are read, not every record's evidence on every commit.
-    """
-    if current is not None:
-        before = set(map(id, current.records))
-        if before <= set(map(id, model.records)):
-            return set(current.events) | {e.event_id for r in model.records
-                                          if id(r) not in before for e in r.evidence}
-    return {e.event_id for r in model.records for e in r.evidence}

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, TypeVar
 from doxa.errors import StoreConflictError, StoreError
 from doxa.events import Event
 from doxa.records import Change, Record, UserModel
+from doxa.store.base import cited_events
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -168,7 +169,7 @@ class SqliteStore:
                 if not (known and old_commit and (known.version, known.commit_id)
                         == (version, old_commit)):
                     known = None
-                hashes = _write_records(db, model, known.hashes if known else None)
+                hashes = _write_records(db, model, known)
                 db.executemany(
                     "INSERT OR REPLACE INTO events VALUES (?, ?, ?)",
                     [(model.user_id, e.id, e.model_dump_json()) for e in events])
@@ -187,11 +188,11 @@ class SqliteStore:
                 raise
             if known is not None:
                 # What a fresh load would return: the cited events, old and new.
-                cited = {e.event_id for r in model.records for e in r.evidence}
                 pool = {**known.model.events, **model.events, **{e.id: e for e in events}}
                 committed = model.model_copy(update={
                     "version": version + 1,
-                    "events": {k: v for k, v in pool.items() if k in cited}})
+                    "events": {k: pool[k] for k in cited_events(model, known.model)
+                               if k in pool}})
                 self._remember(_Snapshot(version + 1, commit_id, committed, hashes))
             else:
                 self._snapshots.pop(model.user_id, None)
@@ -264,26 +265,35 @@ def _select_events(db: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> 
 
 
 def _write_records(db: sqlite3.Connection, model: UserModel,
-                   known: dict[str, tuple[Record, str]] | None) -> dict[str, tuple[Record, str]]:
+                   snapshot: _Snapshot | None) -> dict[str, tuple[Record, str]]:
     """Insert new, replace changed and delete removed records; leave the rest untouched.
 
-    `known` holds the hash of each record object of the committed version this model was
-    merged from; a record that is still that very object is unchanged and is not re-hashed.
-    Returns the hashes of the model now committed.
+    `snapshot` is the committed version this model was merged from, with the hash of each
+    of its record objects. Merge keeps unchanged records as those very objects, so only the
+    other objects are hashed and compared, and a removed record is looked for only when
+    the counts say one is gone. Returns the hashes of the model now committed.
     """
     user = model.user_id
-    if known is None:
+    known: dict[str, tuple[Record, str]] | None = None
+    if snapshot is None:
         stored = dict(db.execute("SELECT record_id, content_hash FROM records WHERE user_id = ?",
                                  (user,)).fetchall())
+        changed = list(model.records)
+        hashes: dict[str, tuple[Record, str]] = {}
     else:
-        stored = {rid: digest for rid, (_, digest) in known.items()}
-    current = {r.id: r for r in model.records}
-    for gone in set(stored) - set(current):
-        db.execute("DELETE FROM records WHERE user_id = ? AND record_id = ?", (user, gone))
-    hashes: dict[str, tuple[Record, str]] = {}
-    for record in current.values():
-        seen = known.get(record.id) if known else None
-        digest = seen[1] if seen and seen[0] is record else content_hash(record)
+        known = snapshot.hashes
+        unchanged = set(map(id, snapshot.model.records))
+        changed = [r for r in model.records if id(r) not in unchanged]
+        stored = {r.id: known[r.id][1] for r in changed if r.id in known}
+        hashes = dict(known)
+    still_there = len(model.records) - len(changed) + len(stored)
+    if known is None or still_there != len(known):  # some record is gone: find which
+        for rid in set(known if known is not None else stored) - {r.id for r in model.records}:
+            db.execute("DELETE FROM records WHERE user_id = ? AND record_id = ?", (user, rid))
+            hashes.pop(rid, None)
+    for record in changed:
+        seen = known.get(record.id) if known is not None else None
+        digest = content_hash(record)
         hashes[record.id] = (record, digest)
         if stored.get(record.id) == digest:
             continue
