@@ -167,3 +167,33 @@ def test_a_supersede_never_loses_the_superseded_record_or_its_evidence(s1: int, 
     kept = after.get(old.id)
     assert kept.evidence_ids() >= old.evidence_ids()
     assert kept.status in ("superseded", "active")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["belief", "goal", "preference"]),
+                          st.lists(st.sampled_from(["email", "emails", "weekly", "report",
+                                                    "sso", "okta", "pricing", "cost", "the",
+                                                    "prefers"]), min_size=1, max_size=4)),
+                min_size=1, max_size=24))
+def test_the_duplicate_search_by_word_index_merges_as_a_full_scan(
+    proposals: list[tuple[str, list[str]]],
+) -> None:
+    """Batch after batch, merging with the indexed duplicate search gives the same model as
+    merging with the same lexical similarity read over every record."""
+    from doxa.similarity import lexical_similarity
+
+    def full_scan(a: str, b: str) -> float:  # not the lexical function itself: no index
+        return lexical_similarity(a, b)
+
+    indexed = scanned = UserModel(user_id="u-dup")
+    for step in range(0, len(proposals), 3):
+        chunk = proposals[step:step + 3]
+        events = [chat(f"e{step + i}", " ".join(words), day=step, user="u-dup")
+                  for i, (_, words) in enumerate(chunk)]
+        b = batch(*events)
+        said_now = [said(kind, " ".join(words), f"e{step + i}")
+                    for i, (kind, words) in enumerate(chunk)]
+        indexed = merge(indexed, said_now, b, now=NOW, prompt_version="p").model
+        scanned = merge(scanned, said_now, b, now=NOW, prompt_version="p",
+                        similarity=full_scan).model
+        assert indexed.records == scanned.records

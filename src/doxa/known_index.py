@@ -1,4 +1,4 @@
-"""A word index over a user's active records, kept from one model version to the next.
+"""A word index over a user's records, kept from one model version to the next.
 
 Choosing which known records the prompt shows ranks every active record by the words it
 shares with the batch. Done record by record, that is a Python loop over the whole model on
@@ -25,11 +25,17 @@ MAX_USERS = 128
 """Indexes kept (one per user, the latest model each); past it the least recent goes."""
 
 
-class KnownIndex:
-    """Active records by word for one model version, with each record's rank key."""
+def is_active(record: Record) -> bool:
+    return record.status == "active"
 
-    def __init__(self, words_of: Callable[[Record], frozenset[str]]) -> None:
+
+class KnownIndex:
+    """The records `keep` admits, by word, for one model version, with each one's rank key."""
+
+    def __init__(self, words_of: Callable[[Record], frozenset[str]],
+                 keep: Callable[[Record], bool] = is_active) -> None:
         self._words_of = words_of
+        self._keep = keep
         self.records: tuple[Record, ...] = ()
         self._objects: dict[int, Record] = {}
         self.by_word: dict[str, set[str]] = {}
@@ -54,7 +60,7 @@ class KnownIndex:
         self.records, self._objects = records, objects
 
     def _add(self, record: Record) -> None:
-        if record.status != "active":
+        if not self._keep(record):
             return
         words = self._words_of(record)
         self.active[record.id] = record
@@ -65,7 +71,7 @@ class KnownIndex:
 
     def _remove(self, record: Record) -> None:
         if self.active.get(record.id) is not record:
-            return  # inactive, or not the version of this id that the index holds
+            return  # not kept, or not the version of this id that the index holds
         del self.active[record.id], self.key_of[record.id]
         for word in self._words.pop(record.id):
             holders = self.by_word[word]
@@ -103,18 +109,34 @@ class KnownIndexes:
     """The latest index per user, bounded; safe to share between threads."""
 
     def __init__(self, words_of: Callable[[Record], frozenset[str]],
+                 keep: Callable[[Record], bool] = is_active,
                  max_users: int = MAX_USERS) -> None:
         self._words_of = words_of
+        self._keep = keep
         self._max_users = max_users
         self._by_user: OrderedDict[str, KnownIndex] = OrderedDict()
         self._lock = threading.Lock()
 
     def ranked(self, model: UserModel, words: Iterable[str], count: int) -> Sequence[Record]:
+        """The `count` best kept records of `model` for these words (see `KnownIndex.ranked`)."""
         with self._lock:
-            index = self._by_user.pop(model.user_id, None) or KnownIndex(self._words_of)
-            if index.records is not model.records:
-                index.update(model.records)
-            self._by_user[model.user_id] = index
-            while len(self._by_user) > self._max_users:
-                self._by_user.popitem(last=False)
+            index = self._current(model)
             return [index.active[rid] for rid in index.ranked(words, count)]
+
+    def sharing(self, model: UserModel, words: Iterable[str]) -> set[str]:
+        """The ids of `model`'s kept records that hold at least one of these words."""
+        with self._lock:
+            index = self._current(model)
+            found: set[str] = set()
+            for word in words:
+                found |= index.by_word.get(word, set())
+            return found
+
+    def _current(self, model: UserModel) -> KnownIndex:
+        index = self._by_user.pop(model.user_id, None) or KnownIndex(self._words_of, self._keep)
+        if index.records is not model.records:
+            index.update(model.records)
+        self._by_user[model.user_id] = index
+        while len(self._by_user) > self._max_users:
+            self._by_user.popitem(last=False)
+        return index

@@ -8,7 +8,7 @@ and batch, so re-runs and recorded cassettes see the same ids.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from doxa.confidence import ConfidenceConfig, confidence_from_evidence
 from doxa.events import Event
 from doxa.injection import event_speaks_to_the_system
+from doxa.known_index import KnownIndexes
 from doxa.llm_schema import ProposedRecord
 from doxa.records import (
     Action,
@@ -32,7 +33,7 @@ from doxa.records import (
     UserModel,
 )
 from doxa.relevance import Batch
-from doxa.similarity import Similarity, lexical_similarity
+from doxa.similarity import Similarity, content_words, lexical_similarity
 
 Outcome = Literal["engaged", "ignored", "converted", "dismissed"]
 POSITIVE_OUTCOMES = frozenset({"engaged", "converted"})
@@ -68,7 +69,10 @@ class _Working:
     """The records being merged, by id, with the changes made so far."""
 
     def __init__(self, model: UserModel, now: datetime, config: MergeConfig) -> None:
+        self.model = model
         self.records: dict[str, Record] = {r.id: r for r in model.records}
+        self.touched: set[str] = set()
+        """Ids put during this merge: their words may differ from the model's index."""
         self.changes: list[Change] = []
         self.now = now
         self.config = config
@@ -88,6 +92,7 @@ class _Working:
         after = after.model_copy(update={"history": (*after.history, revision),
                                          "updated_at": self.now})
         self.records[after.id] = after
+        self.touched.add(after.id)
         self.changes.append(Change(
             record_id=after.id, kind=after.kind, action=action, statement=after.statement,
             confidence_before=before.confidence if before else None,
@@ -137,10 +142,32 @@ def _closed_slot(work: _Working, proposal: ProposedRecord) -> Record | None:
     return min(holders, key=attrgetter("id"), default=None)  # one pass, not a sort per proposal
 
 
+def _statement_words(record: Record) -> frozenset[str]:
+    return content_words(record.statement)
+
+
+def _can_merge_into(record: Record) -> bool:
+    return record.status in ("active", "achieved")
+
+
+_BY_STATEMENT_WORD = KnownIndexes(_statement_words, keep=_can_merge_into)
+"""Each user's records by content word: a lexical duplicate shares at least one, so the
+search reads those records, not every record of the model (a cache: results are the same)."""
+
+
+def _duplicate_candidates(work: _Working, proposal: ProposedRecord,
+                          similarity: Similarity) -> Iterable[Record]:
+    words = content_words(proposal.statement)
+    if similarity is not lexical_similarity or not words or work.config.duplicate_threshold <= 0:
+        return work.records.values()  # any record could score: read them all
+    ids = _BY_STATEMENT_WORD.sharing(work.model, words) | work.touched
+    return [work.records[rid] for rid in sorted(ids) if rid in work.records]
+
+
 def _find_duplicate(work: _Working, proposal: ProposedRecord,
                     similarity: Similarity) -> Record | None:
     best: tuple[float, str] | None = None
-    for record in work.records.values():
+    for record in _duplicate_candidates(work, proposal, similarity):
         if record.kind != proposal.kind or record.status not in ("active", "achieved"):
             continue
         score = similarity(record.statement, proposal.statement)
