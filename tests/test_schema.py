@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,27 @@ def test_a_malformed_schema_is_refused_naming_the_line_and_the_problem(
     assert exc.value.line == line and words in str(exc.value)
 
 
+def test_values_may_be_described_and_the_prompt_and_tool_say_what_each_means(
+    tmp_path: Path,
+) -> None:
+    from doxa.prompts import SCHEMA_PROMPT, PromptSet
+
+    schema = load_schema(STARTER)
+    stage = schema.dimension("purchase_stage")
+    assert stage is not None and stage.values == (
+        "evaluating", "business_case", "procurement", "customer")
+    assert "ROI" in stage.value_descriptions["business_case"]
+    system = PromptSet(data_dir("prompts") / SCHEMA_PROMPT, schema=schema).system
+    assert "business_case = justifying the purchase" in system
+    tool = json.dumps(extraction_model(schema).model_json_schema())
+    assert "shows: justifying the purchase to whoever approves it" in tool
+    path = tmp_path / "schema.yaml"
+    path.write_text("dimensions:\n  - name: style\n    description: how they like answers\n"
+                    "    values:\n      bullets: lists\n      prose: [not, text]\n")
+    with pytest.raises(SchemaError, match="description must be text"):
+        load_schema(path)
+
+
 def test_toml_schemas_load_too(tmp_path: Path) -> None:
     path = tmp_path / "schema.toml"
     path.write_text('[[dimensions]]\nname = "style"\ndescription = "answers"\n'
@@ -51,9 +73,18 @@ def test_toml_schemas_load_too(tmp_path: Path) -> None:
     assert load_schema(path).dimensions[0].closed
 
 
+NOTHING_ANSWERED: dict[str, dict[str, str]] = {
+    "purchase_stage": dict.fromkeys(("evaluating", "business_case", "procurement", "customer"),
+                                    ""),
+    "decision_maker": dict.fromkeys(("decision_maker", "influencer", "user"), ""),
+    "communication_style": dict.fromkeys(("bullets", "narrative"), ""),
+    "depth": dict.fromkeys(("beginner", "expert"), "")}
+
+
 def _proposals(*records: dict[str, object]):  # type: ignore[no-untyped-def]
     model = extraction_model(load_schema(STARTER))
-    return model.model_validate({"notes": "", "records": list(records)}).records
+    return model.model_validate({"notes": "", "records": list(records),
+                                 "answers": NOTHING_ANSWERED}).records
 
 
 def record(dimension: str, value: str | None, event: str = "e1", kind: str = "preference",
@@ -68,7 +99,7 @@ def test_a_value_outside_a_closed_set_and_records_outside_the_schema_are_dropped
     ctx = ValidationContext(batch=b, known_record_ids=frozenset(), schema=load_schema(STARTER))
     extraction = extraction_model(ctx.schema).model_validate({"notes": "", "records": [
         record("communication_style", "bullets"), record("communication_style", "expert"),
-        record("other", None, "e2", "belief", "Likes hiking")]})
+        record("other", None, "e2", "belief", "Likes hiking")], "answers": NOTHING_ANSWERED})
     kept, dropped = split_valid(extraction, ctx)
     assert [(r.dimension, r.value) for r in kept] == [("communication_style", "bullets")]  # type: ignore[attr-defined]
     assert "choose one of bullets, narrative" in dropped[0].reasons[0]
@@ -84,13 +115,102 @@ def test_a_record_under_a_dimension_takes_a_kind_that_dimension_holds() -> None:
     try:
         extraction = extraction_model(ctx.schema).model_validate({"notes": "", "records": [
             record("budget_constraints", None, "e1", "goal", "Needs payback within 6 months"),
-            record("purchase_stage", "business_case", "e1", "belief", "Is building a case")]})
+            record("purchase_stage", "business_case", "e1", "belief", "Is building a case")],
+            "answers": NOTHING_ANSWERED})
     finally:
         VALIDATION.reset(token)
     kept, dropped = split_valid(extraction, ctx)
     assert not dropped
     # budget_constraints holds constraint and belief: the goal becomes its first kind.
     assert [r.kind for r in kept] == ["constraint", "belief"]
+
+
+def _validated(b: Any, body: dict[str, Any]) -> tuple[Any, Any]:
+    from doxa.llm_schema import VALIDATION
+
+    ctx = ValidationContext(batch=b, known_record_ids=frozenset(), schema=load_schema(STARTER))
+    token = VALIDATION.set(ctx)
+    try:
+        return extraction_model(ctx.schema).model_validate(body), ctx
+    finally:
+        VALIDATION.reset(token)
+
+
+def test_each_value_of_a_closed_dimension_is_asked_for_and_the_latest_event_decides() -> None:
+    """Per value, the event that shows it: the value with the latest event becomes a record
+    of the dimension's first kind, with that event as evidence; values tied to no event give
+    nothing; a dimension the model already filed in records keeps that record."""
+    b = batch(chat("e1", "Comparing you with two other tools this week"),
+              chat("e2", "I need to show my CFO this pays back within 6 months", day=1),
+              chat("e3", "Please keep answers short, bullet points are best", day=1))
+    answers = {**NOTHING_ANSWERED,
+               "purchase_stage": {**NOTHING_ANSWERED["purchase_stage"],
+                                  "evaluating": "e1", "business_case": "e2"},
+               "communication_style": {"bullets": "", "narrative": "e3"}}
+    extraction, ctx = _validated(b, {"notes": "", "records": [
+        record("communication_style", "bullets", "e3")], "answers": answers})
+    kept, dropped = split_valid(extraction, ctx)
+    assert not dropped
+    assert [(r.kind, r.dimension, r.value, [e.event_id for e in r.evidence])
+            for r in kept] == [("preference", "communication_style", "bullets", ["e3"]),
+                               ("goal", "purchase_stage", "business_case", ["e2"])]
+    assert kept[1].statement == "Where the user is in buying the product: business case"
+    schema = extraction_model(ctx.schema).model_json_schema()
+    assert schema["required"] == ["notes", "records", "answers"]
+    stage = schema["$defs"]["Evidence_purchase_stage"]
+    assert stage["required"] == ["evaluating", "business_case", "procurement", "customer"]
+    assert "ROI, payback" in stage["properties"]["business_case"]["description"]
+
+
+def test_two_values_on_the_same_latest_event_are_no_answer() -> None:
+    b = batch(chat("e1", "Just the gist please, but explain every step in full"))
+    answers = {**NOTHING_ANSWERED, "communication_style": {"bullets": "e1", "narrative": "e1"}}
+    extraction, ctx = _validated(b, {"notes": "", "records": [], "answers": answers})
+    assert split_valid(extraction, ctx) == ([], [])
+
+
+def test_a_record_filed_without_its_value_takes_the_one_the_answers_give() -> None:
+    """Small models file "bullet points are best" under communication_style with a null
+    value and tie bullets to the event in answers (writing "unknown" for the others): the
+    record gets the value instead of being re-asked and lost."""
+    b = batch(chat("e1", "Please keep answers short, bullet points are best"))
+    answers = {**NOTHING_ANSWERED, "communication_style": {"bullets": "e1",
+                                                           "narrative": "unknown"}}
+    extraction, ctx = _validated(b, {"notes": "", "records": [
+        record("communication_style", None, "e1")], "answers": answers})
+    kept, dropped = split_valid(extraction, ctx)
+    assert not dropped and [(r.dimension, r.value) for r in kept] == [  # type: ignore[attr-defined]
+        ("communication_style", "bullets")]
+    tool = extraction_model(ctx.schema).model_json_schema()
+    assert list(tool["properties"]) == ["notes", "answers", "records"]
+    # A value outside the set is not papered over by the answers: it is re-asked, then dropped.
+    with pytest.raises(ValueError, match="choose one of bullets, narrative"):
+        _validated(b, {"notes": "", "records": [record("communication_style", "evaluating", "e1")],
+                       "answers": answers})
+
+
+def test_a_closed_value_on_a_free_text_dimension_becomes_a_record_of_its_own_dimension(
+) -> None:
+    """business_case written on a budget_constraints record: the budget record keeps its
+    statement with no value (free-text dimensions hold none), and purchase_stage =
+    business_case is proposed on the same evidence."""
+    b = batch(chat("e1", "I need to show my CFO this pays back within 6 months"))
+    extraction, ctx = _validated(b, {"notes": "", "records": [
+        record("budget_constraints", "business_case", "e1", "belief",
+               "Needs payback within 6 months for the CFO")], "answers": NOTHING_ANSWERED})
+    kept, dropped = split_valid(extraction, ctx)
+    assert not dropped
+    assert [(r.dimension, r.value, [e.event_id for e in r.evidence])  # type: ignore[attr-defined]
+            for r in kept] == [("budget_constraints", None, ["e1"]),
+                               ("purchase_stage", "business_case", ["e1"])]
+
+
+def test_an_answer_citing_an_event_outside_the_batch_is_reasked_by_its_name() -> None:
+    b = batch(chat("e1", "I need to show my CFO this pays back within 6 months"))
+    answers = {**NOTHING_ANSWERED, "purchase_stage": {
+        **NOTHING_ANSWERED["purchase_stage"], "business_case": "e9"}}
+    with pytest.raises(ValueError, match=r"answers\.purchase_stage: event id 'e9' is not"):
+        _validated(b, {"notes": "", "records": [], "answers": answers})
 
 
 def test_typed_answers_with_fallback_and_a_new_closed_value_supersedes_the_old() -> None:

@@ -11,17 +11,27 @@ import re
 import unicodedata
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from doxa.injection import event_speaks_to_the_system, strings_in
 from doxa.relevance import Batch
-from doxa.schema import OTHER, ModelSchema
+from doxa.schema import OTHER, Dimension, ModelSchema
 from doxa.similarity import content_words
 
 MAX_RECORDS = 10
 MAX_EVIDENCE = 6
+NO_EVENT = frozenset({"unknown", "none", "null", "n/a", "na", "-", "no", "no event"})
+"""What models write for "no event shows this value" besides the empty string."""
 
 
 class EvidenceQuote(BaseModel):
@@ -96,6 +106,8 @@ class Extraction(BaseModel):
         "user believes, wants or prefers; then write one record for each of these",
     )
     records: list[ProposedRecord] = Field(max_length=MAX_RECORDS)
+    _answered: dict[int, str] = PrivateAttr(default_factory=dict)
+    """Index in `records` -> the closed dimension whose answer it was folded from."""
 
     @field_validator("notes")
     @classmethod
@@ -105,12 +117,13 @@ class Extraction(BaseModel):
 
     @model_validator(mode="after")
     def _check_against_batch(self) -> Extraction:
+        self._fold_answers()
         ctx = VALIDATION.get(None)
         if ctx is None:
             return self
         ctx.attempts.append(self)
         problems = [
-            f"records[{i}]: {reason}"
+            f"{self._where(i)}: {reason}"
             for i, record in enumerate(self.records)
             for reason in ctx.problems(record)
         ]
@@ -120,6 +133,162 @@ class Extraction(BaseModel):
                 + "; ".join(problems)
             )
         return self
+
+    def _move_stray_values(self, answers: Answers) -> None:
+        """A closed dimension's value written on a free-text dimension's record goes home.
+
+        Free-text dimensions hold no value. Small models file "show my CFO this pays back"
+        under budget_constraints and put `business_case` on it: the statement is a budget
+        constraint, the value a purchase stage. Values name their dimension when exactly one
+        closed dimension lists them, so the record keeps its statement with no value, and the
+        value becomes a record of its own dimension on the same evidence, unless that
+        dimension already has a listed value among the records.
+        """
+        closed = {d.dimension.name: d.dimension for d in (
+            getattr(answers, name) for name in type(answers).model_fields)
+            if isinstance(d, ValueEvidence)}
+        for record in list(self.records):
+            name, value = getattr(record, "dimension", None), getattr(record, "value", None)
+            if value is None or name in closed or name == OTHER:
+                continue
+            owners = [d for d in closed.values() if value in (d.values or ())]
+            record.value = None  # type: ignore[attr-defined]
+            if len(owners) != 1 or any(getattr(r, "dimension", None) == owners[0].name
+                                       and getattr(r, "value", None) in (owners[0].values or ())
+                                       for r in self.records):
+                continue
+            home = owners[0]
+            self._answered[len(self.records)] = home.name
+            self.records.append(type(record).model_validate({
+                "kind": home.kinds[0], "context": home.name, "dimension": home.name,
+                "value": value, "statement": _value_statement(home, str(value)),
+                "evidence": [e.model_dump() for e in record.evidence], "basis": "inferred"}))
+
+    def _where(self, index: int) -> str:
+        """Where the model wrote record `index`, in the words of its own answer."""
+        if index in self._answered:
+            return f"answers.{self._answered[index]}"
+        return f"records[{index}]"
+
+    def _fold_answers(self) -> None:
+        """Turn the closed-dimension answers (schema-shaped extraction only) into records.
+
+        A small model asked to "write a record for every dimension" writes the salient ones
+        and skips the rest: a "show my CFO this pays back" message becomes a budget record and
+        no purchase stage, and asked for the stage outright it answers "unknown". So the tool
+        asks, for every value of every closed dimension, which event shows that value's
+        meaning: matching an event to a description is easier than classifying, and a
+        grammar-constrained server cannot skip one. An empty answer for every value is "no
+        idea", so nothing is forced. A dimension already filed in `records` keeps that
+        record, so the same slot is never proposed twice from one batch.
+        """
+        answers = getattr(self, "answers", None)
+        if not isinstance(answers, Answers):
+            return
+        ctx = VALIDATION.get(None)
+        self._move_stray_values(answers)
+        for name in type(answers).model_fields:
+            answer = getattr(answers, name)
+            if not isinstance(answer, ValueEvidence):
+                continue
+            filed = [r for r in self.records if getattr(r, "dimension", None) == name]
+            if any(getattr(r, "value", None) in (answer.dimension.values or ()) for r in filed):
+                continue  # the records already give this dimension a listed value
+            record = answer.as_record(ctx.batch if ctx is not None else None,
+                                      record_type=_record_type_of(type(self)))
+            if record is None:
+                continue
+            if filed:  # filed with no value: the answers say which, so those records get it
+                for r in filed:  # (a value outside the set stays, to be re-asked)
+                    if getattr(r, "value", None) is None:
+                        r.value = record.value  # type: ignore[attr-defined]
+                continue
+            self._answered[len(self.records)] = name
+            self.records.append(record)
+
+
+def _answers_before_records(schema: dict[str, Any]) -> None:
+    properties = schema.get("properties", {})
+    if "answers" in properties:
+        schema["properties"] = {"notes": properties["notes"], "answers": properties["answers"],
+                                **properties}
+
+
+class SchemaExtraction(Extraction):
+    """`Extraction` under a model schema. The tool schema lists `answers` before `records`:
+    a model (and a grammar-constrained server) writes properties in that order, and the
+    per-value questions are answered with the events fresh, not after the records, when a
+    small model fills them with "" by rote."""
+
+    model_config = ConfigDict(json_schema_extra=_answers_before_records)
+
+
+class Answers(BaseModel):
+    """One required entry per closed dimension of a schema (fields made per schema)."""
+
+
+class ValueEvidence(BaseModel):
+    """For one closed dimension: for each listed value, the event that shows it, or ""."""
+
+    dimension: ClassVar[Dimension]
+    """Set on each generated subclass; its fields are `v0`, `v1`, … aliased to the values."""
+
+    def shown(self) -> list[tuple[str, str]]:
+        """(value, event id) for every value the model tied to an event."""
+        values = self.dimension.values or ()
+        return [(value, event_id) for i, value in enumerate(values)
+                if (event_id := str(getattr(self, f"v{i}")).strip())
+                and event_id.casefold() not in NO_EVENT]
+
+    def as_record(self, batch: Batch | None, *,
+                  record_type: type[ProposedRecord]) -> ProposedRecord | None:
+        """The record for the value the latest event shows, or None if none or ambiguous.
+
+        A user moves through a dimension's values (evaluating, then a business case), so the
+        most recent event decides; two values on that same latest moment is no answer.
+        """
+        shown = self.shown()
+        if not shown:
+            return None
+
+        def when(pair: tuple[str, str]) -> float:
+            event = batch.event(pair[1]) if batch is not None else None
+            return event.timestamp.timestamp() if event is not None else float("-inf")
+
+        latest = max(when(pair) for pair in shown)
+        at_latest = {value for value, _ in shown if when((value, _)) == latest}
+        if len(at_latest) > 1:
+            return None
+        value, event_id = next(pair for pair in shown if pair[0] in at_latest)
+        dim = self.dimension
+        return record_type.model_validate({
+            "kind": dim.kinds[0], "context": dim.name, "dimension": dim.name, "value": value,
+            "statement": _value_statement(dim, value),
+            "evidence": [{"event_id": event_id, "quote": ""}], "basis": "inferred",
+        })
+
+
+def _value_statement(dim: Dimension, value: str) -> str:
+    """A plain statement for a value known only from its dimension, e.g. "Where the user is
+    in buying the product: business case"."""
+    return f"{dim.description[:1].upper()}{dim.description[1:]}: {value.replace('_', ' ')}"
+
+
+def _value_evidence_model(dim: Dimension) -> type[ValueEvidence]:
+    fields: dict[str, Any] = {
+        f"v{i}": (str, Field(alias=value, description="id of the event that shows: "
+                             + (dim.value_descriptions.get(value) or value)
+                             + '; "" when no event does'))
+        for i, value in enumerate(dim.values or ())}
+    model = create_model(f"Evidence_{dim.name}", __base__=ValueEvidence, **fields)
+    model.dimension = dim
+    return model
+
+
+def _record_type_of(model: type[Extraction]) -> type[ProposedRecord]:
+    annotation = model.model_fields["records"].annotation
+    record_type: type[ProposedRecord] = annotation.__args__[0]  # type: ignore[union-attr]
+    return record_type
 
 
 _SPACE = re.compile(r"\s+")
@@ -293,8 +462,20 @@ def extraction_model(schema: ModelSchema | None, *, at_least_one: bool = False
             "its values; otherwise null")),
     }
     record_model: Any = create_model("ProposedRecord", __base__=ProposedRecord, **fields)
-    return create_model("Extraction", __base__=Extraction,
-                        records=(list[record_model], records_field))
+    closed = [d for d in schema.dimensions if d.values]
+    if not closed:
+        return create_model("Extraction", __base__=Extraction,
+                            records=(list[record_model], records_field))
+    answer_fields: dict[str, Any] = {
+        d.name: (_value_evidence_model(d), Field(description=d.description)) for d in closed}
+    answers_model = create_model("Answers", __base__=Answers, **answer_fields)
+    return create_model(
+        "Extraction", __base__=SchemaExtraction,
+        records=(list[record_model], records_field),
+        answers=(answers_model, Field(
+            description="for every dimension with listed values: for each value, the id of "
+            'the event that shows it, or "" when no event does')),
+    )
 
 
 def _enum(names: tuple[str, ...]) -> Any:

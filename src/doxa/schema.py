@@ -41,6 +41,35 @@ class Dimension(BaseModel):
     description: str = Field(min_length=3)
     kinds: tuple[str, ...] = KINDS
     values: tuple[str, ...] | None = None
+    value_descriptions: dict[str, str] = Field(default_factory=dict)
+    """What each value means, when the file gives `values` as a mapping; the prompt shows
+    it, since a bare value name ("business_case") rarely tells a model which events show it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _values_as_mapping(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("values"), dict):
+            described = data["values"]
+            if not all(isinstance(v, str) for v in described.values()):
+                raise ValueError("each value's description must be text")
+            return {**data, "values": tuple(described),
+                    "value_descriptions": {k: v for k, v in described.items() if v.strip()}}
+        return data
+
+    @model_validator(mode="after")
+    def _described_values_exist(self) -> Dimension:
+        unknown = [v for v in self.value_descriptions if v not in (self.values or ())]
+        if unknown:
+            raise ValueError(f"descriptions for values not listed: {', '.join(unknown)}")
+        return self
+
+    @property
+    def value_listing(self) -> str:
+        """The values, each with its meaning when the schema gives one."""
+        if not self.value_descriptions:
+            return ", ".join(self.values or ())
+        return "; ".join(f"{v} = {self.value_descriptions[v]}" if v in self.value_descriptions
+                         else v for v in self.values or ())
 
     @field_validator("values")
     @classmethod

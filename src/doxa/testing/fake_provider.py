@@ -430,7 +430,31 @@ def answer_for(body: dict[str, Any]) -> dict[str, Any]:
             "context": "general", "basis": "explicit", "relation": "new",
             "evidence": [{"event_id": event_id, "quote": " ".join(words[:4])}],
         })
-    return {"notes": f"{len(records)} event(s) with text", "records": records[:10]}
+    answer: dict[str, Any] = {"notes": f"{len(records)} event(s) with text",
+                              "records": records[:10]}
+    if closed := _closed_dimensions(body):
+        # A schema-shaped tool asks, per value of each closed dimension, which event shows
+        # it; this server ties none ("" everywhere), leaving dimensions to the rewrite hook.
+        answer["answers"] = {name: dict.fromkeys(values, "") for name, values in closed.items()}
+    return answer
+
+
+def _closed_dimensions(body: dict[str, Any]) -> dict[str, list[str]]:
+    """The closed dimensions a schema-shaped extraction tool asks about, with their values."""
+    for tool in body.get("tools") or []:
+        parameters = tool.get("input_schema") or tool.get("function", {}).get("parameters") or {}
+        defs = parameters.get("$defs", {})
+        answers = parameters.get("properties", {}).get("answers")
+        if isinstance(answers, dict):
+            return {name: list(_resolve(defs, node).get("properties", {}))
+                    for name, node in _resolve(defs, answers).get("properties", {}).items()}
+    return {}
+
+
+def _resolve(defs: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-schema node, or the `$defs` entry its `$ref` points at."""
+    target: dict[str, Any] = defs.get(node.get("$ref", "").rsplit("/", 1)[-1], node)
+    return target
 
 
 def _openai_body(arguments: dict[str, Any], prompt: int, completion: int) -> dict[str, Any]:
