@@ -29,6 +29,7 @@ from doxa.records import EvidenceLink, Record, Revision, UserModel
 from doxa.relevance import estimate_tokens
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+KINDS = [("belief", "Believes"), ("goal", "Wants"), ("preference", "Prefers")]
 WORDS = [
     "sso", "okta", "salesforce", "billing", "annual", "monthly", "roi", "cfo", "payback",
     "security", "soc2", "slack", "jira", "export", "csv", "dashboard", "mobile", "api",
@@ -57,13 +58,16 @@ class InstantLLM:
 
 
 def synthetic_model(user: str, n: int) -> UserModel:
+    """A model of `n` records, a third each belief, goal and preference, so the duplicate
+    search for a proposed goal has same-kind records to read."""
     records = []
     for i in range(n):
         words = " ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(4))
-        statement = f"Believes {words} matters for rollout {i}"
+        kind, verb = KINDS[i % 3]
+        statement = f"{verb} {words} for rollout {i}"
         at = T0 + timedelta(minutes=i)
         records.append(Record(
-            id=make_record_id(user, "belief", statement, "seed"), user_id=user, kind="belief",
+            id=make_record_id(user, kind, statement, "seed"), user_id=user, kind=kind,
             statement=statement, confidence=0.6, valid_from=at, created_at=at, updated_at=at,
             evidence=(EvidenceLink(event_id=f"s{i}", observed_at=at),),
             history=(Revision(action="created", recorded_at=at, observed_at=at,

@@ -50,7 +50,7 @@ class KnownIndex:
         object and keeps every other one, and the previous tuple (held here) keeps the old
         objects alive, so an id() seen before cannot belong to a different record now.
         """
-        objects = {id(r): r for r in records}
+        objects = dict(zip(map(id, records), records, strict=True))
         gone = self._objects.keys() - objects.keys()
         came = objects.keys() - self._objects.keys()
         for oid in gone:

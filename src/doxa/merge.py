@@ -65,12 +65,16 @@ def make_record_id(user_id: str, kind: str, statement: str, batch_id: str) -> st
     return "r_" + digest[:12]
 
 
+_ID = attrgetter("id")
+
+
 class _Working:
     """The records being merged, by id, with the changes made so far."""
 
     def __init__(self, model: UserModel, now: datetime, config: MergeConfig) -> None:
         self.model = model
-        self.records: dict[str, Record] = {r.id: r for r in model.records}
+        self.records: dict[str, Record] = dict(zip(map(_ID, model.records), model.records,
+                                                   strict=True))
         self.touched: set[str] = set()
         """Ids put during this merge: their words may differ from the model's index."""
         self.changes: list[Change] = []

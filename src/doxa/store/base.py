@@ -8,6 +8,7 @@ leaves the store as it was; a re-run then does the same work again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import compress
 from typing import Any, Protocol, runtime_checkable
 
 from doxa.events import Event
@@ -74,7 +75,10 @@ def cited_events(model: UserModel, committed: UserModel | None) -> set[str]:
     """
     if committed is not None:
         before = set(map(id, committed.records))
-        if before <= set(map(id, model.records)):
-            return set(committed.events) | {e.event_id for r in model.records
-                                            if id(r) not in before for e in r.evidence}
+        after = set(map(id, model.records))
+        if before <= after:
+            fresh = after - before
+            # compress/map keep the pass over every record in C; only new objects are read.
+            changed = compress(model.records, map(fresh.__contains__, map(id, model.records)))
+            return set(committed.events) | {e.event_id for r in changed for e in r.evidence}
     return {e.event_id for r in model.records for e in r.evidence}

@@ -22,6 +22,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import compress
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -283,7 +284,8 @@ def _write_records(db: sqlite3.Connection, model: UserModel,
     else:
         known = snapshot.hashes
         unchanged = set(map(id, snapshot.model.records))
-        changed = [r for r in model.records if id(r) not in unchanged]
+        fresh = set(map(id, model.records)) - unchanged
+        changed = list(compress(model.records, map(fresh.__contains__, map(id, model.records))))
         stored = {r.id: known[r.id][1] for r in changed if r.id in known}
         hashes = dict(known)
     still_there = len(model.records) - len(changed) + len(stored)
