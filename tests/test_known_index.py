@@ -64,3 +64,17 @@ def test_an_older_model_of_the_same_user_is_ranked_from_its_own_records() -> Non
     words = {"sso", "billing"}
     for model in (old, new, old):
         assert [r.id for r in indexes.ranked(model, words, 8)] == full_scan(model, words, 8)
+
+
+def test_a_word_every_record_holds_is_skipped_without_changing_the_order() -> None:
+    rng = random.Random(11)
+    indexes = KnownIndexes(words_of)
+    records = []
+    for i in range(30):
+        base = record(rng, f"r{i:02d}")
+        records.append(base.model_copy(update={"statement": base.statement + " rollout"}))
+    model = UserModel(user_id="u2", records=tuple(records))
+    for words in ({"rollout"}, {"rollout", "sso"}, {"rollout", "billing", "cfo"}):
+        for count in (4, 48):
+            assert [r.id for r in indexes.ranked(model, words, count)] == full_scan(
+                model, words, count)

@@ -224,3 +224,27 @@ async def test_a_removed_and_a_replaced_record_commit_as_a_fresh_load_reads(
         assert (await cold.load(u)).records == warm.records
     finally:
         await cold.close()
+
+
+def test_carried_events_read_only_replaced_records_and_match_a_full_recount() -> None:
+    """The events a committed model carries, worked out from the records a merge replaced,
+    are exactly those a full recount of every record's evidence finds: when a replaced
+    record gains evidence, when it loses some, and when one is removed."""
+    from doxa.store.base import carried_events
+
+    u = user()
+    b1 = batch(chat("e1", "We need SOC 2", user=u), chat("e2", "and SAML SSO", user=u))
+    one = merge(UserModel(user_id=u), [said("goal", "Needs a SOC 2 report", "e1"),
+                                       said("goal", "Wants SAML single sign-on", "e2")],
+                b1, now=NOW, prompt_version="p").model
+    pool = {**b1.events, **batch(chat("e3", "SOC 2 is a must", day=1, user=u)).events}
+    committed = one.model_copy(update={"events": dict(b1.events)})
+    b2 = batch(chat("e3", "SOC 2 is a must", day=1, user=u))
+    gained = merge(committed, [said("goal", "Needs a SOC 2 report", "e3")], b2, now=NOW,
+                   prompt_version="p").model
+    first, second = committed.records
+    lost = committed.with_records([first.model_copy(update={"evidence": ()}), second])
+    removed = committed.with_records([second])
+    for model in (gained, lost, removed):
+        recount = {e.event_id for r in model.records for e in r.evidence}
+        assert set(carried_events(model, committed, pool)) == recount

@@ -16,6 +16,7 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
+from doxa.model_diff import record_difference
 from doxa.records import Record, UserModel
 
 RankKey = tuple[float, str]
@@ -37,7 +38,6 @@ class KnownIndex:
         self._words_of = words_of
         self._keep = keep
         self.records: tuple[Record, ...] = ()
-        self._objects: dict[int, Record] = {}
         self.by_word: dict[str, set[str]] = {}
         self.active: dict[str, Record] = {}
         self.key_of: dict[str, RankKey] = {}
@@ -50,14 +50,12 @@ class KnownIndex:
         object and keeps every other one, and the previous tuple (held here) keeps the old
         objects alive, so an id() seen before cannot belong to a different record now.
         """
-        objects = dict(zip(map(id, records), records, strict=True))
-        gone = self._objects.keys() - objects.keys()
-        came = objects.keys() - self._objects.keys()
-        for oid in gone:
-            self._remove(self._objects[oid])
-        for oid in came:
-            self._add(objects[oid])
-        self.records, self._objects = records, objects
+        gone, came = record_difference(self.records, records)
+        for record in gone:
+            self._remove(record)
+        for record in came:
+            self._add(record)
+        self.records = records
 
     def _add(self, record: Record) -> None:
         if not self._keep(record):
@@ -85,7 +83,7 @@ class KnownIndex:
         shared: Counter[str] = Counter()
         for word in words:
             holders = self.by_word.get(word)
-            if holders:
+            if holders and len(holders) < len(self.key_of):  # one held by all changes no order
                 shared.update(holders)
         best: list[str] = []
         by_overlap: dict[int, list[str]] = {}

@@ -76,6 +76,7 @@ class _Working:
         self.records: dict[str, Record] = dict(zip(map(_ID, model.records), model.records,
                                                    strict=True))
         self.touched: set[str] = set()
+        self.created = False
         """Ids put during this merge: their words may differ from the model's index."""
         self.changes: list[Change] = []
         self.now = now
@@ -208,6 +209,9 @@ def merge(model: UserModel, proposals: Sequence[ProposedRecord], batch: Batch, *
             else:
                 _create(work, model.user_id, proposal, links, batch, prompt_version)
     records = _evict(work, batch, prompt_version)
+    if len(records) == len(model.records) and not work.created:
+        # The same ids, replaced in place in the id-ordered dict: already in id order.
+        return MergeResult(model.model_copy(update={"records": tuple(records)}), work.changes)
     return MergeResult(model.with_records(records), work.changes)
 
 
@@ -250,6 +254,7 @@ def _create(work: _Working, user_id: str, proposal: ProposedRecord,
         evidence=tuple(sorted(links, key=lambda e: (e.observed_at, e.event_id))),
         status=status, valid_from=first, created_at=work.now, updated_at=work.now,
         prompt_version=prompt_version)
+    work.created = True
     work.put(None, record, "created", [link.event_id for link in links], batch.id,
              prompt_version, first)
     return work.records[record_id]

@@ -7,7 +7,14 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from doxa.errors import UnknownRecordError
 from doxa.events import Event
@@ -134,8 +141,14 @@ class UserModel(BaseModel):
 
     user_id: str
     records: tuple[Record, ...] = ()
+    """In id order, always (a model built by hand is sorted here; `with_records` sorts)."""
     version: int = 0
     events: Mapping[str, Event] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("records")
+    @classmethod
+    def _in_id_order(cls, records: tuple[Record, ...]) -> tuple[Record, ...]:
+        return tuple(sorted(records, key=attrgetter("id")))
 
     def __iter__(self) -> Iterator[Record]:  # type: ignore[override]
         return iter(self.records)

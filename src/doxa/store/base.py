@@ -7,11 +7,11 @@ leaves the store as it was; a re-run then does the same work again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from itertools import compress
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from doxa.events import Event
+from doxa.model_diff import record_difference
 from doxa.records import Change, UserModel
 
 
@@ -65,20 +65,22 @@ class Store(Protocol):
         """Release connections; the store is not used afterwards."""
 
 
-def cited_events(model: UserModel, committed: UserModel | None) -> set[str]:
-    """The event ids `model`'s records cite, for the events a committed model carries.
+def carried_events(model: UserModel, committed: UserModel | None,
+                   pool: Mapping[str, Event]) -> dict[str, Event]:
+    """The events `model` carries once committed: those its records cite, taken from `pool`
+    (every event stored for the user that may be cited).
 
-    Merge replaces the records it changes and keeps the others as the same objects, so when
-    no record object of the committed model it was merged from is gone, what those cite is
-    already in its events: only the replaced and new records are read, not every record's
+    Merge replaces the records it changes and keeps the others as the same objects. When
+    every record object of `committed` (the version `model` was merged from) is either still
+    there or replaced by a record of the same id citing at least its events, the events it
+    carried are still cited: only the replaced and new records are read, not every record's
     evidence on every commit.
     """
     if committed is not None:
-        before = set(map(id, committed.records))
-        after = set(map(id, model.records))
-        if before <= after:
-            fresh = after - before
-            # compress/map keep the pass over every record in C; only new objects are read.
-            changed = compress(model.records, map(fresh.__contains__, map(id, model.records)))
-            return set(committed.events) | {e.event_id for r in changed for e in r.evidence}
-    return {e.event_id for r in model.records for e in r.evidence}
+        gone, replaced = record_difference(committed.records, model.records)
+        by_id = {r.id: r for r in replaced}
+        if all(r.id in by_id and r.evidence_ids() <= by_id[r.id].evidence_ids() for r in gone):
+            cited = {e.event_id for r in replaced for e in r.evidence}
+            return {**committed.events, **{k: pool[k] for k in cited if k in pool}}
+    cited = {e.event_id for r in model.records for e in r.evidence}
+    return {k: pool[k] for k in cited if k in pool}

@@ -9,7 +9,7 @@ from typing import Any
 from doxa.errors import StoreConflictError
 from doxa.events import Event
 from doxa.records import Change, UserModel
-from doxa.store.base import cited_events
+from doxa.store.base import carried_events
 
 
 class MemoryStore:
@@ -43,8 +43,7 @@ class MemoryStore:
             new_events = {**self._events.get(user, {}), **{e.id: e for e in events}}
             new = model.model_copy(update={
                 "version": found + 1,
-                "events": {k: new_events[k] for k in cited_events(model, current)
-                           if k in new_events}})
+                "events": carried_events(model, current, new_events)})
             new_ledger = self._ledger.get(user, set()) | set(processed_ids)
             self._models[user], self._events[user], self._ledger[user] = (
                 new, new_events, new_ledger)

@@ -22,14 +22,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from itertools import compress
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from doxa.errors import StoreConflictError, StoreError
 from doxa.events import Event
+from doxa.model_diff import record_difference
 from doxa.records import Change, Record, UserModel
-from doxa.store.base import cited_events
+from doxa.store.base import carried_events
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -192,8 +192,7 @@ class SqliteStore:
                 pool = {**known.model.events, **model.events, **{e.id: e for e in events}}
                 committed = model.model_copy(update={
                     "version": version + 1,
-                    "events": {k: pool[k] for k in cited_events(model, known.model)
-                               if k in pool}})
+                    "events": carried_events(model, known.model, pool)})
                 self._remember(_Snapshot(version + 1, commit_id, committed, hashes))
             else:
                 self._snapshots.pop(model.user_id, None)
@@ -283,9 +282,7 @@ def _write_records(db: sqlite3.Connection, model: UserModel,
         hashes: dict[str, tuple[Record, str]] = {}
     else:
         known = snapshot.hashes
-        unchanged = set(map(id, snapshot.model.records))
-        fresh = set(map(id, model.records)) - unchanged
-        changed = list(compress(model.records, map(fresh.__contains__, map(id, model.records))))
+        changed = record_difference(snapshot.model.records, model.records)[1]
         stored = {r.id: known[r.id][1] for r in changed if r.id in known}
         hashes = dict(known)
     still_there = len(model.records) - len(changed) + len(stored)
