@@ -84,3 +84,31 @@ async def test_an_answer_that_never_validates_is_dropped_and_counted(fake: FakeP
     assert "no-such-event" in result.dropped[0].reasons[0]
     assert len(await engine.model("u1")) == 0
     assert await engine.store.processed("u1", ["e1", "e2"]) == {"e1", "e2"}
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+async def test_a_prompt_over_the_context_is_a_typed_per_batch_error_not_a_bad_key(
+    fake: FakeProvider, wire: str,
+) -> None:
+    """A 400 for context length says what to change and is not retried; the eval runner
+    records it against its case instead of stopping the run as it does for a bad key."""
+    from doxa.errors import ContextLengthError
+    from doxa.eval.runner import FATAL
+
+    fake.faults = ["context-length"]
+    with pytest.raises(ContextLengthError, match="longer than the model's context") as exc:
+        await engine_for(fake, wire).ingest("u1", EVENTS)
+    assert fake.stats.requests == 1 and not isinstance(exc.value, FATAL)
+
+
+async def test_a_reask_that_no_longer_fits_the_context_keeps_the_valid_part(
+    fake: FakeProvider,
+) -> None:
+    """The re-ask carries the first answer and its errors, so it can outgrow the context
+    when the first call fitted: the batch is then settled with the first answer's valid
+    records (none here), the invalid one dropped and counted."""
+    fake.faults = ["invalid", "context-length"]
+    engine = engine_for(fake)
+    result = await engine.ingest("u1", EVENTS)
+    assert fake.stats.requests == 2 and len(result.dropped) == 1
+    assert await engine.store.processed("u1", ["e1", "e2"]) == {"e1", "e2"}

@@ -70,6 +70,11 @@ class ProviderAuthError(ProviderError):
     """The provider refused the credentials or the request itself (400/401/403)."""
 
 
+class ContextLengthError(ProviderError):
+    """The request did not fit the model's context window: a property of this request
+    (its batch, or a re-ask's growing conversation), not of the model name or the key."""
+
+
 class ExtractionValidationError(DoxaError):
     """The LLM's answer could not be parsed at all, even after re-asking."""
 

@@ -25,7 +25,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from doxa.errors import ExtractionValidationError, ProviderError
+from doxa.errors import ContextLengthError, ExtractionValidationError, ProviderError
 from doxa.injection import event_speaks_to_the_system
 from doxa.llm_schema import (
     VALIDATION,
@@ -252,7 +252,14 @@ class Extractor:
             )
             return result
         except Exception as exc:
-            if provider_error(exc) is not None:
+            found = provider_error(exc)
+            if isinstance(found, ContextLengthError) and ctx.attempts:
+                # The first answer came back but the re-ask (the conversation plus the
+                # errors) no longer fits the context: keep what of that answer is valid.
+                log.info("batch %s: re-ask exceeds the context; dropping invalid records",
+                         batch.id)
+                return ctx.attempts[-1]
+            if found is not None:
                 raise
             if ctx.attempts:
                 return ctx.attempts[-1]  # still invalid after re-asking: split_valid drops

@@ -7,12 +7,17 @@ connections are; 400/401/403/404/422 are not, and say what to fix.
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from typing import Any
 
-from doxa.errors import ProviderAuthError, ProviderError
+from doxa.errors import ContextLengthError, ProviderAuthError, ProviderError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+# OpenAI: "maximum context length", code context_length_exceeded; Anthropic: "prompt is too
+# long"; llama.cpp / vLLM servers answer in OpenAI's words or "exceeds the context".
+_CONTEXT_LENGTH = re.compile(
+    r"context[_ ]length|maximum context|prompt is too long|exceeds? (the )?context", re.I)
 
 _HINTS = {
     400: "the provider rejected the request; check the model name and parameters",
@@ -57,6 +62,11 @@ def provider_error(exc: BaseException) -> ProviderError | None:
             if status in RETRYABLE_STATUS:
                 err = ProviderError(f"provider answered {status}: {body}", status=status,
                                     retryable=True)
+            elif status in (400, 413) and _CONTEXT_LENGTH.search(body):
+                err = ContextLengthError(
+                    f"provider answered {status}: the request is longer than the model's "
+                    f"context; lower the batch budget (RelevanceConfig.max_tokens) or use "
+                    f"a model with a longer context ({body})", status=status, retryable=False)
             else:
                 hint = _HINTS.get(status, "the provider refused the request")
                 err = ProviderAuthError(f"provider answered {status}: {hint} ({body})",

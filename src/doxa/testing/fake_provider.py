@@ -33,7 +33,7 @@ from aiohttp.web_request import FileField
 
 Fault = Literal[
     "429", "429-no-retry-after", "500", "502", "503", "timeout", "drop", "truncated",
-    "non-json", "invalid", "401",
+    "non-json", "invalid", "401", "context-length",
 ]
 BatchFault = Literal["failed", "expired", "errored-line", "invalid-line"]
 """A whole batch failed (OpenAI: input validation; Anthropic: every line errored), expired
@@ -179,6 +179,10 @@ class FakeProvider:
             return _error(429, "rate limit reached", wire)
         if fault in ("500", "502", "503", "401"):
             return _error(int(fault), f"fault {fault}", wire)
+        if fault == "context-length":  # each provider's documented wording
+            return _error(400, "This model's maximum context length is 8192 tokens. However, "
+                          "you requested 10705 tokens." if wire == "openai" else
+                          "prompt is too long: 210000 tokens > 200000 maximum", wire)
         if fault == "timeout":
             await asyncio.sleep(self.timeout_hang_s)
             return _error(504, "too late", wire)
