@@ -178,6 +178,33 @@ def test_value_accuracy_per_dimension_on_matched_pairs() -> None:
     assert acc["channel"].model_dump() == {"n": 1, "correct": 0, "accuracy": 0.0}
 
 
+def test_typed_answer_accuracy_asks_the_final_model_per_closed_dimension() -> None:
+    """No matching needed: for each active label with a value in a closed dimension, the
+    most confident active predicted record of that dimension answers. Hand-computed:
+    stage asked twice (once right: business_case at 0.7 beats evaluating at 0.5; once the
+    label says procurement: wrong); style asked once, answered by no record: wrong. The
+    free-text dimension and the superseded label are not asked."""
+    preds = [pred("s1", "goal", 0.7, dimension="purchase_stage", value="business_case"),
+             pred("s2", "goal", 0.5, dimension="purchase_stage", value="evaluating"),
+             pred("s3", "goal", 0.9, status="superseded", dimension="purchase_stage",
+                  value="procurement"),
+             pred("i1", "goal", 0.8, dimension="integration_needs")]
+    labels = [exp("goal", dimension="purchase_stage", value="business_case"),
+              exp("goal", dimension="purchase_stage", value="procurement"),
+              exp("goal", dimension="purchase_stage", value="evaluating", status="superseded"),
+              exp("preference", dimension="communication_style", value="bullets"),
+              exp("goal", dimension="integration_needs", value="NetSuite")]
+    case = ScoredCase(preds, labels, [], Matching())
+    closed = frozenset({"purchase_stage", "communication_style"})
+    answers = suite_metrics([case], closed_dimensions=closed).answer_accuracy
+    assert answers["purchase_stage"].model_dump() == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert answers["communication_style"].model_dump() == {
+        "n": 1, "correct": 0, "accuracy": 0.0}
+    assert "integration_needs" not in answers
+    assert suite_metrics([case]).answer_accuracy == {}  # no schema: nothing is asked
+    assert parse_threshold("answer.purchase_stage=0.5") == ("answer.purchase_stage", 0.5)
+
+
 def test_usage_adds_up_and_an_unknown_price_makes_the_cost_unknown() -> None:
     a = Usage(llm_calls=2, input_tokens=100, output_tokens=10, cost_usd=0.5, latency_s=1.0)
     b = Usage(llm_calls=1, input_tokens=50, output_tokens=5, cost_usd=0.25, cache_hits=1,

@@ -108,6 +108,8 @@ def summary_table(run: RunFile) -> Table:
             table.add_row(f"{kind} P/R/F1", f"{s.precision:.2f}/{s.recall:.2f}/{s.f1:.2f}")
     for dim, acc in m.value_accuracy.items():
         table.add_row(f"value.{dim}", f"{_num(acc.accuracy)} (n={acc.n})")
+    for dim, acc in m.answer_accuracy.items():
+        table.add_row(f"answer.{dim}", f"{_num(acc.accuracy)} (n={acc.n})")
     u = run.usage
     table.add_row("LLM calls (cache hits)", f"{u.llm_calls} ({u.cache_hits})")
     table.add_row("tokens in/out", f"{u.input_tokens}/{u.output_tokens}")

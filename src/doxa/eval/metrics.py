@@ -16,7 +16,7 @@ Conventions, so every number can be recomputed by hand:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,6 +251,28 @@ def dimension_counts(case: ScoredCase) -> dict[str, tuple[int, int]]:
     return out
 
 
+def answer_counts(case: ScoredCase, closed: frozenset[str]) -> dict[str, tuple[int, int]]:
+    """(n, correct) per closed dimension: the typed answer delivery would read.
+
+    Matching pairs records by statement, so a value doxa filed under a generated statement
+    ("Where the user is in buying the product: business case") is never scored by
+    `dimension_counts`. Here every active label with a value in a closed dimension is asked
+    of the final model as `model.value(dimension)` asks it: the most confident active
+    predicted record of that dimension with a value; none, or another value, is wrong.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for exp in case.expected:
+        if exp.dimension not in closed or exp.value is None or exp.status != "active":
+            continue
+        held = [p for p in case.predicted if p.status == "active"
+                and p.dimension == exp.dimension and p.value is not None]
+        answer = max(held, key=lambda p: (p.confidence, p.id), default=None)
+        right = answer is not None and _same_value(answer.value, exp.value)
+        n, correct = out.get(exp.dimension, (0, 0))
+        out[exp.dimension] = (n + 1, correct + int(right))
+    return out
+
+
 class CaseMetrics(BaseModel):
     """One case's scores."""
 
@@ -306,20 +328,27 @@ class SuiteMetrics(BaseModel):
     status_accuracy: float | None = None
     calibration: Calibration = Calibration()
     value_accuracy: dict[str, DimensionScore] = {}
+    answer_accuracy: dict[str, DimensionScore] = {}
+    """Per closed dimension of the run's schema: labelled values the final model answers."""
 
 
-def _dimensions(cases: Sequence[ScoredCase]) -> dict[str, DimensionScore]:
+def _dimensions(cases: Sequence[ScoredCase],
+                count: Callable[[ScoredCase], dict[str, tuple[int, int]]] = dimension_counts,
+                ) -> dict[str, DimensionScore]:
     totals: dict[str, tuple[int, int]] = {}
     for case in cases:
-        for dim, (n, correct) in dimension_counts(case).items():
+        for dim, (n, correct) in count(case).items():
             before = totals.get(dim, (0, 0))
             totals[dim] = (before[0] + n, before[1] + correct)
     return {dim: DimensionScore(n=n, correct=c, accuracy=c / n if n else None)
             for dim, (n, c) in sorted(totals.items())}
 
 
-def suite_metrics(cases: Sequence[ScoredCase], errored: int = 0) -> SuiteMetrics:
-    """Micro-averaged scores over the cases, plus macro F1 and calibration."""
+def suite_metrics(cases: Sequence[ScoredCase], errored: int = 0,
+                  closed_dimensions: frozenset[str] = frozenset()) -> SuiteMetrics:
+    """Micro-averaged scores over the cases, plus macro F1 and calibration.
+
+    `closed_dimensions` (from the run's schema) turns on the typed-answer accuracy."""
     per_case = [case_metrics(c) for c in cases]
     by_kind = {k: _sum3([counts_by_kind(c)[k] for c in cases]) for k in KINDS}
     status_total = sum(m.status_total for m in per_case)
@@ -338,6 +367,8 @@ def suite_metrics(cases: Sequence[ScoredCase], errored: int = 0) -> SuiteMetrics
         status_accuracy=status_correct / status_total if status_total else None,
         calibration=calibration([p for c in cases for p in calibration_points(c)]),
         value_accuracy=_dimensions(cases),
+        answer_accuracy=_dimensions(
+            cases, lambda case: answer_counts(case, closed_dimensions)),
     )
 
 
@@ -366,5 +397,7 @@ def metric_values(m: SuiteMetrics) -> dict[str, float | None]:
                        f"{kind}.f1": score.f1})
     for dim, acc in m.value_accuracy.items():
         values[f"value.{dim}"] = acc.accuracy
+    for dim, acc in m.answer_accuracy.items():
+        values[f"answer.{dim}"] = acc.accuracy
     return values
 

@@ -213,7 +213,17 @@ async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
         model="oracle" if settings.oracle else settings.model,
         prompt_version=",".join(versions), matcher=matcher.name, oracle=settings.oracle,
         started_at=started, finished_at=stamp(), cases=tuple(results),
-        metrics=suite_metrics([r.scored() for r in ran], errored=len(results) - len(ran)),
+        metrics=suite_metrics([r.scored() for r in ran], errored=len(results) - len(ran),
+                              closed_dimensions=_closed_dimensions(settings.schema_file)),
         usage=total_usage([r.usage for r in results]),
         judge_usage=dict(getattr(matcher, "stats", {})),
     )
+
+
+def _closed_dimensions(schema_file: str | None) -> frozenset[str]:
+    """The dimensions with listed values in the run's schema (none without one)."""
+    if schema_file is None:
+        return frozenset()
+    from doxa.schema import load_schema
+
+    return frozenset(d.name for d in load_schema(schema_file).dimensions if d.values)

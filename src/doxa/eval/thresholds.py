@@ -16,14 +16,16 @@ from doxa.records import KINDS
 def threshold_names() -> list[str]:
     """Metrics `--fail-under` accepts: the higher-is-better ones, overall and per kind."""
     return [*HIGHER_IS_BETTER,
-            *(f"{k}.{n}" for k in KINDS for n in ("precision", "recall", "f1")), "value.<dim>"]
+            *(f"{k}.{n}" for k in KINDS for n in ("precision", "recall", "f1")), "value.<dim>",
+            "answer.<dim>"]
 
 
 def parse_threshold(text: str) -> tuple[str, float]:
     """`f1=0.6` → ("f1", 0.6); `ConfigError` naming the accepted metrics otherwise."""
     name, sep, raw = text.partition("=")
     name = name.strip()
-    valid = name in threshold_names() or (name.startswith("value.") and len(name) > 6)
+    valid = name in threshold_names() or any(
+        name.startswith(prefix) and len(name) > len(prefix) for prefix in ("value.", "answer."))
     try:
         value = float(raw)
     except ValueError:
