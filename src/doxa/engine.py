@@ -12,10 +12,8 @@ import hashlib
 import inspect
 import logging
 import time
-from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -29,7 +27,7 @@ from doxa.merge import MergeConfig, apply_outcome, merge
 from doxa.prompts import SCHEMA_PROMPT, PromptSet
 from doxa.providers import build_client, parse_provider
 from doxa.ratelimit import RateLimiter
-from doxa.records import Change, Record, UserModel
+from doxa.records import Change, UserModel
 from doxa.redaction import Redactor, default_redactor, redact_event
 from doxa.relevance import Batch, RelevanceConfig, make_batches
 from doxa.resources import data_dir
@@ -433,17 +431,5 @@ def _referenced_events(model: UserModel, changes: Sequence[Change],
     Only records this ingest changed can cite this ingest's events, so the scan is over
     the changes, not the whole model."""
     cited = {e.event_id for rid in {c.record_id for c in changes}
-             if (r := _record_by_id(model, rid)) is not None for e in r.evidence}
+             if (r := model.find(rid)) is not None for e in r.evidence}
     return [ev for b in batches for eid, ev in b.events.items() if eid in cited]
-
-
-_RECORD_ID = attrgetter("id")
-
-
-def _record_by_id(model: UserModel, record_id: str) -> Record | None:
-    """Records are kept in id order (`UserModel.with_records`): a binary search finds one."""
-    records = model.records
-    at = bisect_left(records, record_id, key=_RECORD_ID)
-    if at < len(records) and records[at].id == record_id:
-        return records[at]
-    return model.find(record_id)  # a model built by hand may not be in id order

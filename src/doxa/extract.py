@@ -34,6 +34,7 @@ from doxa.llm_schema import (
     ProposedRecord,
     ValidationContext,
     extraction_model,
+    record_type_of,
     split_valid,
 )
 from doxa.prompts import Messages
@@ -137,8 +138,7 @@ class Extractor:
     def __post_init__(self) -> None:
         self.response_model = extraction_model(self.schema)
         self._nonempty_model = extraction_model(self.schema, at_least_one=True)
-        self._record_type: type[ProposedRecord] = (
-            self.response_model.model_fields["records"].annotation.__args__[0])  # type: ignore[union-attr]
+        self._record_type = record_type_of(self.response_model)
         self._schema_version = SCHEMA_VERSION if self.schema is None else hashlib.sha256(
             json.dumps(self.response_model.model_json_schema(), sort_keys=True).encode()
         ).hexdigest()[:10]

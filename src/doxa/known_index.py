@@ -39,9 +39,8 @@ class KnownIndex:
         self._keep = keep
         self.records: tuple[Record, ...] = ()
         self.by_word: dict[str, set[str]] = {}
-        self.active: dict[str, Record] = {}
+        self.kept: dict[str, Record] = {}
         self.key_of: dict[str, RankKey] = {}
-        self._words: dict[str, frozenset[str]] = {}
 
     def update(self, records: tuple[Record, ...]) -> None:
         """Bring the index to `records`, touching only the objects that changed.
@@ -60,41 +59,36 @@ class KnownIndex:
     def _add(self, record: Record) -> None:
         if not self._keep(record):
             return
-        words = self._words_of(record)
-        self.active[record.id] = record
-        self._words[record.id] = words
+        self.kept[record.id] = record
         self.key_of[record.id] = (-record.confidence, record.id)
-        for word in words:
+        for word in self._words_of(record):
             self.by_word.setdefault(word, set()).add(record.id)
 
     def _remove(self, record: Record) -> None:
-        if self.active.get(record.id) is not record:
+        if self.kept.get(record.id) is not record:
             return  # not kept, or not the version of this id that the index holds
-        del self.active[record.id], self.key_of[record.id]
-        for word in self._words.pop(record.id):
+        del self.kept[record.id], self.key_of[record.id]
+        for word in self._words_of(record):  # the same words it was added under
             holders = self.by_word[word]
             holders.discard(record.id)
             if not holders:
                 del self.by_word[word]
 
     def ranked(self, words: Iterable[str], count: int) -> list[str]:
-        """The ids of the `count` best active records: most shared words, then confidence,
+        """The ids of the `count` best kept records: most shared words, then confidence,
         then id; the same order as ranking every record one by one."""
         shared: Counter[str] = Counter()
         for word in words:
             holders = self.by_word.get(word)
             if holders and len(holders) < len(self.key_of):  # one held by all changes no order
                 shared.update(holders)
-        best: list[str] = []
+        # Only the overlap groups that can reach the top `count` are grouped at all.
+        floor = heapq.nlargest(count, shared.values())[-1] if len(shared) > count else 1
         by_overlap: dict[int, list[str]] = {}
-        if len(shared) <= count * 4:
-            for rid, n in shared.items():
+        for rid, n in shared.items():
+            if n >= floor:
                 by_overlap.setdefault(n, []).append(rid)
-        else:  # only the groups that can reach the top `count` are grouped at all
-            floor = heapq.nlargest(count, shared.values())[-1]
-            for rid, n in shared.items():
-                if n >= floor:
-                    by_overlap.setdefault(n, []).append(rid)
+        best: list[str] = []
         for n in sorted(by_overlap, reverse=True):
             best += heapq.nsmallest(count - len(best), by_overlap[n], key=self.key_of.__getitem__)
             if len(best) >= count:
@@ -119,7 +113,7 @@ class KnownIndexes:
         """The `count` best kept records of `model` for these words (see `KnownIndex.ranked`)."""
         with self._lock:
             index = self._current(model)
-            return [index.active[rid] for rid in index.ranked(words, count)]
+            return [index.kept[rid] for rid in index.ranked(words, count)]
 
     def sharing(self, model: UserModel, words: Iterable[str]) -> set[str]:
         """The ids of `model`'s kept records that hold at least one of these words."""

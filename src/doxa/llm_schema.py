@@ -144,25 +144,24 @@ class Extraction(BaseModel):
         value becomes a record of its own dimension on the same evidence, unless that
         dimension already has a listed value among the records.
         """
-        closed = {d.dimension.name: d.dimension for d in (
-            getattr(answers, name) for name in type(answers).model_fields)
-            if isinstance(d, ValueEvidence)}
+        closed = {a.dimension.name: a.dimension for a in answers.per_dimension()}
         for record in list(self.records):
             name, value = getattr(record, "dimension", None), getattr(record, "value", None)
             if value is None or name in closed or name == OTHER:
                 continue
             owners = [d for d in closed.values() if value in (d.values or ())]
             record.value = None  # type: ignore[attr-defined]
-            if len(owners) != 1 or any(getattr(r, "dimension", None) == owners[0].name
-                                       and getattr(r, "value", None) in (owners[0].values or ())
-                                       for r in self.records):
-                continue
-            home = owners[0]
-            self._answered[len(self.records)] = home.name
-            self.records.append(type(record).model_validate({
-                "kind": home.kinds[0], "context": home.name, "dimension": home.name,
-                "value": value, "statement": _value_statement(home, str(value)),
-                "evidence": [e.model_dump() for e in record.evidence], "basis": "inferred"}))
+            if len(owners) == 1 and not self._has_listed_value(owners[0]):
+                self._add_answered(value_record(type(record), owners[0], str(value),
+                                                [e.model_dump() for e in record.evidence]))
+
+    def _has_listed_value(self, dim: Dimension) -> bool:
+        return any(getattr(r, "dimension", None) == dim.name
+                   and getattr(r, "value", None) in (dim.values or ()) for r in self.records)
+
+    def _add_answered(self, record: ProposedRecord) -> None:
+        self._answered[len(self.records)] = str(getattr(record, "dimension", ""))
+        self.records.append(record)
 
     def _where(self, index: int) -> str:
         """Where the model wrote record `index`, in the words of its own answer."""
@@ -187,24 +186,20 @@ class Extraction(BaseModel):
             return
         ctx = VALIDATION.get(None)
         self._move_stray_values(answers)
-        for name in type(answers).model_fields:
-            answer = getattr(answers, name)
-            if not isinstance(answer, ValueEvidence):
-                continue
-            filed = [r for r in self.records if getattr(r, "dimension", None) == name]
-            if any(getattr(r, "value", None) in (answer.dimension.values or ()) for r in filed):
+        for answer in answers.per_dimension():
+            if self._has_listed_value(answer.dimension):
                 continue  # the records already give this dimension a listed value
             record = answer.as_record(ctx.batch if ctx is not None else None,
-                                      record_type=_record_type_of(type(self)))
+                                      record_type=record_type_of(type(self)))
             if record is None:
                 continue
-            if filed:  # filed with no value: the answers say which, so those records get it
-                for r in filed:  # (a value outside the set stays, to be re-asked)
-                    if getattr(r, "value", None) is None:
-                        r.value = record.value  # type: ignore[attr-defined]
-                continue
-            self._answered[len(self.records)] = name
-            self.records.append(record)
+            filed = [r for r in self.records
+                     if getattr(r, "dimension", None) == answer.dimension.name]
+            if not filed:
+                self._add_answered(record)
+            for r in filed:  # filed with no value: the answers say which (a value outside
+                if getattr(r, "value", None) is None:  # the set stays, to be re-asked)
+                    r.value = record.value  # type: ignore[attr-defined]
 
 
 def _answers_before_records(schema: dict[str, Any]) -> None:
@@ -225,6 +220,10 @@ class SchemaExtraction(Extraction):
 
 class Answers(BaseModel):
     """One required entry per closed dimension of a schema (fields made per schema)."""
+
+    def per_dimension(self) -> list[ValueEvidence]:
+        return [a for name in type(self).model_fields
+                if isinstance(a := getattr(self, name), ValueEvidence)]
 
 
 class ValueEvidence(BaseModel):
@@ -251,21 +250,27 @@ class ValueEvidence(BaseModel):
         if not shown:
             return None
 
-        def when(pair: tuple[str, str]) -> float:
-            event = batch.event(pair[1]) if batch is not None else None
+        def when(event_id: str) -> float:
+            event = batch.event(event_id) if batch is not None else None
             return event.timestamp.timestamp() if event is not None else float("-inf")
 
-        latest = max(when(pair) for pair in shown)
-        at_latest = {value for value, _ in shown if when((value, _)) == latest}
-        if len(at_latest) > 1:
+        timed = [(when(event_id), value, event_id) for value, event_id in shown]
+        latest = max(at for at, _, _ in timed)
+        at_latest = [(value, event_id) for at, value, event_id in timed if at == latest]
+        if len({value for value, _ in at_latest}) > 1:
             return None
-        value, event_id = next(pair for pair in shown if pair[0] in at_latest)
-        dim = self.dimension
-        return record_type.model_validate({
-            "kind": dim.kinds[0], "context": dim.name, "dimension": dim.name, "value": value,
-            "statement": _value_statement(dim, value),
-            "evidence": [{"event_id": event_id, "quote": ""}], "basis": "inferred",
-        })
+        value, event_id = at_latest[0]
+        return value_record(record_type, self.dimension, value,
+                            [{"event_id": event_id, "quote": ""}])
+
+
+def value_record(record_type: type[ProposedRecord], dim: Dimension, value: str,
+                 evidence: list[dict[str, Any]]) -> ProposedRecord:
+    """A record for a closed dimension's value known from its evidence, not from a statement
+    the model wrote: the dimension's first kind, a generated statement, inferred."""
+    return record_type.model_validate({
+        "kind": dim.kinds[0], "context": dim.name, "dimension": dim.name, "value": value,
+        "statement": _value_statement(dim, value), "evidence": evidence, "basis": "inferred"})
 
 
 def _value_statement(dim: Dimension, value: str) -> str:
@@ -285,7 +290,8 @@ def _value_evidence_model(dim: Dimension) -> type[ValueEvidence]:
     return model
 
 
-def _record_type_of(model: type[Extraction]) -> type[ProposedRecord]:
+def record_type_of(model: type[Extraction]) -> type[ProposedRecord]:
+    """The record class an extraction model's `records` hold (schema-shaped or not)."""
     annotation = model.model_fields["records"].annotation
     record_type: type[ProposedRecord] = annotation.__args__[0]  # type: ignore[union-attr]
     return record_type
@@ -351,7 +357,6 @@ class ValidationContext:
                     f"known ids are {known} (use relation 'new' otherwise)"
                 )
         return reasons
-
 
     def _planted(self, record: ProposedRecord) -> list[str]:
         """A record that restates an instruction is refused, whatever event it cites.

@@ -65,18 +65,13 @@ def make_record_id(user_id: str, kind: str, statement: str, batch_id: str) -> st
     return "r_" + digest[:12]
 
 
-_ID = attrgetter("id")
-
-
 class _Working:
     """The records being merged, by id, with the changes made so far."""
 
     def __init__(self, model: UserModel, now: datetime, config: MergeConfig) -> None:
         self.model = model
-        self.records: dict[str, Record] = dict(zip(map(_ID, model.records), model.records,
-                                                   strict=True))
+        self.records: dict[str, Record] = {r.id: r for r in model.records}
         self.touched: set[str] = set()
-        self.created = False
         """Ids put during this merge: their words may differ from the model's index."""
         self.changes: list[Change] = []
         self.now = now
@@ -166,7 +161,7 @@ def _duplicate_candidates(work: _Working, proposal: ProposedRecord,
     if similarity is not lexical_similarity or not words or work.config.duplicate_threshold <= 0:
         return work.records.values()  # any record could score: read them all
     ids = _BY_STATEMENT_WORD.sharing(work.model, words) | work.touched
-    return [work.records[rid] for rid in sorted(ids) if rid in work.records]
+    return [work.records[rid] for rid in ids if rid in work.records]
 
 
 def _find_duplicate(work: _Working, proposal: ProposedRecord,
@@ -209,7 +204,7 @@ def merge(model: UserModel, proposals: Sequence[ProposedRecord], batch: Batch, *
             else:
                 _create(work, model.user_id, proposal, links, batch, prompt_version)
     records = _evict(work, batch, prompt_version)
-    if len(records) == len(model.records) and not work.created:
+    if len(records) == len(model.records) and all(c.action != "created" for c in work.changes):
         # The same ids, replaced in place in the id-ordered dict: already in id order.
         return MergeResult(model.model_copy(update={"records": tuple(records)}), work.changes)
     return MergeResult(model.with_records(records), work.changes)
@@ -254,7 +249,6 @@ def _create(work: _Working, user_id: str, proposal: ProposedRecord,
         evidence=tuple(sorted(links, key=lambda e: (e.observed_at, e.event_id))),
         status=status, valid_from=first, created_at=work.now, updated_at=work.now,
         prompt_version=prompt_version)
-    work.created = True
     work.put(None, record, "created", [link.event_id for link in links], batch.id,
              prompt_version, first)
     return work.records[record_id]
