@@ -36,8 +36,20 @@ NO_EVENT = frozenset({"unknown", "none", "null", "n/a", "na", "-", "no", "no eve
 """What models write for "no event shows this value" besides the empty string."""
 
 
+def _untitled(schema: dict[str, Any]) -> None:
+    """Drop the per-field titles pydantic derives from field names ("Event Id" for
+    `event_id`): they say nothing the name does not, and every call pays for them."""
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+
+
+UNTITLED = ConfigDict(json_schema_extra=_untitled)
+
+
 class EvidenceQuote(BaseModel):
     """An event that shows the record, with the words from it that show it."""
+
+    model_config = UNTITLED
 
     event_id: str = Field(description="an event id exactly as shown")
     quote: str = Field(default="", max_length=400,
@@ -48,6 +60,8 @@ class EvidenceQuote(BaseModel):
 
 class ProposedRecord(BaseModel):
     """One belief, goal or preference the events show about the user."""
+
+    model_config = UNTITLED
 
     kind: Literal["belief", "goal", "preference"]
     statement: str = Field(min_length=3, max_length=300,
@@ -81,6 +95,8 @@ class ProposedRecord(BaseModel):
 
 class Extraction(BaseModel):
     """The beliefs, goals and preferences that this batch of events shows about the user."""
+
+    model_config = UNTITLED
 
     notes: str = Field(
         description="first, briefly: what the user said or did that shows something about "
@@ -186,6 +202,7 @@ class Extraction(BaseModel):
 
 
 def _answers_before_records(schema: dict[str, Any]) -> None:
+    _untitled(schema)
     properties = schema.get("properties", {})
     if "answers" in properties:
         schema["properties"] = {"notes": properties["notes"], "answers": properties["answers"],
