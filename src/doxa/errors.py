@@ -56,6 +56,32 @@ class ConfigError(DoxaError):
     """A setting (provider string, store URL, template path) cannot be used as given."""
 
 
+class MissingCredentialsError(ConfigError):
+    """A hosted model was named with no API key for it: raised before any input is read.
+
+    `str()` speaks Python (`api_key=`, `base_url=`); `cli_message` says the same with the
+    command line's flags, for `doxa ingest` and friends."""
+
+    def __init__(self, model: str, env_var: str) -> None:
+        self.model = model
+        self.env_var = env_var
+        super().__init__(
+            f"{model} needs an API key: set {env_var} or pass api_key=; or use a local "
+            "model (model=\"ollama/<model>\", or base_url= an OpenAI-compatible server such "
+            "as vLLM or llama.cpp); or try doxa with no model at all: `doxa demo`"
+        )
+
+    @property
+    def cli_message(self) -> str:
+        return (
+            f"{self.model} needs an API key. Three ways forward:\n"
+            f"  - set {self.env_var} (export {self.env_var}=...)\n"
+            "  - use a local model: --model ollama/<model>, or --base-url URL of an "
+            "OpenAI-compatible server (vLLM, llama.cpp)\n"
+            "  - try doxa with no model at all: doxa demo"
+        )
+
+
 class ProviderError(DoxaError):
     """The LLM provider failed; `retryable` says whether trying later could succeed."""
 
