@@ -305,11 +305,13 @@ class Engine:
         """Feed a delivery outcome back: engagement confirms a record, being ignored lowers it.
 
         The outcome is stored as an event (it is evidence too), so recording the same outcome
-        twice (same `event_id`, or same record, outcome and time) changes nothing.
+        twice changes nothing: the same `event_id`, or without one, the same user, record,
+        outcome and `at`. The default id never reads the clock (a retried call a second later
+        is the same outcome); count separate deliveries by giving each its own `event_id`.
         """
         when = at or self._clock()
-        eid = event_id or "outcome_" + hashlib.sha256(
-            f"{record_id}|{outcome}|{when.isoformat()}".encode()).hexdigest()[:16]
+        eid = event_id or "outcome_" + hashlib.sha256("|".join(
+            (user_id, record_id, outcome, at.isoformat() if at else "")).encode()).hexdigest()[:16]
         event = Event(id=eid, user_id=user_id, type="outcome", timestamp=when,
                       properties={"record_id": record_id, "outcome": outcome,
                                   **dict(properties or {})})
