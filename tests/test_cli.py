@@ -299,3 +299,18 @@ async def test_ingest_with_a_schema_against_the_fake_provider(
     assert result["dropped"] == [] and result["changes"], result
     model = await stored_model(db, "u1")
     assert {r.dimension for r in model.records} == {"integration_needs"}
+
+
+# -- 7. every problem of an event, in the CLI ---------------------------------------------------
+
+
+def test_ingest_names_every_problem_of_a_line(no_key: Path) -> None:
+    events = no_key / "events.jsonl"
+    events.write_text(json.dumps({"id": "e1", "type": "", "timestamp": "2026-03-01T10:00"})
+                      + "\n", encoding="utf-8")
+    out = cli("ingest", str(events), "--model", "ollama/llama3.1")
+    assert out.exit_code == 1
+    flat = " ".join(out.output.split())
+    for said in ("line 1", "field 'user_id'", "--user", "field 'type'", "time zone"):
+        assert said in flat, out.output
+    assert not (no_key / "doxa.db").exists()

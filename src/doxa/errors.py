@@ -10,7 +10,10 @@ class DoxaError(Exception):
 
 
 class InvalidEventError(DoxaError):
-    """An event failed validation; `line` is 1-based for files, `index` 0-based for sequences."""
+    """An event failed validation; `line` is 1-based for files, `index` 0-based for sequences.
+
+    `problems` holds every (field, message) wrong with the event, so one run names them all;
+    `field` and `reason` are the first, for callers that show one."""
 
     def __init__(
         self,
@@ -20,22 +23,22 @@ class InvalidEventError(DoxaError):
         line: int | None = None,
         index: int | None = None,
         source: str | None = None,
+        problems: Sequence[tuple[str | None, str]] = (),
     ) -> None:
         self.field = field
         self.line = line
         self.index = index
         self.source = source
-        where = []
-        if source:
-            where.append(source)
-        if line is not None:
-            where.append(f"line {line}")
-        if index is not None:
-            where.append(f"index {index}")
-        if field:
-            where.append(f"field '{field}'")
         self.reason = message
-        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.problems = list(problems) or [(field, message)]
+        where = [part for part in (source, None if line is None else f"line {line}",
+                                   None if index is None else f"index {index}") if part]
+        if len(self.problems) == 1:
+            where += [f"field '{field}'"] if field else []
+            said = message
+        else:
+            said = "; ".join(f"field '{f}': {m}" if f else m for f, m in self.problems)
+        super().__init__(f"{', '.join(where)}: {said}" if where else said)
 
 
 class InvalidEventsError(DoxaError):

@@ -1,0 +1,48 @@
+"""The Python API as a new user meets it (issue 13): errors that say what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from doxa.engine import Engine
+from doxa.errors import InvalidEventError, InvalidEventsError
+
+NO_ZONE = {"id": "e1", "type": "", "timestamp": "2026-03-01T10:00:00", "text": "hi"}
+
+
+# -- 7. every problem of an event is reported ------------------------------------------------
+
+
+def test_every_problem_of_an_event_is_named() -> None:
+    engine = Engine(store="memory://")
+    with pytest.raises(InvalidEventsError) as caught:
+        engine.ingest_sync("u1", [NO_ZONE])
+    [error] = caught.value.errors
+    assert [field for field, _ in error.problems] == ["type", "timestamp"]
+    assert "field 'type'" in str(caught.value) and "time zone" in str(caught.value)
+    engine.close_sync()
+
+
+@pytest.mark.parametrize("events", ["notalist", {"id": "e1"}, b"[]"])
+def test_events_that_are_not_a_list_are_refused_as_such(events: object) -> None:
+    engine = Engine(store="memory://")
+    with pytest.raises(InvalidEventError, match="events must be a list"):
+        engine.ingest_sync("u1", events)  # type: ignore[arg-type]
+    engine.close_sync()
+
+
+def test_a_missing_user_id_suggests_user() -> None:
+    from doxa.events import load_events
+
+    with pytest.raises(InvalidEventsError, match="--user"):
+        load_events([{"id": "e1", "type": "chat", "timestamp": "2026-03-01T10:00:00Z"}])
+
+
+def test_the_server_names_every_problem_too() -> None:
+    pytest.importorskip("fastapi")
+    from doxa.server.problems import invalid_events
+
+    error = InvalidEventError("is required", field="type", index=2,
+                              problems=[("type", "is required"), ("timestamp", "no zone")])
+    fields = [e.field for e in invalid_events(InvalidEventsError([error])).errors or []]
+    assert fields == ["events[2].type", "events[2].timestamp"]
