@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
+
 import pytest
 
 from doxa.engine import Engine
@@ -46,3 +49,20 @@ def test_the_server_names_every_problem_too() -> None:
                               problems=[("type", "is required"), ("timestamp", "no zone")])
     fields = [e.field for e in invalid_events(InvalidEventsError([error])).errors or []]
     assert fields == ["events[2].type", "events[2].timestamp"]
+
+
+# -- 8. sync wrappers inside a running loop say to await ----------------------------------------
+
+
+async def test_sync_wrappers_in_a_running_loop_say_to_await() -> None:
+    from doxa.errors import SyncInEventLoopError
+
+    engine = Engine(store="memory://")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a never-awaited coroutine would be a RuntimeWarning
+        with pytest.raises(SyncInEventLoopError, match=r"await engine\.ingest\(\.\.\.\)"):
+            engine.ingest_sync("u1", [])
+        with pytest.raises(SyncInEventLoopError, match=r"await engine\.model\(\.\.\.\)"):
+            engine.model_sync("u1")
+        gc.collect()
+    await engine.close()

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from doxa.confidence import decayed_model
-from doxa.errors import InvalidEventError, StoreConflictError
+from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
 from doxa.events import Event, load_events
 from doxa.extract import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
 from doxa.merge import MergeConfig, apply_outcome, merge
@@ -372,7 +372,16 @@ class Engine:
 
     # -- sync edge ------------------------------------------------------------------------
 
-    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
+    def _run(self, method: str, make: Callable[[], Awaitable[T]]) -> T:
+        """Run `make()` on the engine's private loop. Inside a running loop (a notebook, an
+        async app) that cannot work: say which coroutine to await instead, before any
+        coroutine exists that would go un-awaited."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no loop here: the sync wrapper may run one
+        else:
+            raise SyncInEventLoopError(method)
         if self._runner is None:
             self._runner = asyncio.Runner()
         return self._runner.run(_as_coro(make))
@@ -380,20 +389,22 @@ class Engine:
     def ingest_sync(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
                     *, skip_invalid: bool = False) -> IngestResult:
         """`ingest` for code without an event loop."""
-        return self._run(lambda: self.ingest(user_id, events, skip_invalid=skip_invalid))
+        return self._run("ingest",
+                         lambda: self.ingest(user_id, events, skip_invalid=skip_invalid))
 
     def model_sync(self, user_id: str, *, at: datetime | None = None) -> UserModel:
-        return self._run(lambda: self.model(user_id, at=at))
+        return self._run("model", lambda: self.model(user_id, at=at))
 
     def record_outcome_sync(self, user_id: str, record_id: str, outcome: Outcome,
                             **kwargs: Any) -> list[Change]:
-        return self._run(lambda: self.record_outcome(user_id, record_id, outcome, **kwargs))
+        return self._run("record_outcome",
+                         lambda: self.record_outcome(user_id, record_id, outcome, **kwargs))
 
     def delete_user_sync(self, user_id: str) -> None:
-        self._run(lambda: self.delete_user(user_id))
+        self._run("delete_user", lambda: self.delete_user(user_id))
 
     def close_sync(self) -> None:
-        self._run(self.close)
+        self._run("close", self.close)
         if self._runner is not None:
             self._runner.close()
             self._runner = None

@@ -130,6 +130,18 @@ class StoreConflictError(StoreError):
         )
 
 
+class SyncInEventLoopError(DoxaError, RuntimeError):
+    """A `*_sync` method was called where an event loop already runs (Jupyter, an async
+    app), which cannot run another: the async method is the one to use there."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        super().__init__(
+            f"{method}_sync() cannot run inside a running event loop (a Jupyter notebook, an "
+            f"async app): use `await engine.{method}(...)` instead"
+        )
+
+
 class UnknownRecordError(DoxaError):
     """A record id was asked for that the user's model does not hold."""
 
