@@ -66,3 +66,26 @@ async def test_sync_wrappers_in_a_running_loop_say_to_await() -> None:
             engine.model_sync("u1")
         gc.collect()
     await engine.close()
+
+
+# -- 9. print(model.explain(id)) reads as the chain ---------------------------------------------
+
+
+def test_an_explanation_prints_as_a_readable_chain() -> None:
+    from builders import T0, batch, chat, said
+    from doxa.merge import merge
+    from doxa.records import UserModel
+
+    events = [chat("e1", "We need SSO before we can roll this out"),
+              chat("e2", "SSO is the blocker for the whole team", day=1)]
+    merged = merge(UserModel(user_id="u1"), [said("goal", "Wants SSO before rollout", "e1",
+                                                  "e2")], batch(*events), now=T0,
+                   prompt_version="p1")
+    model = merged.model
+    explanation = model.explain(model.records[0].id)
+    text = str(explanation)
+    assert text.splitlines()[0].startswith(f"{model.records[0].id} goal · active · confidence")
+    assert "Wants SSO before rollout" in text and "+ e1" in text and "+ e2" in text
+    assert "history:" in text and "created" in text
+    assert len(text) < 600 and "ExplainedEvidence(" not in text
+    assert explanation.record.id == model.records[0].id  # attributes unchanged for callers
