@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -314,3 +315,17 @@ def test_ingest_names_every_problem_of_a_line(no_key: Path) -> None:
     for said in ("line 1", "field 'user_id'", "--user", "field 'type'", "time zone"):
         assert said in flat, out.output
     assert not (no_key / "doxa.db").exists()
+
+
+# -- 10. an unreachable PostgreSQL is one clear error --------------------------------------------
+
+
+def test_an_unreachable_postgresql_is_one_error_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("psycopg_pool")
+    started = time.monotonic()
+    out = cli("users", "--db", "postgresql://doxa:s3cret@127.0.0.1:1/doxa")
+    assert out.exit_code == 1
+    assert out.output.count("cannot reach the PostgreSQL store") == 1, out.output
+    assert "s3cret" not in out.output and "doxa:***@127.0.0.1" in out.output
+    assert not [r for r in caplog.records if "error connecting" in r.getMessage()]
+    assert time.monotonic() - started < 10
