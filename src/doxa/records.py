@@ -125,15 +125,13 @@ class ExplainedEvidence(BaseModel):
 
 
 class Explanation(BaseModel):
-    """Why doxa holds a record: the record, each piece of evidence with its event, the history.
-
-    `print(model.explain(id))` reads as that chain (`str()`); the attributes stay for code.
-    """
+    """Why doxa holds a record: the record, each piece of evidence with its event, the history."""
 
     record: Record
     evidence: list[ExplainedEvidence]
 
     def __str__(self) -> str:
+        """`print(model.explain(id))` reads as the chain; the attributes stay for code."""
         r = self.record
         where = r.context + (f", {r.dimension}={r.value}" if r.dimension and r.value else "")
         lines = [f"{r.id} {r.kind} · {r.status} · confidence {r.confidence:.2f} ({where})",
