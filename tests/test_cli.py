@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -275,10 +276,16 @@ def test_new_key_prints_the_key_once_and_stores_its_hash(tmp_path: Path) -> None
         assert principal is not None and principal.tenant == "acme"
 
 
-def test_readme_recipe_mints_one_key() -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    assert "--new-key acme --keys doxa-keys" in readme
-    assert "--new-key acme |" not in readme  # no second minting command in a pipe
+def test_documented_recipes_mint_one_key() -> None:
+    """The README once piped a second `--new-key` into the keys file: the key a user had
+    copied from the first one got 401. Every documented use must mint once."""
+    root = Path(__file__).parents[1]
+    pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    recipes = [line for page in pages if page.exists()
+               for line in page.read_text(encoding="utf-8").splitlines()
+               if "serve --new-key" in line and not line.lstrip().startswith("#")]
+    for line in recipes:
+        assert not re.search(r"--new-key\s+\S+\s*\|", line), line
 
 
 # -- 3. ingest --schema works against the fake provider ---------------------------------------
