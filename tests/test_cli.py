@@ -248,7 +248,9 @@ async def test_tenant_option_finds_what_the_server_stored(
     db = tmp_path / "doxa.db"
     await ingest_into(db, fake, "acme/u-42", [chat("e1", "I want to plan a long trip to Japan",
                                                    user="acme/u-42")])
-    assert "No records for user u-42" in (await acli("show", "u-42", "--db", str(db))).output
+    missed = await acli("show", "u-42", "--db", str(db))
+    assert "No records for user u-42" in missed.stdout
+    assert "add --tenant acme" in missed.stderr
     shown = await acli("show", "u-42", "--tenant", "acme", "--db", str(db), "--json")
     assert json.loads(shown.output)["records"], shown.output
     assert json.loads((await acli("users", "--tenant", "acme", "--db", str(db),

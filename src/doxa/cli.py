@@ -294,6 +294,8 @@ def show(
         return
     if not model.records:
         _say_none(f"records for user {user}", db)
+        if tenant is None:
+            _hint_tenant(db, user)
         return
     console.print(model_table(model, include_inactive=all_records, min_confidence=min_confidence))
 
@@ -541,6 +543,16 @@ def _load(db: str, user: str) -> UserModel:
 def stored_user(user: str, tenant: str | None) -> str:
     """The store's id for `user`: `doxa serve` keeps tenant T's user u as `T/u`."""
     return user if tenant is None else f"{tenant}{TENANT_SEPARATOR}{user}"
+
+
+def _hint_tenant(db: str, user: str) -> None:
+    """A user a server stored is `tenant/user`: when that is why nothing was found, say so."""
+    tenants = sorted(u.rsplit(TENANT_SEPARATOR, 1)[0]
+                     for u in _with_engine(db, lambda engine: engine.users())
+                     if u.endswith(TENANT_SEPARATOR + user))
+    if tenants:
+        err_console.print(f"{user} is stored by `doxa serve` for tenant(s) "
+                          f"{', '.join(tenants)}: add --tenant {tenants[0]}")
 
 
 def _say_none(what: str, db: str) -> None:
