@@ -41,20 +41,6 @@ app.command("serve")(serve)  # FastAPI and uvicorn load inside it: the `server` 
 app.command("backfill")(backfill)  # doxa/backfill_command.py: --batch-api, resume
 
 DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        sys.stdout.write(f"doxa {__version__}\n")
-        raise typer.Exit()
-
-
-@app.callback()
-def _options(
-    version: Annotated[bool, typer.Option("--version", metavar="", callback=_print_version,
-                       is_eager=True, help="print doxa's version and exit")] = False,
-) -> None:
-    """doxa: build a queryable model of each user from their events."""
 DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
 
 DbOpt = Annotated[str, typer.Option("--db", help="SQLite path or store URL "
@@ -71,6 +57,20 @@ JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="print JSON in
 UserArg = Annotated[str, typer.Argument(help="user id")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="the tenant whose user this "
                       "is: `doxa serve` stores tenant T's user u as T/u")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"doxa {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", metavar="", callback=_print_version,
+                       is_eager=True, help="print doxa's version and exit")] = False,
+) -> None:
+    """doxa: build a queryable model of each user from their events."""
 
 
 def store_url(db: str) -> str:
@@ -115,9 +115,8 @@ def ingest(
     concurrency: Annotated[int, typer.Option(min=1, help="users ingested at once")] = 4,
     schema: Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
                       "extract only its dimensions")] = None,
-    rpm: Annotated[float | None, typer.Option("--rpm", min=0.001,
-                   help="the provider's requests-per-"
-                   "minute limit: calls are paced to stay under it")] = None,
+    rpm: Annotated[float | None, typer.Option("--rpm", min=0.001, help="the provider's "
+                   "requests-per-minute limit: calls are paced to stay under it")] = None,
     tpm: Annotated[float | None, typer.Option("--tpm", min=1, help="the provider's tokens-per-"
                    "minute limit (prompt + completion)")] = None,
     on_ray: Annotated[bool, typer.Option("--ray", metavar="", help="spread users over Ray workers "
@@ -282,9 +281,10 @@ def show(
         values = [model.value(d, min_confidence=min_confidence) for d in model.dimensions()]
         if as_json:
             _print_json([v.model_dump(mode="json") for v in values])
-        elif not values:
+            return
+        if not values:
             _say_none(f"dimension values for user {user}", db)
-        for v in [] if as_json else values:
+        for v in values:
             console.print(f"{v.dimension}: {v.value} ({v.confidence:.2f}; evidence "
                           f"{', '.join(v.evidence) or '-'})")
         return
@@ -450,9 +450,10 @@ def users(
         found = [u.removeprefix(prefix) for u in found if u.startswith(prefix)]
     if as_json:
         _print_json(found)
-    elif not found:
+        return
+    if not found:
         _say_none("users" + (f" of tenant {tenant}" if tenant is not None else ""), db)
-    for u in [] if as_json else found:
+    for u in found:
         console.print(u)
 
 
