@@ -89,3 +89,11 @@ def test_an_explanation_prints_as_a_readable_chain() -> None:
     assert "history:" in text and "created" in text
     assert len(text) < 600 and "ExplainedEvidence(" not in text
     assert explanation.record.id == model.records[0].id  # attributes unchanged for callers
+
+
+async def test_a_bad_outcome_event_id_is_an_invalid_event_naming_the_field() -> None:
+    engine = Engine(store="memory://")
+    with pytest.raises(InvalidEventError) as caught:
+        await engine.record_outcome("u1", "r1", "engaged", event_id="\x1f")
+    assert caught.value.field == "id"
+    await engine.close()

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from doxa.confidence import decayed_model
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
-from doxa.events import Event, load_events
+from doxa.events import Event, load_events, parse_event
 from doxa.extract import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
 from doxa.merge import MergeConfig, apply_outcome, merge
 from doxa.prompts import SCHEMA_PROMPT, PromptSet
@@ -312,9 +312,11 @@ class Engine:
         when = at or self._clock()
         eid = event_id or "outcome_" + hashlib.sha256("|".join(
             (user_id, record_id, outcome, at.isoformat() if at else "")).encode()).hexdigest()[:16]
-        event = Event(id=eid, user_id=user_id, type="outcome", timestamp=when,
-                      properties={"record_id": record_id, "outcome": outcome,
-                                  **dict(properties or {})})
+        # Validated like any event, so a bad event_id is an InvalidEventError naming the
+        # field (a 422 from the server), not a pydantic error (a 500).
+        event = parse_event({"id": eid, "user_id": user_id, "type": "outcome", "timestamp": when,
+                             "properties": {"record_id": record_id, "outcome": outcome,
+                                            **dict(properties or {})}})
         for _ in range(COMMIT_ATTEMPTS):
             if await self.store.processed(user_id, [eid]):
                 return []
