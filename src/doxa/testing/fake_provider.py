@@ -420,7 +420,7 @@ def _events_in(body: dict[str, Any]) -> list[tuple[str, str]]:
 
 def answer_for(body: dict[str, Any]) -> dict[str, Any]:
     """A valid extraction: one record per event whose text has at least four words."""
-    records = []
+    records: list[dict[str, Any]] = []
     for event_id, text in _events_in(body):
         words = text.split()
         if len(words) < 4 or "=" in words[0]:
@@ -434,25 +434,50 @@ def answer_for(body: dict[str, Any]) -> dict[str, Any]:
             "context": "general", "basis": "explicit", "relation": "new",
             "evidence": [{"event_id": event_id, "quote": " ".join(words[:4])}],
         })
+    closed = _closed_dimensions(body)
+    if (dimensions := _record_dimensions(body)) is not None:
+        # A schema-shaped tool files every record under a dimension: the first free-text
+        # one (a closed one would need a listed value), else "other".
+        free = [d for d in dimensions if d not in closed and d != "other"] or ["other"]
+        records = [{**r, "dimension": free[0], "value": None} for r in records]
     answer: dict[str, Any] = {"notes": f"{len(records)} event(s) with text",
                               "records": records[:10]}
-    if closed := _closed_dimensions(body):
+    if closed:
         # A schema-shaped tool asks, per value of each closed dimension, which event shows
         # it; this server ties none ("" everywhere), leaving dimensions to the rewrite hook.
         answer["answers"] = {name: dict.fromkeys(values, "") for name, values in closed.items()}
     return answer
 
 
+def _tool_parameters(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON schemas of the request's tools (OpenAI or Anthropic wire)."""
+    return [tool.get("input_schema") or tool.get("function", {}).get("parameters") or {}
+            for tool in body.get("tools") or []]
+
+
 def _closed_dimensions(body: dict[str, Any]) -> dict[str, list[str]]:
     """The closed dimensions a schema-shaped extraction tool asks about, with their values."""
-    for tool in body.get("tools") or []:
-        parameters = tool.get("input_schema") or tool.get("function", {}).get("parameters") or {}
+    for parameters in _tool_parameters(body):
         defs = parameters.get("$defs", {})
         answers = parameters.get("properties", {}).get("answers")
         if isinstance(answers, dict):
             return {name: list(_resolve(defs, node).get("properties", {}))
                     for name, node in _resolve(defs, answers).get("properties", {}).items()}
     return {}
+
+
+def _record_dimensions(body: dict[str, Any]) -> list[str] | None:
+    """The dimension names a schema-shaped tool's records must carry; None without a schema."""
+    for parameters in _tool_parameters(body):
+        defs = parameters.get("$defs", {})
+        records = parameters.get("properties", {}).get("records")
+        if not isinstance(records, dict):
+            continue
+        item = _resolve(defs, records.get("items", {}))
+        dimension = item.get("properties", {}).get("dimension")
+        if isinstance(dimension, dict):
+            return [str(v) for v in _resolve(defs, dimension).get("enum", [])]
+    return None
 
 
 def _resolve(defs: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
