@@ -150,6 +150,8 @@ class ScoredCase:
     forbidden: Sequence[ForbiddenRecord]
     matching: Matching
     multi_batch: bool = False
+    calibrated: bool = True
+    """False when the confidences are a baseline's fixed stand-in: no calibration is scored."""
 
     def matched_ids(self) -> set[str]:
         return {p.predicted_id for p in self.matching.pairs}
@@ -179,11 +181,12 @@ def counts_by_kind(case: ScoredCase) -> dict[Kind, tuple[int, int, int]]:
     return out
 
 
-def evidence_counts(case: ScoredCase) -> tuple[int, int, int, int]:
-    """(pairs, hits, predicted, expected) over matched pairs whose label lists evidence."""
+def evidence_counts(case: ScoredCase, kind: str | None = None) -> tuple[int, int, int, int]:
+    """(pairs, hits, predicted, expected) over matched pairs whose label lists evidence
+    (only labels of `kind` when given)."""
     pairs = hits = predicted = expected = 0
     for pred, exp in case.matched_pairs():
-        if not exp.evidence:
+        if not exp.evidence or (kind is not None and exp.kind != kind):
             continue
         cited, labelled = set(pred.evidence), set(exp.evidence)
         pairs += 1
@@ -194,7 +197,10 @@ def evidence_counts(case: ScoredCase) -> tuple[int, int, int, int]:
 
 
 def calibration_points(case: ScoredCase) -> list[tuple[float, int]]:
-    """(confidence, 1 if matched else 0) for each compared predicted record."""
+    """(confidence, 1 if matched else 0) for each compared predicted record (none when
+    the confidences are not the extractor's own)."""
+    if not case.calibrated:
+        return []
     matched = case.matched_ids()
     return [(p.confidence, int(p.id in matched)) for p in case.compared()]
 
