@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -403,6 +405,23 @@ class FakeProvider:
         self.stats.results_downloaded += 1
         text = "".join(json.dumps(line) + "\n" for line in batch.results)
         return web.Response(body=text.encode(), content_type="application/binary")
+
+
+@contextmanager
+def serving_in_thread(provider: FakeProvider) -> Iterator[FakeProvider]:
+    """The provider started on its own event-loop thread, for code that is not async (a CLI
+    command run by typer's test runner starts and ends its own loop)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(provider.start(), loop).result(10)
+        yield provider
+        asyncio.run_coroutine_threadsafe(provider.stop(), loop).result(10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def count_tokens(text: str) -> int:
