@@ -284,3 +284,37 @@ def test_a_suite_folder_of_one_kind_is_one_row(
     doxa = asyncio.run(run_eval(settings, cases))
     naive = asyncio.run(run_eval(settings.model_copy(update={"baseline": "naive"}), cases))
     assert [row.group for row in side_by_side(doxa, naive).suites] == ["saas"]
+
+
+def test_runs_count_calls_per_calling_batch_reasks_and_tokens_per_find(
+        suite: Path, fake: FakeProvider, tmp_path: Path) -> None:
+    fake.faults = ["invalid"]  # the first answer cites no event: instructor re-asks once
+    doxa_path = tmp_path / "doxa.json"
+    result = runner.invoke(app, ["run", str(suite / "everyday"), "--model", "openai/fake",
+                                 "--base-url", fake.base_url, "--out", str(doxa_path),
+                                 "--no-cache", "--json"])
+    assert result.exit_code == EXIT_OK, result.output
+    doxa = read_run(doxa_path)
+    assert (doxa.usage.llm_calls, doxa.usage.calling_batches, doxa.usage.reasks) == (2, 1, 1)
+    ratios = json.loads(result.stdout)["usage_ratios"]
+    assert ratios["calls_per_calling_batch"] == 2.0 and ratios["reasks"] == 1.0
+    assert ratios["input_tokens_per_case"] == doxa.usage.input_tokens
+    assert ratios["input_tokens_per_found"] == doxa.usage.input_tokens  # one record found
+
+    naive_path = tmp_path / "naive.json"
+    assert runner.invoke(app, naive_args(suite / "everyday", fake, naive_path)).exit_code == 0
+    naive = read_run(naive_path)
+    assert (naive.usage.llm_calls, naive.usage.calling_batches, naive.usage.reasks) == (1, 1, 0)
+    deltas = {d.name: d for d in compare_runs(doxa, naive).metrics}
+    assert (deltas["calls_per_calling_batch"].a, deltas["calls_per_calling_batch"].b) == (2, 1)
+    assert (deltas["reasks"].a, deltas["reasks"].b) == (1, 0)
+    assert deltas["input_tokens_per_found"].b == naive.usage.input_tokens
+
+
+def test_run_files_from_before_the_counts_show_them_as_not_measured() -> None:
+    from doxa.eval.metrics import usage_values
+
+    run = read_run(BASELINES / "qwen2.5-coder-1.5b.json")
+    ratios = usage_values(run.usage, run.metrics)
+    assert ratios["calls_per_calling_batch"] is None and ratios["reasks"] is None
+    assert ratios["input_tokens_per_case"] == pytest.approx(364_468 / 81)

@@ -27,7 +27,7 @@ from doxa.eval.baselines import BASELINES, check_baseline
 from doxa.eval.compare import CaseChange, Comparison, MetricDelta, RunLabel, compare_runs
 from doxa.eval.fixtures import load_suite
 from doxa.eval.match import MATCHERS
-from doxa.eval.metrics import metric_values
+from doxa.eval.metrics import metric_values, usage_values
 from doxa.eval.report import write_report
 from doxa.eval.runfile import CaseResult, RunFile, read_run, write_run
 from doxa.eval.runner import RunSettings, run_eval
@@ -116,8 +116,14 @@ def summary_table(run: RunFile) -> Table:
     for dim, acc in m.answer_accuracy.items():
         table.add_row(f"answer.{dim}", f"{_num(acc.accuracy)} (n={acc.n})")
     u = run.usage
+    ratios = usage_values(u, m)
     table.add_row("LLM calls (cache hits)", f"{u.llm_calls} ({u.cache_hits})")
+    table.add_row("calls per calling batch (re-asks)",
+                  f"{_num(ratios['calls_per_calling_batch'], 2)} ({_num(ratios['reasks'], 0)})")
     table.add_row("tokens in/out", f"{u.input_tokens}/{u.output_tokens}")
+    table.add_row("input tokens per case / per record found",
+                  f"{_num(ratios['input_tokens_per_case'], 0)} / "
+                  f"{_num(ratios['input_tokens_per_found'], 0)}")
     table.add_row("cost USD", _num(u.cost_usd, 4))
     table.add_row("ingest time s", f"{u.latency_s:.1f}")
     return table
@@ -134,6 +140,7 @@ def _report_run(run: RunFile, path: Path, failures: list[str], as_json: bool) ->
         _print_json({"run_file": str(path), "baseline": run.baseline,
                      "metrics": run.metrics.model_dump(mode="json"),
                      "usage": run.usage.model_dump(mode="json"),
+                     "usage_ratios": usage_values(run.usage, run.metrics),
                      "errored": [c.case_id for c in run.cases if c.error],
                      "warnings": {c.case_id: c.warning for c in run.cases if c.warning},
                      "threshold_failures": failures})
@@ -206,7 +213,9 @@ def run_command(
 
 
 DIGITS = {"cost_usd": 4, "latency_s": 1, "llm_calls": 0, "input_tokens": 0,
-          "output_tokens": 0, "forbidden_violations": 0, "kind_mismatches": 0}
+          "output_tokens": 0, "forbidden_violations": 0, "kind_mismatches": 0, "reasks": 0,
+          "calls_per_calling_batch": 2, "input_tokens_per_case": 0,
+          "input_tokens_per_found": 0}
 
 
 def _delta_row(d: MetricDelta) -> tuple[str, str, str, str]:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from doxa.eval.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, metric_values
+from doxa.eval.metrics import (
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    USAGE_FIELDS,
+    metric_values,
+    usage_values,
+)
 from doxa.eval.runfile import CaseResult, RunFile
 from doxa.eval.sidebyside import SideBySide, doxa_and_baseline, side_by_side
 from doxa.eval.views import RecordView, record_views
-
-USAGE_FIELDS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "latency_s")
 
 
 class MetricDelta(BaseModel):
@@ -88,10 +92,8 @@ def metric_deltas(a: RunFile, b: RunFile) -> list[MetricDelta]:
     va, vb = metric_values(a.metrics), metric_values(b.metrics)
     names = list(dict.fromkeys([*va, *vb]))
     deltas = [_delta(n, va.get(n), vb.get(n)) for n in names]
-    for field in USAGE_FIELDS:
-        ua, ub = getattr(a.usage, field), getattr(b.usage, field)
-        deltas.append(_delta(field, None if ua is None else float(ua),
-                             None if ub is None else float(ub)))
+    ua, ub = usage_values(a.usage, a.metrics), usage_values(b.usage, b.metrics)
+    deltas += [_delta(field, ua[field], ub[field]) for field in USAGE_FIELDS]
     return deltas
 
 

@@ -121,6 +121,11 @@ class Usage(BaseModel):
     cache_hits: int = 0
     latency_s: float = 0.0
     dropped: int = 0
+    calling_batches: int | None = None
+    """Batches that called the LLM (signal, and not answered from the cache); None in run
+    files written before it was counted."""
+    reasks: int | None = None
+    """Calls after a calling batch's first: instructor's re-asks of invalid answers."""
 
     def __add__(self, other: Usage) -> Usage:
         cost = (None if self.cost_usd is None or other.cost_usd is None
@@ -131,7 +136,37 @@ class Usage(BaseModel):
             output_tokens=self.output_tokens + other.output_tokens, cost_usd=cost,
             cache_hits=self.cache_hits + other.cache_hits,
             latency_s=self.latency_s + other.latency_s, dropped=self.dropped + other.dropped,
+            calling_batches=_plus(self.calling_batches, other.calling_batches),
+            reasks=_plus(self.reasks, other.reasks),
         )
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    """A count summed where either side measured it (an unmeasured side adds nothing)."""
+    return None if a is None and b is None else (a or 0) + (b or 0)
+
+
+USAGE_FIELDS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "latency_s",
+                "reasks", "calls_per_calling_batch", "input_tokens_per_case",
+                "input_tokens_per_found")
+"""What a run cost, by name: totals, then the ratios that say what a found record costs."""
+
+
+def usage_values(usage: Usage, metrics: SuiteMetrics) -> dict[str, float | None]:
+    """Usage totals and ratios: calls per calling batch, input tokens per case that ran and
+    per expected record found (None where the denominator is 0 or was not counted)."""
+    def ratio(total: float, count: int | None) -> float | None:
+        return total / count if count else None
+
+    return {
+        "llm_calls": float(usage.llm_calls), "input_tokens": float(usage.input_tokens),
+        "output_tokens": float(usage.output_tokens), "cost_usd": usage.cost_usd,
+        "latency_s": usage.latency_s,
+        "reasks": None if usage.reasks is None else float(usage.reasks),
+        "calls_per_calling_batch": ratio(usage.llm_calls, usage.calling_batches),
+        "input_tokens_per_case": ratio(usage.input_tokens, metrics.cases),
+        "input_tokens_per_found": ratio(usage.input_tokens, metrics.overall.tp),
+    }
 
 
 def total_usage(usages: Sequence[Usage]) -> Usage:

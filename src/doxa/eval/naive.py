@@ -207,7 +207,8 @@ class NaiveBaseline:
         usage = Usage(llm_calls=call.calls, input_tokens=call.input_tokens,
                       output_tokens=call.output_tokens,
                       cost_usd=self.spec.cost(call.input_tokens, call.output_tokens),
-                      cache_hits=int(call.cache_hit), latency_s=time.perf_counter() - started)
+                      cache_hits=int(call.cache_hit), latency_s=time.perf_counter() - started,
+                      calling_batches=0 if call.cache_hit else 1, reasks=0)
         return await score_predicted(
             case, records_of(call.answer), matcher=matcher, usage=usage,
             prompt_version=self.prompt.version, baseline=self.name, warning=call.unparsed)

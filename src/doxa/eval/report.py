@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
-from doxa.eval.metrics import Calibration, metric_values
+from doxa.eval.metrics import Calibration, metric_values, usage_values
 from doxa.eval.runfile import CaseResult, RunFile
 from doxa.eval.sidebyside import SideBySide
 from doxa.eval.views import record_views
@@ -95,6 +95,7 @@ def render_html(run: RunFile, *, title: str | None = None,
         files("doxa.eval").joinpath("report.html.j2").read_text(encoding="utf-8"))
     return template.render(
         run=run, title=title or f"doxa eval: {run.suite}", values=metric_values(run.metrics),
+        ratios=usage_values(run.usage, run.metrics),
         plot=Markup(reliability_svg(run.metrics.calibration)),  # numbers only, no event text
         cases=[_case_view(c) for c in run.cases], beside=beside,
     )

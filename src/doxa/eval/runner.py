@@ -53,16 +53,27 @@ OnDone = Callable[[CaseResult], None]
 
 
 def usage_of(result: Any, latency_s: float) -> Usage:
-    """Usage from an ingest result, by attribute, so any engine's result will do."""
+    """Usage from an ingest result, by attribute, so any engine's result will do.
+
+    Calling batches are the batches with signal not answered from the cache; each makes one
+    call, so the calls beyond that are re-asks (an engine that counts its re-asks itself,
+    as `reasks`, is taken at its word). A result without batch counts leaves both None."""
     cost = getattr(result, "cost_usd", 0.0)
+    calls, hits = int(getattr(result, "llm_calls", 0)), int(getattr(result, "cache_hits", 0))
+    calling = reasks = None
+    if isinstance(batches := getattr(result, "batches", None), int):
+        calling = max(0, batches - int(getattr(result, "batches_without_signal", 0)) - hits)
+        counted = getattr(result, "reasks", None)
+        reasks = counted if isinstance(counted, int) else max(0, calls - calling)
     return Usage(
-        llm_calls=int(getattr(result, "llm_calls", 0)),
+        llm_calls=calls,
         input_tokens=int(getattr(result, "input_tokens", 0)),
         output_tokens=int(getattr(result, "output_tokens", 0)),
         cost_usd=None if cost is None else float(cost),
-        cache_hits=int(getattr(result, "cache_hits", 0)),
+        cache_hits=hits,
         latency_s=latency_s,
         dropped=len(getattr(result, "dropped", None) or ()),
+        calling_batches=calling, reasks=reasks,
     )
 
 
