@@ -148,14 +148,14 @@ def test_naive_kinds_and_event_ids_are_read_leniently_and_never_checked(
     fake.rewrite = lambda arguments: {"findings": [
         {"kind": "Preferences", "statement": "Said: I prefer dark mode in every app I",
          "event_ids": "d1"},
-        {"kind": "constraint", "statement": "Works nights", "event_ids": ["zz9"],
+        {"kind": "constraint", "statement": "Works nights", "event_ids": ["zz9", 7],
          "quote": "not in any event"}]}
     out = tmp_path / "naive.json"
     assert runner.invoke(app, naive_args(suite, fake, out)).exit_code == EXIT_OK
     dark = read_run(out).case("dark")
     assert dark is not None
     assert [(p.kind, p.evidence) for p in dark.predicted] == [
-        ("preference", ("d1",)), ("belief", ("zz9",))]
+        ("preference", ("d1",)), ("belief", ("zz9", "7"))]
     assert dark.metrics is not None and dark.metrics.overall.recall == 1.0
 
 
@@ -276,14 +276,16 @@ def test_an_event_is_one_compact_line() -> None:
     assert line == 'x1 | 2026-03-02T10:00:00Z | chat_message | No dairy, please. | {"a":"é","b":2}'
 
 
-def test_a_suite_folder_of_one_kind_is_one_row(
-        suite: Path, fake: FakeProvider, tmp_path: Path) -> None:
-    cases = load_suite(suite / "saas")
-    settings = RunSettings(suite=str(suite / "saas"), model="openai/fake",
-                           base_url=fake.base_url, cache=False)
-    doxa = asyncio.run(run_eval(settings, cases))
-    naive = asyncio.run(run_eval(settings.model_copy(update={"baseline": "naive"}), cases))
-    assert [row.group for row in side_by_side(doxa, naive).suites] == ["saas"]
+def test_a_run_over_one_folder_is_one_row_and_other_cases_are_left_out(
+        suite: Path, fake: FakeProvider) -> None:
+    one = RunSettings(suite=str(suite / "saas"), model="openai/fake", base_url=fake.base_url,
+                      cache=False)
+    every = one.model_copy(update={"suite": str(suite)})
+    doxa = asyncio.run(run_eval(every, load_suite(suite)))
+    naive = asyncio.run(run_eval(one.model_copy(update={"baseline": "naive"}),
+                                 load_suite(suite / "saas")))
+    view = side_by_side(doxa, naive)
+    assert [row.group for row in view.suites] == ["saas"] and view.left_out == ("dark",)
 
 
 def test_runs_count_calls_per_calling_batch_reasks_and_tokens_per_find(

@@ -285,6 +285,10 @@ def _group_table(title: str, rows: tuple[GroupRow, ...], baseline: str, *,
     return table
 
 
+LEFT_OUT_SHOWN = 10
+"""A doxa run over every suite beside a baseline over one leaves out dozens: name a few."""
+
+
 def print_side_by_side(view: SideBySide) -> None:
     """Baseline-only finds first, then both runs' scores per suite and per kind."""
     b = view.baseline
@@ -299,8 +303,11 @@ def print_side_by_side(view: SideBySide) -> None:
     if view.doxa_only:
         console.print(_finds_table("found by doxa only", view.doxa_only, "doxa", b))
     if view.left_out:
-        console.print(f"left out (in one run only, or errored): {', '.join(view.left_out)}",
-                      soft_wrap=True)
+        shown = ", ".join(view.left_out[:LEFT_OUT_SHOWN])
+        more = f" and {len(view.left_out) - LEFT_OUT_SHOWN} more" if len(
+            view.left_out) > LEFT_OUT_SHOWN else ""
+        console.print(escape(f"{len(view.left_out)} case(s) left out (in one run only, or "
+                             f"errored): {shown}{more}"), soft_wrap=True)
 
 
 def _run_line(side: str, label: RunLabel) -> str:

@@ -82,8 +82,13 @@ class NaiveFinding(BaseModel):
 
     @field_validator("event_ids", mode="before")
     @classmethod
-    def _one_id_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str | int) else value
+    def _ids_as_given(cls, value: Any) -> Any:
+        """One id, or numbers, are ids as the model wrote them (whether they exist is not
+        checked: that is doxa's validation)."""
+        items = [value] if isinstance(value, str | int) else value
+        if isinstance(items, list):
+            return [str(item) if isinstance(item, int) else item for item in items]
+        return items
 
 
 class NaiveAnswer(BaseModel):
