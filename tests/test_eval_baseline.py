@@ -159,6 +159,19 @@ def test_naive_kinds_and_event_ids_are_read_leniently_and_never_checked(
     assert dark.metrics is not None and dark.metrics.overall.recall == 1.0
 
 
+def test_events_that_do_not_fit_the_context_find_nothing_and_are_still_scored(
+        suite: Path, fake: FakeProvider, tmp_path: Path) -> None:
+    fake.faults = ["context-length"]
+    out = tmp_path / "naive.json"
+    result = runner.invoke(app, naive_args(suite, fake, out, "--concurrency", "1"))
+    assert result.exit_code == EXIT_OK, result.output
+    run = read_run(out)
+    assert run.metrics.errored == 0 and fake.stats.requests == 2
+    missed = [c for c in run.cases if c.warning]
+    assert len(missed) == 1 and "do not fit the model's context" in (missed[0].warning or "")
+    assert missed[0].predicted == () and missed[0].metrics is not None
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--baseline", "smart"], "unknown baseline 'smart'; known: naive"),
     (["--baseline", "naive", "--oracle"], "cannot be combined with --oracle"),

@@ -10,7 +10,8 @@ metrics as doxa, so `doxa eval compare DOXA_RUN NAIVE_RUN` says what doxa's mach
 The answer states no confidence: its records carry `NAIVE_CONFIDENCE`, and a baseline run
 reports no calibration (Brier and ECE are None) rather than numbers about a constant.
 An answer that does not parse counts as finding nothing (the call and its tokens still
-count), with the reason kept on the case as `warning`: a re-ask is what doxa adds.
+count), with the reason kept on the case as `warning`: a re-ask is what doxa adds. So do
+events too long for the model's context in one prompt: that is the naive design's limit.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from doxa.errors import ConfigError, ProviderError
+from doxa.errors import ConfigError, ContextLengthError, ProviderError
 from doxa.eval.fixtures import Case
 from doxa.eval.match import Matcher, PredictedRecord
 from doxa.eval.metrics import Usage
@@ -242,6 +243,11 @@ class NaiveBaseline:
             found = provider_error(exc)
             if found is None:
                 raise
+            if isinstance(found, ContextLengthError):
+                # All events in one prompt is the naive design; when they do not fit, the
+                # baseline finds nothing in this case (it is scored, not left out).
+                reason = f"the events do not fit the model's context: {found}"
+                return _Call(NaiveAnswer(), reason, calls=call.calls)
             raise found from exc
         if self.cache is not None:
             await self.cache.cache_put(key, user_id, _Cached(
