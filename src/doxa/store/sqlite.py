@@ -9,6 +9,11 @@ the last model it loaded or committed per user (a bounded LRU) together with eac
 content hash. A load reuses it only when the user's row still carries the same version *and*
 commit id, which every commit from any process replaces: another process's write, a delete
 or a re-created user can never be served from a stale snapshot.
+
+The file holds personal data, so it is created 0600 (its -wal and -shm follow), deleted
+rows are overwritten with zeros (`secure_delete`), and a delete ends with a TRUNCATE
+checkpoint: otherwise the WAL of a long-running process keeps every older copy of the
+deleted user's pages.
 """
 
 from __future__ import annotations
