@@ -256,6 +256,31 @@ async def test_a_user_deleted_during_the_backfill_stays_deleted(
     assert len(await engine.model("ben@example.com")) == 4
 
 
+async def test_a_rounds_requests_sit_in_a_private_directory_gone_after_submit(
+        fake: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request lines hold event text: they are written to a locked 0700 directory
+    (swept by the next run if this one is killed) and removed once submitted."""
+    import stat
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen: list[tuple[int, bool]] = []
+
+    def job_folders() -> list[Path]:
+        return list(tmp_path.glob("doxa-backfill-*"))
+
+    def progress(p: BackfillProgress) -> None:
+        if p.phase == "preparing":
+            [folder] = job_folders()
+            seen.append((stat.S_IMODE(folder.stat().st_mode), (folder / "lock").exists()))
+
+    run = Backfill(engine_for(fake, "openai"), events_by_user(history()), tmp_path / "s.json",
+                   config=BackfillConfig(poll_interval_s=0.0), on_progress=progress)
+    await run.run()
+    assert seen and set(seen) == {(0o700, True)}
+    assert job_folders() == []
+
+
 async def test_jobs_are_cut_at_the_request_limit(fake: FakeProvider, tmp_path: Path) -> None:
     result = await backfill(engine_for(fake, "openai"), tmp_path / "s.json",
                             max_requests_per_job=1).run()

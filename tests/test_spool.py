@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from doxa.errors import InvalidEventsError
-from doxa.spool import UserSpool, sweep_stale_spools
+from doxa.spool import UserSpool
 from doxa.testing.fake_provider import FakeProvider
+from doxa.workdir import sweep_stale
 
 
 def line(user: str, event_id: str, minute: int, text: str = "hi there") -> str:
@@ -74,7 +75,7 @@ def test_the_spool_is_private_and_gone_once_closed(tmp_path: Path,
         with UserSpool.from_file(path) as spool:
             assert stat.S_IMODE(spool.dir.stat().st_mode) == 0o700
             assert stat.S_IMODE((spool.dir / "spool.db").stat().st_mode) == 0o600
-            assert sweep_stale_spools(tmp_path) == []  # alive: its lock is held
+            assert sweep_stale(tmp_path) == []  # alive: its lock is held
     finally:
         os.umask(old)
     assert list(tmp_path.glob("doxa-spool-*")) == []
@@ -87,10 +88,14 @@ def test_a_spool_whose_process_is_gone_is_swept_and_others_are_not(tmp_path: Pat
     (dead / "spool.db").write_text("raw events")
     unlocked_old = tmp_path / "doxa-spool-old"  # no lock file: being made, or an older doxa
     unlocked_old.mkdir()
+    dead_backfill = tmp_path / "doxa-backfill-dead"  # a round's requests, killed mid-submit
+    dead_backfill.mkdir(mode=0o700)
+    (dead_backfill / "lock").write_text("999998")
     elsewhere = tmp_path / "not-a-spool"
     elsewhere.mkdir()
-    assert sweep_stale_spools(tmp_path) == [dead]
-    assert not dead.exists() and unlocked_old.exists() and elsewhere.exists()
+    assert sorted(sweep_stale(tmp_path)) == [dead_backfill, dead]
+    assert not dead.exists() and not dead_backfill.exists()
+    assert unlocked_old.exists() and elsewhere.exists()
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from doxa.errors import DoxaError, ExtractionValidationError, UserErasedError
 from doxa.events import Event
 from doxa.extract import ExtractionOutcome, token_usage
 from doxa.relevance import Batch
+from doxa.workdir import PrivateDir
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +271,9 @@ class Backfill:
         state.outstanding = RoundState(number=number)
         limit = min(self.config.max_requests_per_job or self.api.max_requests,
                     self.api.max_requests)
-        with tempfile.TemporaryDirectory(prefix="doxa-backfill-") as folder:
-            job = _JobFile(Path(folder), number, limit, self.api.max_bytes)
+        # The requests hold event text: a private directory the next run sweeps if killed.
+        with PrivateDir("doxa-backfill-") as folder:
+            job = _JobFile(folder, number, limit, self.api.max_bytes)
             async for cid, ref, line in self._requests(state, number):
                 if not job.fits(len(line)):
                     await self._submit(state, job)

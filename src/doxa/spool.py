@@ -6,48 +6,33 @@ table (validating every line on the way) and hands users out one at a time, so m
 stays flat however large the file is.
 
 The spool holds raw events (personal data that `doxa delete` cannot reach), so it must not
-outlive its process: it lives in a private (0700) directory as a 0600 file; SIGTERM, like
-Ctrl-C, unwinds the process so the spool is removed on the way out; and a process killed
-outright (SIGKILL, power loss) leaves a directory whose lock nobody holds any more, which
-the next spool created by the same user sweeps away.
+outlive its process: it is a 0600 file in a `PrivateDir` (0700, swept by the next run when
+its process is killed outright), and while a spool is open SIGTERM unwinds the process as
+Ctrl-C does, so the spool is removed on the way out.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import signal
 import sqlite3
-import sys
-import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 from doxa.errors import InvalidEventError, InvalidEventsError
 from doxa.events import Event, iter_file
 from doxa.store.sqlite import create_private
+from doxa.workdir import PrivateDir, exit_on_sigterm
 
-if sys.platform != "win32":
-    import fcntl
-
-log = logging.getLogger(__name__)
 MAX_REPORTED = 1000
 _CHUNK = 5000
-SPOOL_PREFIX = "doxa-spool-"
-LOCK_NAME = "lock"
 
 
 class UserSpool:
     """Validated events of one file, grouped by user, on disk. Use as a context manager."""
 
     def __init__(self) -> None:
-        sweep_stale_spools()
-        self.dir = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX))  # mode 0700
-        self._lock = _hold_lock(self.dir)
-        self._restore_sigterm = _exit_on_sigterm()
+        self._dir = PrivateDir("doxa-spool-")
+        self.dir = self._dir.path
+        self._restore_sigterm = exit_on_sigterm()
         path = self.dir / "spool.db"
         create_private(str(path))
         self._db = sqlite3.connect(path)
@@ -131,10 +116,7 @@ class UserSpool:
 
     def close(self) -> None:
         self._db.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+        self._dir.remove()
         self._restore_sigterm()
 
     def __enter__(self) -> UserSpool:
@@ -143,65 +125,3 @@ class UserSpool:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-
-def _exit_on_sigterm() -> Callable[[], None]:
-    """Make SIGTERM unwind the process as SystemExit (what Ctrl-C's KeyboardInterrupt
-    already does), so `with` blocks and `close` run; returns what puts the old handler back.
-
-    Only from the main thread (the only one Python delivers signals to), and only over the
-    default handler: a program that handles SIGTERM itself keeps its own handler."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
-        return lambda: None
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-    signal.signal(signal.SIGTERM, stop)
-    return restore
-
-
-def _hold_lock(folder: Path) -> int | None:
-    """Lock the spool directory for as long as this process lives (the kernel drops the
-    lock when the process dies, however it dies). The lock file is locked under a temporary
-    name and then renamed into place, so a sweeper never sees an unlocked live spool."""
-    if sys.platform == "win32":
-        return None
-    staging = folder / (LOCK_NAME + ".new")
-    fd = os.open(staging, os.O_CREAT | os.O_RDWR, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.write(fd, str(os.getpid()).encode())
-    os.replace(staging, folder / LOCK_NAME)
-    return fd
-
-
-def sweep_stale_spools(root: str | Path | None = None) -> list[Path]:
-    """Remove the spools of processes that are gone: this user's `doxa-spool-*` directories
-    whose lock nobody holds. A directory without a lock file (being created, or made by an
-    older doxa) is left alone. Returns what was removed."""
-    if sys.platform == "win32":
-        return []
-    removed: list[Path] = []
-    base = Path(root or tempfile.gettempdir())
-    for folder in base.glob(SPOOL_PREFIX + "*"):
-        try:
-            if folder.is_symlink() or folder.stat().st_uid != os.getuid():
-                continue
-            fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)  # held: its process is alive
-            continue
-        try:
-            shutil.rmtree(folder, ignore_errors=True)
-        finally:
-            os.close(fd)
-        log.info("removed the spool %s left by a process that is gone", folder)
-        removed.append(folder)
-    return removed
