@@ -4,6 +4,7 @@ online, resume after a kill without a second job or a second merge, failures per
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -232,6 +233,52 @@ async def test_a_failed_user_is_picked_up_by_a_later_backfill(
     again = await backfill(engine, tmp_path / "s.json").run()
     assert again.failed_users == {} and again.requests == 2
     assert [len(await engine.model(u)) for u in SAID] == [4, 4]
+
+
+async def test_a_user_deleted_during_the_backfill_stays_deleted(
+        fake: FakeProvider, tmp_path: Path) -> None:
+    """The delete lands after round 1 was submitted: its answer, and every later round,
+    began before the delete, so none of them may bring the user back."""
+    engine = engine_for(fake, "openai")
+    deleting: list[asyncio.Task[None]] = []
+
+    def progress(p: BackfillProgress) -> None:
+        if (p.phase, p.round) == ("submitted", 1) and not deleting:
+            deleting.append(asyncio.get_running_loop().create_task(engine.delete_user("ana")))
+
+    run = Backfill(engine, events_by_user(history()), tmp_path / "s.json",
+                   config=BackfillConfig(poll_interval_s=0.0), on_progress=progress)
+    result = await run.run()
+    assert deleting and deleting[0].done()
+    assert "deleted while the backfill ran" in result.failed_users["ana"]
+    assert len(await engine.model("ana")) == 0
+    assert await engine.store.processed("ana", [e.id for e in history()]) == set()
+    assert len(await engine.model("ben@example.com")) == 4
+
+
+async def test_a_rounds_requests_sit_in_a_private_directory_gone_after_submit(
+        fake: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request lines hold event text: they are written to a locked 0700 directory
+    (swept by the next run if this one is killed) and removed once submitted."""
+    import stat
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen: list[tuple[int, bool]] = []
+
+    def job_folders() -> list[Path]:
+        return list(tmp_path.glob("doxa-backfill-*"))
+
+    def progress(p: BackfillProgress) -> None:
+        if p.phase == "preparing":
+            [folder] = job_folders()
+            seen.append((stat.S_IMODE(folder.stat().st_mode), (folder / "lock").exists()))
+
+    run = Backfill(engine_for(fake, "openai"), events_by_user(history()), tmp_path / "s.json",
+                   config=BackfillConfig(poll_interval_s=0.0), on_progress=progress)
+    await run.run()
+    assert seen and set(seen) == {(0o700, True)}
+    assert job_folders() == []
 
 
 async def test_jobs_are_cut_at_the_request_limit(fake: FakeProvider, tmp_path: Path) -> None:

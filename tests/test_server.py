@@ -363,20 +363,51 @@ async def test_invalid_events_are_refused_whole_naming_the_field(
     assert await engine.users() == [] and fake.stats.requests == 0
 
 
-@pytest.mark.parametrize(("content", "content_type", "status"), [
-    (b'{"events": [', "application/json", 400),
-    (b"\xff\xfe", "application/json", 400),
-    (b"events=1", "application/x-www-form-urlencoded", 415),
-    (b"[1, 2]", "application/json", 422),
+@pytest.mark.parametrize(("content", "content_type", "status", "kind"), [
+    (b'{"events": [', "application/json", 400, "malformed-body"),
+    (b"\xff\xfe", "application/json", 400, "malformed-body"),
+    (b'{"events": [{"id": "e1", "type": "chat_message", "text": "caf\xe9"}]}',
+     "application/json", 400, "malformed-body"),  # Latin-1, not UTF-8
+    (b"events=1", "application/x-www-form-urlencoded", 415, "unsupported-media-type"),
+    (b"[1, 2]", "application/json", 422, "invalid-request"),
 ])
 async def test_malformed_bodies_get_a_clear_error_and_nothing_is_written(
     client: httpx.AsyncClient, engine: Engine, content: bytes, content_type: str, status: int,
+    kind: str,
 ) -> None:
     answer = await client.post("/v1/users/u-42/events", content=content,
                                headers=auth(ACME) | {"content-type": content_type})
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == PROBLEM and answer.json()["detail"]
+    assert answer.json()["type"] == f"urn:doxa:problem:{kind}"
     assert await engine.users() == []
+
+
+@pytest.mark.parametrize("keys", [(ACME, GLOBEX), ("not-a-key", ACME), (ACME, ACME)])
+async def test_two_authorization_headers_are_refused_whichever_keys_they_hold(
+    client: httpx.AsyncClient, engine: Engine, keys: tuple[str, str],
+) -> None:
+    """Which of two headers counts differs between proxies and frameworks; doxa counts
+    neither, so a key smuggled in after a proxy's own cannot pick the tenant."""
+    headers = [("Authorization", f"Bearer {key}") for key in keys]
+    for answer in (await client.post("/v1/users/u-42/events", json={"events": SAYS},
+                                     headers=headers),
+                   await client.get("/v1/users/u-42/model", headers=headers),
+                   await client.delete("/v1/users/u-42", headers=headers)):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["type"] == "urn:doxa:problem:malformed-request"
+    assert await engine.users() == []
+
+
+def test_an_erased_user_and_an_unstorable_value_have_their_own_problems() -> None:
+    from doxa.errors import StoreDataError, UserErasedError
+    from doxa.server.problems import doxa_error
+
+    erased = doxa_error(UserErasedError("acme/u-42", 0, 1))
+    assert (erased.status, erased.slug) == (409, "user-erased")
+    assert "acme/" not in erased.detail
+    refused = doxa_error(StoreDataError("PostgreSQL refused a value: NUL"))
+    assert (refused.status, refused.slug) == (422, "unstorable-value")
 
 
 @pytest.mark.parametrize(("params", "field"), [

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from builders import NOW, batch, chat, said
-from doxa.errors import StoreConflictError
+from doxa.errors import StoreConflictError, StoreDataError, UserErasedError
 from doxa.merge import merge
 from doxa.records import UserModel
 from doxa.store import Store, open_store
@@ -120,6 +120,63 @@ async def test_delete_user_erases_every_row_and_cached_answer_and_spares_others(
     assert await store.cache_get(f"k-{other}") == "cached secret-marker-xyz"
 
 
+async def test_work_begun_before_a_delete_is_refused_and_work_begun_after_starts_fresh(
+    store: Store,
+) -> None:
+    """A delete moves the user's erasure generation on in the same transaction: a commit
+    carrying the generation its work began with is refused once a delete came in between
+    (even at the version an emptied model has), and writes nothing; work that reads the
+    generation after the delete builds a new model."""
+    u = user()
+    model, ids, events = model_for(u)
+    before = await store.generation(u)
+    assert before == 0
+    await store.commit(model, expected_version=0, changes=[], events=events, processed_ids=ids,
+                       generation=before)
+    await store.delete_user(u)
+    after = await store.generation(u)
+    assert after == before + 1
+    for expected_version in (0, 1):
+        with pytest.raises(UserErasedError):
+            await store.commit(model, expected_version=expected_version, changes=[],
+                               events=events, processed_ids=ids, generation=before)
+    assert (await store.load(u)).records == () and await store.processed(u, ids) == set()
+    assert u not in await store.users()
+    await store.commit(model, expected_version=0, changes=[], events=events, processed_ids=ids,
+                       generation=after)
+    assert len((await store.load(u)).records) == 2
+    await store.delete_user(u)
+    assert await store.generation(u) == after + 1
+
+
+async def test_a_response_cached_under_a_generation_before_a_delete_is_not_kept(
+    store: Store,
+) -> None:
+    u = user()
+    before = await store.generation(u)
+    await store.delete_user(u)
+    await store.cache_put(f"k-{u}", u, "secret-marker-xyz", generation=before)
+    assert await store.cache_get(f"k-{u}") is None
+    await store.cache_put(f"k-{u}", u, "secret-marker-xyz", generation=before + 1)
+    assert await store.cache_get(f"k-{u}") == "secret-marker-xyz"
+
+
+async def test_a_value_the_store_refuses_is_a_typed_error_not_a_driver_exception(
+    store: Store,
+) -> None:
+    """PostgreSQL text cannot hold NUL: the driver's DataError becomes `StoreDataError`
+    (a `DoxaError` the server answers with a 422), never a raw 500."""
+    u = user()
+    if "Postgres" not in type(store).__name__:
+        await store.cache_put(f"k-{u}", u, "a\x00b")  # memory and SQLite hold it
+        assert await store.cache_get(f"k-{u}") == "a\x00b"
+        return
+    with pytest.raises(StoreDataError):
+        await store.cache_put(f"k-{u}", u, "a\x00b")
+    with pytest.raises(StoreDataError):
+        await store.load("nul\x00user")
+
+
 async def test_export_holds_records_events_and_ledger(store: Store) -> None:
     u = user()
     model, ids, events = model_for(u)
@@ -169,8 +226,11 @@ async def test_sqlite_snapshot_never_serves_another_writers_model(tmp_path: Path
     assert (await a.load(u)).records == ()
     again, ids, events = model_for(u)
     again = again.with_records(again.records[1:])
-    await b.commit(again, expected_version=0, changes=[], events=events, processed_ids=ids)
-    await b.commit(await b.load(u), expected_version=1, changes=[], events=[], processed_ids=[])
+    after = await b.generation(u)  # work begun after the delete
+    await b.commit(again, expected_version=0, changes=[], events=events, processed_ids=ids,
+                   generation=after)
+    await b.commit(await b.load(u), expected_version=1, changes=[], events=[], processed_ids=[],
+                   generation=after)
     # a's last snapshot was version 2 with the first record; the new version 2 differs.
     reread = await a.load(u)
     assert reread.version == 2

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,11 +36,12 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, Field
 
 from doxa.batch_api import Answer, BatchAPI, JobStatus, batch_api_for
-from doxa.engine import Engine
-from doxa.errors import DoxaError, ExtractionValidationError
+from doxa.engine import Engine, IngestResult
+from doxa.errors import DoxaError, ExtractionValidationError, UserErasedError
 from doxa.events import Event
-from doxa.extract import token_usage
+from doxa.extract import ExtractionOutcome, token_usage
 from doxa.relevance import Batch
+from doxa.workdir import PrivateDir
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,9 @@ class BackfillState(BaseModel):
     """Failed attempts per `user_id batch_id`."""
     gave_up: dict[str, str] = Field(default_factory=dict)
     """Users set aside for this run, with the reason."""
+    generations: dict[str, int] = Field(default_factory=dict)
+    """Each user's erasure generation when this backfill first reached the user: a user
+    deleted after that is set aside, never merged into again by this run."""
     totals: Totals = Field(default_factory=Totals)
 
 
@@ -268,8 +271,9 @@ class Backfill:
         state.outstanding = RoundState(number=number)
         limit = min(self.config.max_requests_per_job or self.api.max_requests,
                     self.api.max_requests)
-        with tempfile.TemporaryDirectory(prefix="doxa-backfill-") as folder:
-            job = _JobFile(Path(folder), number, limit, self.api.max_bytes)
+        # The requests hold event text: a private directory the next run sweeps if killed.
+        with PrivateDir("doxa-backfill-") as folder:
+            job = _JobFile(folder, number, limit, self.api.max_bytes)
             async for cid, ref, line in self._requests(state, number):
                 if not job.fits(len(line)):
                     await self._submit(state, job)
@@ -291,6 +295,8 @@ class Backfill:
         for user_id, events in self.source.users():
             if user_id in state.gave_up:
                 continue
+            if user_id not in state.generations:
+                state.generations[user_id] = await engine.generation(user_id)
             batch = await self._next_batch(state, user_id, events)
             if batch is None:
                 continue
@@ -309,9 +315,23 @@ class Backfill:
         for batch in await self.engine.pending_batches(user_id, events):
             if batch.has_signal:
                 return batch
-            await self.engine.merge_batch(batch, None)
+            if await self._merge(state, batch, None) is None:
+                return None
             state.totals.batches_without_signal += 1
         return None
+
+    async def _merge(self, state: BackfillState, batch: Batch,
+                     outcome: ExtractionOutcome | None) -> IngestResult | None:
+        """Merge under the generation the run first saw; a user deleted since is set aside
+        for the rest of the run (None), so the run cannot bring the user back."""
+        try:
+            return await self.engine.merge_batch(
+                batch, outcome, generation=state.generations.get(batch.user_id))
+        except UserErasedError:
+            state.gave_up[batch.user_id] = ("deleted while the backfill ran; nothing more "
+                                            "of this user was stored")
+            log.warning("user %s was deleted during the backfill: set aside", batch.user_id)
+            return None
 
     async def _submit(self, state: BackfillState, job: _JobFile) -> None:
         """Record the job before submitting it, so a kill in between can be recovered."""
@@ -407,7 +427,9 @@ class Backfill:
             totals.output_tokens += tokens_out
             self._failed(state, ref, "extraction invalid: " + "; ".join(exc.reasons[:5]))
             return
-        result = await self.engine.merge_batch(batch, outcome)
+        result = await self._merge(state, batch, outcome)
+        if result is None:
+            return
         self._count_answer(state, answer)
         totals.changes += len(result.changes)
         totals.dropped += len(result.dropped)

@@ -145,8 +145,13 @@ class Engine:
 
     async def ingest(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
                      *, skip_invalid: bool = False) -> IngestResult:
-        """Extract from the events not seen before and merge them into the user's model."""
+        """Extract from the events not seen before and merge them into the user's model.
+
+        Raises `UserErasedError`, with nothing stored, when the user is deleted while the
+        ingest runs; an ingest that starts after the delete builds a new model."""
         started = time.perf_counter()
+        generation = await self.store.generation(user_id)  # before anything else is read
+        cache_generation = await self._cache_generation(user_id, generation)
         received, fresh, batches = await self._fresh(user_id, events, skip_invalid)
         result = IngestResult(user_id=user_id, model=self.spec.label,
                               prompt_version=self.prompt_version, events_received=received,
@@ -159,10 +164,11 @@ class Engine:
         outcomes: list[ExtractionOutcome | None] = []
         changes: list[Change] = []
         for batch in batches:
-            outcome = await self._extract(batch, model, result)
+            outcome = await self._extract(batch, model, result, cache_generation)
             outcomes.append(outcome)
             model, changes = self._merge(model, changes, batch, outcome, now)
-        await self._commit(user_id, model, base_version, changes, batches, outcomes, now, result)
+        await self._commit(user_id, model, base_version, changes, batches, outcomes, now, result,
+                           generation)
         result.cost_usd = self.spec.cost(result.input_tokens, result.output_tokens)
         result.latency_s = time.perf_counter() - started
         return result
@@ -186,13 +192,23 @@ class Engine:
         """
         return (await self._fresh(user_id, events, False))[2]
 
-    async def merge_batch(self, batch: Batch, outcome: ExtractionOutcome | None) -> IngestResult:
+    async def generation(self, user_id: str) -> int:
+        """The user's erasure generation now: read it when work for the user begins and
+        hand it to `merge_batch`, so a delete in between refuses the work."""
+        return await self.store.generation(user_id)
+
+    async def merge_batch(self, batch: Batch, outcome: ExtractionOutcome | None, *,
+                          generation: int | None = None) -> IngestResult:
         """Merge one batch's extraction made elsewhere into the stored model and commit it.
 
         The same merge and the same all-or-nothing commit as `ingest` (a concurrent writer is
         handled by reloading and merging again); `outcome` None marks a batch without signal
         as processed. A batch whose events are all processed already changes nothing.
+        `generation` is the user's erasure generation when the batch's work began (read now
+        when not given): `UserErasedError` if the user was deleted since.
         """
+        if generation is None:
+            generation = await self.store.generation(batch.user_id)
         result = IngestResult(user_id=batch.user_id, model=self.spec.label,
                               prompt_version=self.prompt_version, batches=1,
                               events_received=len(batch.events))
@@ -208,11 +224,18 @@ class Engine:
         base_version = model.version
         model, changes = self._merge(model, [], batch, outcome, now)
         await self._commit(batch.user_id, model, base_version, changes, [batch], [outcome], now,
-                           result)
+                           result, generation)
         return result
 
-    async def _extract(self, batch: Batch, model: UserModel,
-                       result: IngestResult) -> ExtractionOutcome | None:
+    async def _cache_generation(self, user_id: str, generation: int) -> int:
+        """The user's erasure generation in the response cache (its own store or the main)."""
+        cache = self._cache_store
+        if cache is None or cache is self.store:
+            return generation
+        return await cache.generation(user_id)
+
+    async def _extract(self, batch: Batch, model: UserModel, result: IngestResult,
+                       cache_generation: int) -> ExtractionOutcome | None:
         """One LLM call for a batch with signal (none without); the prompt sees `model`."""
         result.batches += 1
         if not batch.has_signal:
@@ -223,7 +246,7 @@ class Engine:
 
         async def put(key: str, value: str) -> None:
             assert cache is not None
-            await cache.cache_put(key, batch.user_id, value)
+            await cache.cache_put(key, batch.user_id, value, generation=cache_generation)
 
         outcome = await self.extractor.extract(
             batch, messages, cache_get=cache.cache_get if cache else None,
@@ -243,15 +266,17 @@ class Engine:
     async def _commit(self, user_id: str, model: UserModel, base_version: int,
                       changes: list[Change], batches: Sequence[Batch],
                       outcomes: Sequence[ExtractionOutcome | None], now: datetime,
-                      result: IngestResult) -> None:
+                      result: IngestResult, generation: int) -> None:
         """Commit once; if another writer got there first, reload and merge the same
-        extractions again (no new LLM calls), a bounded number of times."""
+        extractions again (no new LLM calls), a bounded number of times. The reloaded
+        model is only ever committed under the generation the work began with: a model
+        emptied by a delete is refused (`UserErasedError`), never merged into."""
         processed = [eid for b in batches for eid in b.events]
         for attempt in range(COMMIT_ATTEMPTS):
             try:
                 await self.store.commit(model, expected_version=base_version, changes=changes,
                                         events=_referenced_events(model, changes, batches),
-                                        processed_ids=processed)
+                                        processed_ids=processed, generation=generation)
                 result.changes = changes
                 return
             except StoreConflictError:
@@ -317,6 +342,7 @@ class Engine:
         event = parse_event({"id": eid, "user_id": user_id, "type": "outcome", "timestamp": when,
                              "properties": {"record_id": record_id, "outcome": outcome,
                                             **dict(properties or {})}})
+        generation = await self.store.generation(user_id)
         for _ in range(COMMIT_ATTEMPTS):
             if await self.store.processed(user_id, [eid]):
                 return []
@@ -326,7 +352,7 @@ class Engine:
             try:
                 await self.store.commit(result.model, expected_version=model.version,
                                         changes=result.changes, events=[event],
-                                        processed_ids=[eid])
+                                        processed_ids=[eid], generation=generation)
             except StoreConflictError:
                 continue
             return result.changes

@@ -117,6 +117,11 @@ class StoreError(DoxaError):
     """The store could not be opened or written."""
 
 
+class StoreDataError(StoreError):
+    """The store refused a value it was given (PostgreSQL text cannot hold a NUL byte):
+    sending the same request again cannot succeed."""
+
+
 class StoreConflictError(StoreError):
     """Another writer committed this user's model first; reload and merge again."""
 
@@ -139,6 +144,25 @@ class SyncInEventLoopError(DoxaError, RuntimeError):
         super().__init__(
             f"{method}_sync() cannot run inside a running event loop (a Jupyter notebook, an "
             f"async app): use `await engine.{method}(...)` instead"
+        )
+
+
+class UserErasedError(StoreError):
+    """The user was deleted after this work began; nothing from it was stored.
+
+    Every commit carries the user's erasure generation read when its work started (an
+    ingest, an outcome, a backfill run). A delete moves the generation on, so work begun
+    before it is refused instead of bringing the deleted user back. Work begun after the
+    delete reads the new generation and builds a fresh model.
+    """
+
+    def __init__(self, user_id: str, expected_generation: int, found_generation: int) -> None:
+        self.user_id = user_id
+        self.expected_generation = expected_generation
+        self.found_generation = found_generation
+        super().__init__(
+            f"user {user_id} was deleted while this work was in flight; nothing from it "
+            "was stored (send events again to start a new model for this user id)"
         )
 
 

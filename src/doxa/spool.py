@@ -4,17 +4,23 @@ A file of events is usually ordered by time, not by user, yet one user's events 
 ingested together and in order. The spool streams the file once into a temporary SQLite
 table (validating every line on the way) and hands users out one at a time, so memory
 stays flat however large the file is.
+
+The spool holds raw events (personal data that `doxa delete` cannot reach), so it must not
+outlive its process: it is a 0600 file in a `PrivateDir` (0700, swept by the next run when
+its process is killed outright), and while a spool is open SIGTERM unwinds the process as
+Ctrl-C does, so the spool is removed on the way out.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from doxa.errors import InvalidEventError, InvalidEventsError
 from doxa.events import Event, iter_file
+from doxa.store.sqlite import create_private
+from doxa.workdir import PrivateDir, exit_on_sigterm
 
 MAX_REPORTED = 1000
 _CHUNK = 5000
@@ -24,8 +30,12 @@ class UserSpool:
     """Validated events of one file, grouped by user, on disk. Use as a context manager."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="doxa-spool-")
-        self._db = sqlite3.connect(Path(self._dir.name) / "spool.db")
+        self._dir = PrivateDir("doxa-spool-")
+        self.dir = self._dir.path
+        self._restore_sigterm = exit_on_sigterm()
+        path = self.dir / "spool.db"
+        create_private(str(path))
+        self._db = sqlite3.connect(path)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE events (user_id TEXT, event_id TEXT, data TEXT, "
@@ -106,10 +116,12 @@ class UserSpool:
 
     def close(self) -> None:
         self._db.close()
-        self._dir.cleanup()
+        self._dir.remove()
+        self._restore_sigterm()
 
     def __enter__(self) -> UserSpool:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
+

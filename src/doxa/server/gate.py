@@ -1,9 +1,11 @@
 """The ASGI gate in front of the routes: API key, then media type, then body size.
 
 It answers before any body is read: a request without a valid key gets 401 whatever it
-sends, a declared `Content-Length` over the limit gets 413 at once, and a body streamed
-without one is counted chunk by chunk and refused as soon as it passes the limit. Only a
-body within the limit reaches FastAPI, which then parses it.
+sends (two `Authorization` headers get 400: which one would count is anyone's guess), a
+declared `Content-Length` over the limit gets 413 at once, and a body streamed without one
+is counted chunk by chunk and refused as soon as it passes the limit. A body that is not
+UTF-8 (which JSON must be) gets 400 `malformed-body`. Only a body within the limit reaches
+FastAPI, which then parses it.
 """
 
 from __future__ import annotations
@@ -39,8 +41,13 @@ class Gate:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        raw_headers = scope.get("headers", [])
+        headers = {k.lower(): v for k, v in raw_headers}
         if path.startswith(PROTECTED_PREFIX):
+            if sum(k.lower() == b"authorization" for k, _ in raw_headers) > 1:
+                await _answer(send, 400, "malformed-request",
+                              "send exactly one Authorization header", path)
+                return
             refusal = self._authenticate(scope, headers.get(b"authorization"))
             if refusal is not None:
                 await _answer(send, 401, "unauthorized", refusal, path, [_WWW_AUTH])
@@ -61,6 +68,12 @@ class Gate:
         body = await self._read_bounded(receive)
         if body is None:
             await self._too_large(send, path)
+            return
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            await _answer(send, 400, "malformed-body",
+                          f"the body is not valid UTF-8 (byte {exc.start})", path)
             return
         await self.app(scope, _replay(body, receive), send)
 

@@ -30,8 +30,10 @@ from doxa.errors import (
     ProviderAuthError,
     ProviderError,
     StoreConflictError,
+    StoreDataError,
     StoreError,
     UnknownRecordError,
+    UserErasedError,
 )
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,14 @@ def doxa_error(exc: DoxaError) -> ApiError:
     if isinstance(exc, ExtractionValidationError):
         return ApiError(502, "extraction-invalid", "the model's answer could not be used even "
                         "after re-asking; nothing was ingested")
+    if isinstance(exc, UserErasedError):
+        return ApiError(409, "user-erased", "the user was deleted while this request was in "
+                        "flight; nothing from it was stored (send it again to start a new "
+                        "model for this user id)")
+    if isinstance(exc, StoreDataError):
+        log.warning("the store refused a value: %s", exc)
+        return ApiError(422, "unstorable-value", "the store cannot hold a value in this "
+                        "request (e.g. a NUL character); nothing was stored")
     if isinstance(exc, StoreConflictError):
         return ApiError(503, "busy", "the user's model is being written by others; retry",
                         headers={"Retry-After": "1"})
@@ -201,10 +211,12 @@ def install(app: FastAPI) -> None:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem responses a route can send."""
     described = {
-        400: "The body is not valid JSON.",
+        400: "The body is not valid JSON or UTF-8, or a header that must be sent once "
+             "(Authorization) was sent twice.",
         401: "No API key, or one the server does not know.",
         403: "The key lacks the scope this operation needs.",
         404: "No such user or record for this tenant.",
+        409: "The user was deleted while the request was in flight; nothing was stored.",
         413: "The body is larger than the server accepts.",
         415: "The body is not JSON.",
         422: "A field is invalid; `errors` names each one.",

@@ -49,8 +49,8 @@ RecordId = Annotated[str, Path(pattern=RECORD_ID_PATTERN, max_length=128)]
 At = Annotated[AwareDatetime | None, Query(
     description="fade confidences to this moment (ISO 8601 with a time zone); without it, "
                 "as of each record's last evidence")]
-READ = responses(401, 403, 404, 422)
-WRITE = responses(400, 401, 403, 404, 413, 415, 422, 503)
+READ = responses(400, 401, 403, 404, 422)
+WRITE = responses(400, 401, 403, 404, 409, 413, 415, 422, 503)
 
 
 @dataclass
@@ -236,7 +236,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
         return OutcomeResult(user_id=user_id, changes=changes)
 
     @router.delete("/users/{user_id}", tags=["users"], status_code=204,
-                   responses=responses(401, 403, 422, 503), operation_id="delete_user",
+                   responses=responses(400, 401, 403, 422, 503), operation_id="delete_user",
                    summary="Erase a user")
     async def delete(user_id: UserId, caller: Deleter, st: State) -> Response:
         """Erase everything held about the user. Idempotent: 204 whether or not it existed."""

@@ -3,10 +3,19 @@
 An ingest commits in ONE transaction: the user's records (with evidence and history), the
 events the batch referenced, and the ids of every event processed. A crash before commit
 leaves the store as it was; a re-run then does the same work again.
+
+Erasure is final. Each user has an erasure generation (0 until the first delete), moved on
+by every `delete_user` in the same transaction that removes the user's rows. Work reads the
+generation before it reads anything else and hands it to `commit` (and `cache_put`), which
+refuse it (`UserErasedError`; the cache silently) when a delete came in between: work that
+began before a delete can never bring the user back, and work that begins after it starts a
+fresh model. The generation is kept per user under `erasure_key` (a SHA-256 of the id, never
+the id itself) for as long as the store lives, because in-flight work may be arbitrarily old.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,6 +37,9 @@ class Store(Protocol):
     async def processed(self, user_id: str, event_ids: Iterable[str]) -> set[str]:
         """Which of these event ids were already processed for this user."""
 
+    async def generation(self, user_id: str) -> int:
+        """The user's erasure generation: how many times the user was deleted."""
+
     async def commit(
         self,
         model: UserModel,
@@ -36,10 +48,13 @@ class Store(Protocol):
         changes: Sequence[Change],
         events: Sequence[Event],
         processed_ids: Sequence[str],
+        generation: int = 0,
     ) -> int:
         """Write the whole model, events and ledger atomically; return the new version.
 
-        Raises `StoreConflictError` when the stored version is not `expected_version`.
+        Raises `UserErasedError` when the user's erasure generation is not `generation` (a
+        delete came after the work began), else `StoreConflictError` when the stored version
+        is not `expected_version`.
         """
 
     async def events(self, user_id: str, event_ids: Iterable[str]) -> dict[str, Event]:
@@ -50,7 +65,7 @@ class Store(Protocol):
 
     async def delete_user(self, user_id: str) -> None:
         """Erase everything held about the user: records, evidence, history, events, ledger,
-        cached responses."""
+        cached responses; and move the user's erasure generation on."""
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
         """Everything held about the user as JSON-ready data."""
@@ -58,11 +73,18 @@ class Store(Protocol):
     async def cache_get(self, key: str) -> str | None:
         """A cached LLM response body by key."""
 
-    async def cache_put(self, key: str, user_id: str, value: str) -> None:
-        """Store an LLM response body under key, owned by user_id (deleted with the user)."""
+    async def cache_put(self, key: str, user_id: str, value: str, *,
+                        generation: int = 0) -> None:
+        """Store an LLM response body under key, owned by user_id (deleted with the user);
+        nothing is stored when the user's erasure generation is no longer `generation`."""
 
     async def close(self) -> None:
         """Release connections; the store is not used afterwards."""
+
+
+def erasure_key(user_id: str) -> str:
+    """What a store keeps of a deleted user: a digest of the id, to refuse stale work by."""
+    return hashlib.sha256(user_id.encode()).hexdigest()
 
 
 def carried_events(model: UserModel, committed: UserModel | None,

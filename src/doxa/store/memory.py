@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from doxa.errors import StoreConflictError
+from doxa.errors import StoreConflictError, UserErasedError
 from doxa.events import Event
 from doxa.records import Change, UserModel
-from doxa.store.base import carried_events
+from doxa.store.base import carried_events, erasure_key
 
 
 class MemoryStore:
@@ -20,6 +20,7 @@ class MemoryStore:
         self._events: dict[str, dict[str, Event]] = {}
         self._ledger: dict[str, set[str]] = {}
         self._cache: dict[str, tuple[str, str]] = {}
+        self._generations: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
     async def load(self, user_id: str) -> UserModel:
@@ -30,11 +31,17 @@ class MemoryStore:
         seen = self._ledger.get(user_id, set())
         return {e for e in event_ids if e in seen}
 
+    async def generation(self, user_id: str) -> int:
+        return self._generations.get(erasure_key(user_id), 0)
+
     async def commit(self, model: UserModel, *, expected_version: int,
                      changes: Sequence[Change], events: Sequence[Event],
-                     processed_ids: Sequence[str]) -> int:
+                     processed_ids: Sequence[str], generation: int = 0) -> int:
         async with self._lock:
             user = model.user_id
+            erased = await self.generation(user)
+            if erased != generation:
+                raise UserErasedError(user, generation, erased)
             current = self._models.get(user)
             found = current.version if current else 0
             if found != expected_version:
@@ -58,6 +65,8 @@ class MemoryStore:
 
     async def delete_user(self, user_id: str) -> None:
         async with self._lock:
+            key = erasure_key(user_id)
+            self._generations[key] = self._generations.get(key, 0) + 1
             self._models.pop(user_id, None)
             self._events.pop(user_id, None)
             self._ledger.pop(user_id, None)
@@ -77,8 +86,10 @@ class MemoryStore:
         hit = self._cache.get(key)
         return hit[1] if hit else None
 
-    async def cache_put(self, key: str, user_id: str, value: str) -> None:
-        self._cache[key] = (user_id, value)
+    async def cache_put(self, key: str, user_id: str, value: str, *,
+                        generation: int = 0) -> None:
+        if await self.generation(user_id) == generation:
+            self._cache[key] = (user_id, value)
 
     async def close(self) -> None:
         return None

@@ -9,18 +9,21 @@ commit's transaction, so two workers never lose an update: the loser gets
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from doxa.errors import StoreConflictError, StoreError
+from doxa.errors import StoreConflictError, StoreDataError, StoreError, UserErasedError
 from doxa.events import Event
 from doxa.records import Change, Record, UserModel
+from doxa.store.base import erasure_key
 from doxa.store.sqlite import USER_TABLES, content_hash
 
 SCHEMA = """
@@ -48,7 +51,28 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE TABLE IF NOT EXISTS cache (
   key TEXT PRIMARY KEY, user_id TEXT NOT NULL, value TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS cache_user ON cache (user_id);
+CREATE TABLE IF NOT EXISTS erasures (user_key TEXT PRIMARY KEY, generation BIGINT NOT NULL);
 """
+P = ParamSpec("P")
+R = TypeVar("R")
+# pg_advisory_xact_lock(int, int) keys: this namespace and a digest of the user id. A commit
+# and a delete of one user take it first, so one always sees the other whole.
+USER_LOCK_NAMESPACE = 0x646F7861  # "doxa"
+
+
+def _store_errors(fn: Callable[P, Coroutine[Any, Any, R]]
+                  ) -> Callable[P, Coroutine[Any, Any, R]]:
+    """PostgreSQL's own errors as doxa's: a value the server refuses (a NUL byte in text,
+    say) is `StoreDataError`, which retrying cannot fix; a lost server is `StoreError`."""
+    @functools.wraps(fn)
+    async def translated(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except psycopg.DataError as exc:
+            raise StoreDataError(f"PostgreSQL refused a value: {exc}") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"PostgreSQL store unavailable: {exc}") from exc
+    return translated
 
 
 def _shown(url: str) -> str:
@@ -97,6 +121,7 @@ class PostgresStore:
                 raise StoreError(f"cannot open PostgreSQL store {self.url}: {exc}") from exc
             self._ready = True
 
+    @_store_errors
     async def load(self, user_id: str) -> UserModel:
         pool = await self._conn()
         async with pool.connection() as conn:
@@ -111,6 +136,7 @@ class PostgresStore:
         return UserModel(user_id=user_id, records=records, version=int(row[0]) if row else 0,
                          events=events)
 
+    @_store_errors
     async def processed(self, user_id: str, event_ids: Iterable[str]) -> set[str]:
         ids = list(event_ids)
         pool = await self._conn()
@@ -120,13 +146,24 @@ class PostgresStore:
                 (user_id, ids))).fetchall()
         return {r[0] for r in rows}
 
+    @_store_errors
+    async def generation(self, user_id: str) -> int:
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            return await _generation(conn, user_id)
+
+    @_store_errors
     async def commit(self, model: UserModel, *, expected_version: int,
                      changes: Sequence[Change], events: Sequence[Event],
-                     processed_ids: Sequence[str]) -> int:
+                     processed_ids: Sequence[str], generation: int = 0) -> int:
         pool = await self._conn()
         now = datetime.now(UTC).isoformat()
         user = model.user_id
         async with pool.connection() as conn, conn.transaction():
+            await _lock_user(conn, user)
+            erased = await _generation(conn, user)
+            if erased != generation:
+                raise UserErasedError(user, generation, erased)
             await conn.execute("INSERT INTO users VALUES (%s, 0) ON CONFLICT DO NOTHING",
                                (user,))
             row = await (await conn.execute(
@@ -147,11 +184,13 @@ class PostgresStore:
                                (found + 1, user))
         return found + 1
 
+    @_store_errors
     async def events(self, user_id: str, event_ids: Iterable[str]) -> dict[str, Event]:
         pool = await self._conn()
         async with pool.connection() as conn:
             return await _select_events(conn, user_id, list(event_ids))
 
+    @_store_errors
     async def users(self) -> list[str]:
         pool = await self._conn()
         async with pool.connection() as conn:
@@ -160,13 +199,19 @@ class PostgresStore:
             )).fetchall()
         return [r[0] for r in rows]
 
+    @_store_errors
     async def delete_user(self, user_id: str) -> None:
         pool = await self._conn()
         async with pool.connection() as conn, conn.transaction():
+            await _lock_user(conn, user_id)
+            await conn.execute(
+                "INSERT INTO erasures VALUES (%s, 1) ON CONFLICT (user_key) "
+                "DO UPDATE SET generation = erasures.generation + 1", (erasure_key(user_id),))
             for table in USER_TABLES:
                 await conn.execute(f"DELETE FROM {table} WHERE user_id = %s",
                                    (user_id,))
 
+    @_store_errors
     async def export_user(self, user_id: str) -> dict[str, Any]:
         model = await self.load(user_id)
         pool = await self._conn()
@@ -181,6 +226,7 @@ class PostgresStore:
                 "records": [r.model_dump(mode="json") for r in model.records],
                 "events": [json.loads(e[0]) for e in events], "ledger": [r[0] for r in ledger]}
 
+    @_store_errors
     async def cache_get(self, key: str) -> str | None:
         pool = await self._conn()
         async with pool.connection() as conn:
@@ -188,9 +234,14 @@ class PostgresStore:
                                             (key,))).fetchone()
         return str(row[0]) if row else None
 
-    async def cache_put(self, key: str, user_id: str, value: str) -> None:
+    @_store_errors
+    async def cache_put(self, key: str, user_id: str, value: str, *,
+                        generation: int = 0) -> None:
         pool = await self._conn()
-        async with pool.connection() as conn:
+        async with pool.connection() as conn, conn.transaction():
+            await _lock_user(conn, user_id)
+            if await _generation(conn, user_id) != generation:
+                return
             await conn.execute(
                 "INSERT INTO cache VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
                 "value = excluded.value, user_id = excluded.user_id",
@@ -198,6 +249,18 @@ class PostgresStore:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+async def _lock_user(conn: AsyncConnection[Any], user_id: str) -> None:
+    """Serialise this transaction with every other commit or delete of the user."""
+    key = int.from_bytes(bytes.fromhex(erasure_key(user_id))[:4], "big", signed=True)
+    await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (USER_LOCK_NAMESPACE, key))
+
+
+async def _generation(conn: AsyncConnection[Any], user_id: str) -> int:
+    row = await (await conn.execute("SELECT generation FROM erasures WHERE user_key = %s",
+                                    (erasure_key(user_id),))).fetchone()
+    return int(row[0]) if row else 0
 
 
 async def _select_events(conn: AsyncConnection[Any], user_id: str,

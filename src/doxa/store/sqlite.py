@@ -9,6 +9,11 @@ the last model it loaded or committed per user (a bounded LRU) together with eac
 content hash. A load reuses it only when the user's row still carries the same version *and*
 commit id, which every commit from any process replaces: another process's write, a delete
 or a re-created user can never be served from a stale snapshot.
+
+The file holds personal data, so it is created 0600 (its -wal and -shm follow), deleted
+rows are overwritten with zeros (`secure_delete`), and a delete ends with a TRUNCATE
+checkpoint: otherwise the WAL of a long-running process keeps every older copy of the
+deleted user's pages.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import os
+import random
 import sqlite3
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -25,12 +34,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from doxa.errors import StoreConflictError, StoreError
+from doxa.errors import StoreConflictError, StoreError, UserErasedError
 from doxa.events import Event
 from doxa.model_diff import record_difference
 from doxa.records import Change, Record, UserModel
-from doxa.store.base import carried_events
+from doxa.store.base import carried_events, erasure_key
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -58,6 +68,7 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE TABLE IF NOT EXISTS cache (
   key TEXT PRIMARY KEY, user_id TEXT NOT NULL, value TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS cache_user ON cache (user_id);
+CREATE TABLE IF NOT EXISTS erasures (user_key TEXT PRIMARY KEY, generation INTEGER NOT NULL);
 """
 USER_TABLES = ("records", "evidence", "revisions", "events", "ledger", "cache", "users")
 SNAPSHOT_USERS = 256
@@ -86,20 +97,19 @@ class SqliteStore:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                create_private(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False,
                                        isolation_level=None, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            _enter_wal(self._db)
             # In WAL mode `normal` skips the fsync per commit (the checkpoint still syncs):
             # a killed process loses nothing, power loss may lose the last commits.
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(SCHEMA)
-            columns = {r[1] for r in self._db.execute("PRAGMA table_info(users)")}
-            if "commit_id" not in columns:  # stores made before snapshots existed
-                self._db.execute("ALTER TABLE users ADD COLUMN commit_id TEXT")
-            if not self._db.execute("SELECT 1 FROM schema_version").fetchone():
-                self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            # Deleted rows are overwritten with zeros, not left in free pages (upstream
+            # SQLite's default is off): a deleted user's text does not linger in the file.
+            self._db.execute("PRAGMA secure_delete=ON")
+            _set_up_schema(self._db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -153,14 +163,20 @@ class SqliteStore:
             return found
         return await self._run(read)
 
+    async def generation(self, user_id: str) -> int:
+        return await self._run(lambda db: _generation(db, user_id))
+
     async def commit(self, model: UserModel, *, expected_version: int,
                      changes: Sequence[Change], events: Sequence[Event],
-                     processed_ids: Sequence[str]) -> int:
+                     processed_ids: Sequence[str], generation: int = 0) -> int:
         now = datetime.now(UTC).isoformat()
 
         def write(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")
             try:
+                erased = _generation(db, model.user_id)
+                if erased != generation:
+                    raise UserErasedError(model.user_id, generation, erased)
                 row = db.execute("SELECT version, commit_id FROM users WHERE user_id = ?",
                                  (model.user_id,)).fetchone()
                 version, old_commit = (int(row[0]), row[1] or "") if row else (0, "")
@@ -212,12 +228,21 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             self._snapshots.pop(user_id, None)
             try:
+                db.execute("INSERT INTO erasures VALUES (?, 1) ON CONFLICT (user_key) "
+                           "DO UPDATE SET generation = generation + 1", (erasure_key(user_id),))
                 for table in USER_TABLES:
                     db.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            # The WAL still holds the pages as they were before the delete: copy the zeroed
+            # pages into the file and truncate the WAL, so no copy of the user is left in it.
+            [(busy, _, _)] = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            if busy:
+                log.warning("%s: a reader kept the WAL from being truncated after a delete; "
+                            "the next checkpoint removes the deleted user's old pages",
+                            self.path)
         await self._run(delete)
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
@@ -239,13 +264,61 @@ class SqliteStore:
             return str(row[0]) if row else None
         return await self._run(read)
 
-    async def cache_put(self, key: str, user_id: str, value: str) -> None:
+    async def cache_put(self, key: str, user_id: str, value: str, *,
+                        generation: int = 0) -> None:
         now = datetime.now(UTC).isoformat()
         await self._run(lambda db: db.execute(
-            "INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?)", (key, user_id, value, now)))
+            "INSERT OR REPLACE INTO cache SELECT ?, ?, ?, ? WHERE coalesce((SELECT generation "
+            "FROM erasures WHERE user_key = ?), 0) = ?",
+            (key, user_id, value, now, erasure_key(user_id), generation)))
 
     async def close(self) -> None:
         await self._run(lambda db: db.close())
+
+
+def create_private(path: str) -> None:
+    """Create the database file readable by its owner only (it holds personal data) before
+    SQLite does: SQLite gives the -wal and -shm files the database file's mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+
+
+def _enter_wal(db: sqlite3.Connection, patience_s: float = 30.0) -> None:
+    """Switch to WAL (it stays set in the file). On a new file several processes switch
+    at once, and SQLite answers "database is locked" to the losers at once, without the
+    busy timeout: wait a moment and try again, as the busy timeout would."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(random.uniform(0.005, 0.05))
+
+
+def _set_up_schema(db: sqlite3.Connection) -> None:
+    """Create what is missing, in one write transaction: several processes opening a new
+    file at once each wait their turn, and all but the first find everything in place."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in filter(str.strip, SCHEMA.split(";")):
+            db.execute(statement)
+        columns = {r[1] for r in db.execute("PRAGMA table_info(users)")}
+        if "commit_id" not in columns:  # stores made before snapshots existed
+            db.execute("ALTER TABLE users ADD COLUMN commit_id TEXT")
+        if not db.execute("SELECT 1 FROM schema_version").fetchone():
+            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _generation(db: sqlite3.Connection, user_id: str) -> int:
+    row = db.execute("SELECT generation FROM erasures WHERE user_key = ?",
+                     (erasure_key(user_id),)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
