@@ -46,11 +46,6 @@ from doxa.schema import ModelSchema
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = hashlib.sha256(
-    json.dumps(Extraction.model_json_schema(), sort_keys=True).encode()
-).hexdigest()[:10]
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """How transient provider errors are retried: bounded in attempts and in time."""
@@ -137,11 +132,14 @@ class Extractor:
 
     def __post_init__(self) -> None:
         self.response_model = extraction_model(self.schema)
-        self._nonempty_model = extraction_model(self.schema, at_least_one=True)
+        self._models = {
+            (nonempty, relations): extraction_model(self.schema, at_least_one=nonempty,
+                                                    relations=relations)
+            for nonempty in (False, True) for relations in (False, True)}
         self._record_type = record_type_of(self.response_model)
-        self._schema_version = SCHEMA_VERSION if self.schema is None else hashlib.sha256(
-            json.dumps(self.response_model.model_json_schema(), sort_keys=True).encode()
-        ).hexdigest()[:10]
+        self._schema_version = hashlib.sha256(json.dumps(
+            [m.model_json_schema() for m in self._models.values()], sort_keys=True
+        ).encode()).hexdigest()[:10]
 
     def cache_key(self, messages: Messages) -> str:
         payload = json.dumps(
@@ -217,13 +215,16 @@ class Extractor:
             raise found from exc
         raise AssertionError("tenacity ended without a result")  # pragma: no cover
 
-    def _model_for(self, batch: Batch) -> type[Extraction]:
-        if self.settings.nonempty_when_text and any(
-                item.text and len(item.text.split()) >= 4
+    def _model_for(self, batch: Batch, known_record_ids: frozenset[str]) -> type[Extraction]:
+        """The response model for this call: with relation fields only when records are
+        known, and asking for a record when the user wrote something substantive."""
+        return self._models[(self._wants_a_record(batch), bool(known_record_ids))]
+
+    def _wants_a_record(self, batch: Batch) -> bool:
+        return self.settings.nonempty_when_text and any(
+                item.text and len(item.text.split()) >= 4 and item.speaker in (None, "user")
                 and not event_speaks_to_the_system(item.text, item.properties)
-                for item in batch.items):
-            return self._nonempty_model
-        return self.response_model
+                for item in batch.items)
 
     def _expected_tokens(self, messages: Messages) -> int:
         """What a call may count against a tokens-per-minute limit: prompt plus answer."""
@@ -247,7 +248,8 @@ class Extractor:
         token = VALIDATION.set(ctx)
         try:
             result: Extraction = await self.client.create(
-                response_model=self._model_for(batch), max_retries=self.settings.reasks,
+                response_model=self._model_for(batch, messages.known_record_ids),
+                max_retries=self.settings.reasks,
                 hooks=hooks, **self._request(messages),
             )
             return result
@@ -286,7 +288,8 @@ class Extractor:
         kwargs = self._request(messages)
         kwargs.pop("timeout", None)
         _, body = handlers.request_handler(
-            response_model=prepare_response_model(self._model_for(batch)), kwargs=kwargs)
+            response_model=prepare_response_model(
+                self._model_for(batch, messages.known_record_ids)), kwargs=kwargs)
         if handlers.message_converter is not None and "messages" in body:
             body["messages"] = handlers.message_converter(body["messages"],
                                                           autodetect_images=False)
@@ -309,7 +312,9 @@ class Extractor:
         token = VALIDATION.set(ctx)
         try:
             extraction: Extraction = self._handlers().response_parser(
-                response=response, response_model=self.response_model, validation_context=None,
+                response=response,
+                response_model=self._models[(False, bool(known_record_ids))],
+                validation_context=None,
                 strict=True, stream=False, is_async=True)
         except Exception as exc:
             if not ctx.attempts:

@@ -67,7 +67,7 @@ class ProposedRecord(BaseModel):
     statement: str = Field(min_length=3, max_length=300,
                            description="one short sentence about the user")
     context: str = Field(max_length=60,
-                         description="a snake_case topic tag, e.g. diet, billing, learning")
+                         description="one snake_case topic word, e.g. diet, billing, learning")
     evidence: list[EvidenceQuote] = Field(min_length=1, max_length=MAX_EVIDENCE)
     basis: Literal["explicit", "inferred"]
     relation: Literal["new", "reinforces", "refines", "contradicts"] = "new"
@@ -91,6 +91,21 @@ class ProposedRecord(BaseModel):
         if dim is not None and dim.kinds and data.get("kind") not in dim.kinds:
             return {**data, "kind": dim.kinds[0]}
         return data
+
+
+Relation = Literal["new", "reinforces", "refines", "contradicts"]
+
+
+class NewRecord(ProposedRecord):
+    """A record proposed when no record about the user is known yet.
+
+    With nothing known there is nothing to relate to, yet a small model shown a `relation`
+    field fills it ("refines", with no id) and every such record costs a re-ask. So the
+    fields stay (merge reads them) but the tool schema the model fills leaves them out.
+    """
+
+    relation: SkipJsonSchema[Relation] = "new"
+    related_record_id: SkipJsonSchema[str | None] = None
 
 
 class Extraction(BaseModel):
@@ -492,20 +507,22 @@ def split_valid(
     return kept, dropped
 
 
-def extraction_model(schema: ModelSchema | None, *, at_least_one: bool = False
-                     ) -> type[Extraction]:
+def extraction_model(schema: ModelSchema | None, *, at_least_one: bool = False,
+                     relations: bool = True) -> type[Extraction]:
     """The response model the LLM fills: the default one, or one shaped by a model schema.
 
     With a schema, kinds, dimensions and closed values become enums (a grammar-constrained
     server can only answer with them) and each record carries its dimension and value.
-    `at_least_one` asks for one record or more (see `ExtractionSettings.nonempty_when_text`).
+    `at_least_one` asks for one record or more (see `ExtractionSettings.nonempty_when_text`);
+    `relations=False` (no known records shown) leaves the relation fields out (`NewRecord`).
     """
     records_field = Field(min_length=1 if at_least_one else 0, max_length=MAX_RECORDS)
+    base_record: Any = ProposedRecord if relations else NewRecord
     if schema is None:
-        if not at_least_one:
+        if not at_least_one and relations:
             return Extraction
         return create_model("Extraction", __base__=Extraction,
-                            records=(list[ProposedRecord], records_field))
+                            records=(list[base_record], records_field))
     dims = (*[d.name for d in schema.dimensions], OTHER)
     values = tuple(dict.fromkeys(v for d in schema.dimensions for v in d.values or ()))
     listing = "; ".join(
@@ -521,7 +538,7 @@ def extraction_model(schema: ModelSchema | None, *, at_least_one: bool = False
             default=None, description="for a dimension with listed values: exactly one of "
             "its values; otherwise null")),
     }
-    record_model: Any = create_model("ProposedRecord", __base__=ProposedRecord, **fields)
+    record_model: Any = create_model("ProposedRecord", __base__=base_record, **fields)
     closed = [d for d in schema.dimensions if d.values]
     if not closed:
         return create_model("Extraction", __base__=Extraction,
