@@ -15,9 +15,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from doxa.backfill_command import backfill
+from doxa.cli_ids import UserArg, UserOpt
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError
 from doxa.eval.cli import app as eval_app
@@ -63,7 +65,7 @@ def run(make: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except DoxaError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 
@@ -74,8 +76,7 @@ def _print_json(data: Any) -> None:
 @app.command()
 def ingest(
     file: Annotated[Path, typer.Argument(help="JSONL or JSON-array file of events")],
-    user: Annotated[str | None, typer.Option("--user", "-u",
-                    help="only this user (also fills events that have no user_id)")] = None,
+    user: UserOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
     db: DbOpt = DEFAULT_DB,
     base_url: BaseUrlOpt = None,
@@ -142,12 +143,12 @@ def open_spool(file: Path, *, skip_invalid: bool, user: str | None) -> Iterator[
     try:
         spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
                                     only_user=user)
-    except DoxaError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+    except DoxaError as exc:  # the errors quote the file's values: never rich markup
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     with spool:
         for skipped in spool.skipped:
-            err_console.print(f"[yellow]skipped[/yellow] {skipped}")
+            err_console.print(f"[yellow]skipped[/yellow] {escape(str(skipped))}")
         yield spool
 
 
@@ -219,7 +220,7 @@ def _report_ingest(results: dict[str, IngestResult | BaseException], totals: _To
 
 @app.command()
 def show(
-    user: Annotated[str, typer.Argument(help="user id")],
+    user: UserArg,
     db: DbOpt = DEFAULT_DB,
     min_confidence: Annotated[float, typer.Option(help="hide records below this")] = 0.0,
     all_records: Annotated[bool, typer.Option("--all", help="include superseded, achieved "
@@ -251,7 +252,7 @@ def show(
 
 @app.command()
 def explain(
-    user: Annotated[str, typer.Argument(help="user id")],
+    user: UserArg,
     record_id: Annotated[str, typer.Argument(help="record id (from `doxa show`)")],
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
@@ -297,7 +298,7 @@ def schema_init(
 
 @app.command()
 def history(
-    user: Annotated[str, typer.Argument(help="user id")],
+    user: UserArg,
     record_id: Annotated[str | None, typer.Argument(help="one record; all when omitted")] = None,
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
@@ -318,7 +319,7 @@ def history(
 
 @app.command()
 def outcome(
-    user: Annotated[str, typer.Argument(help="user id")],
+    user: UserArg,
     record_id: Annotated[str, typer.Argument(help="the record that drove the delivery")],
     result: Annotated[str, typer.Argument(help="engaged | ignored | converted | dismissed")],
     event_id: Annotated[str | None, typer.Option(help="id of the delivery outcome event "
@@ -395,7 +396,7 @@ def users(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def delete(
-    user: Annotated[str, typer.Argument(help="user id")],
+    user: UserArg,
     db: DbOpt = DEFAULT_DB,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
 ) -> None:
@@ -414,7 +415,7 @@ def delete(
 
 
 @app.command()
-def export(user: Annotated[str, typer.Argument(help="user id")], db: DbOpt = DEFAULT_DB) -> None:
+def export(user: UserArg, db: DbOpt = DEFAULT_DB) -> None:
     """Print everything held about a user as JSON."""
     async def go() -> dict[str, Any]:
         engine = Engine(store=store_url(db))

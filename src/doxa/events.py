@@ -10,44 +10,39 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from doxa.errors import InvalidEventError, InvalidEventsError
+from doxa.event_fields import (
+    MAX_TEXT_CHARS,
+    EventId,
+    EventText,
+    Label,
+    Properties,
+    StoredUserId,
+    check_user_id,
+)
 
-JsonValue = Any
-
-MAX_TEXT_CHARS = 20_000
-"""Event text longer than this is refused: it is almost always a paste or a log dump."""
+__all__ = ["MAX_TEXT_CHARS", "Event", "LoadReport", "iter_file", "load_events", "load_file",
+           "parse_event"]
 
 
 class Event(BaseModel):
-    """One thing a user did or said, at a time-zone-aware moment."""
+    """One thing a user did or said, at a time-zone-aware moment.
+
+    Every field is checked against doxa.event_fields (character sets, lengths, nesting and
+    control characters) because every field reaches the LLM's prompt."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: str = Field(min_length=1, max_length=200)
-    user_id: str = Field(min_length=1, max_length=200)
-    type: str = Field(min_length=1, max_length=100)
+    id: EventId
+    user_id: StoredUserId
+    type: Label
     timestamp: AwareDatetime
-    text: str | None = None
-    properties: dict[str, JsonValue] = Field(default_factory=dict)
-    context: str | None = None
-
-    @field_validator("id", "user_id", "type")
-    @classmethod
-    def _no_surrounding_space(cls, value: str) -> str:
-        if value != value.strip():
-            raise ValueError("must not start or end with white space")
-        return value
-
-    @field_validator("text")
-    @classmethod
-    def _bounded_text(cls, value: str | None) -> str | None:
-        if value is not None and len(value) > MAX_TEXT_CHARS:
-            raise ValueError(f"is {len(value)} characters; the limit is {MAX_TEXT_CHARS}")
-        return value
+    text: EventText = None
+    properties: Properties = Field(default_factory=dict)
+    context: Label | None = None
 
 
 @dataclass
@@ -61,7 +56,7 @@ class LoadReport:
 def _first_error(exc: ValidationError) -> tuple[str | None, str]:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or None
-    message = err["msg"]
+    message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "timezone_aware":
         message = "timestamp has no time zone; give an offset such as 'Z' or '+02:00'"
     elif err["type"] == "missing":
@@ -77,8 +72,12 @@ def parse_event(
     index: int | None = None,
     source: str | None = None,
 ) -> Event:
-    """Validate one raw event; raise `InvalidEventError` naming where and which field."""
+    """Validate one raw event; raise `InvalidEventError` naming where and which field.
+
+    New input (a file, a sequence, an HTTP body) must name its user as a caller would:
+    the store's `<tenant>/<user id>` form is the server's alone."""
     if isinstance(raw, Event):
+        _caller_user_id(raw.user_id, line=line, index=index, source=source)
         return raw
     if not isinstance(raw, Mapping):
         raise InvalidEventError(
@@ -89,12 +88,23 @@ def parse_event(
     if default_user_id is not None and data.get("user_id") in (None, ""):
         data["user_id"] = default_user_id
     try:
-        return Event.model_validate(data)
+        event = Event.model_validate(data)
     except ValidationError as exc:
         loc, message = _first_error(exc)
         raise InvalidEventError(
             message, field=loc, line=line, index=index, source=source
         ) from None
+    _caller_user_id(event.user_id, line=line, index=index, source=source)
+    return event
+
+
+def _caller_user_id(user_id: str, *, line: int | None, index: int | None,
+                    source: str | None) -> None:
+    try:
+        check_user_id(user_id)
+    except ValueError as exc:
+        raise InvalidEventError(str(exc), field="user_id", line=line, index=index,
+                                source=source) from None
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, object | InvalidEventError]]:
@@ -120,6 +130,9 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, object | InvalidEventError]]:
                     f"not valid JSON ({exc.msg} at column {exc.colno})",
                     line=lineno, source=str(path),
                 )
+            except RecursionError:  # nesting deeper than the parser can follow
+                yield lineno, InvalidEventError(
+                    "nested too deeply to read", line=lineno, source=str(path))
 
 
 def iter_file(
@@ -134,7 +147,7 @@ def iter_file(
     if head.startswith(b"["):
         try:
             items = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             yield InvalidEventError(f"not a valid JSON array ({exc})", source=str(p))
             return
         for i, raw in enumerate(items):
