@@ -26,7 +26,7 @@ from tenacity import (
 )
 
 from doxa.errors import ContextLengthError, ExtractionValidationError, ProviderError
-from doxa.injection import event_speaks_to_the_system
+from doxa.injection import speaking_event_ids
 from doxa.llm_schema import (
     VALIDATION,
     DroppedRecord,
@@ -218,9 +218,9 @@ class Extractor:
         raise AssertionError("tenacity ended without a result")  # pragma: no cover
 
     def _model_for(self, batch: Batch) -> type[Extraction]:
-        if self.settings.nonempty_when_text and any(
-                item.text and len(item.text.split()) >= 4
-                and not event_speaks_to_the_system(item.text, item.properties)
+        speaking = speaking_event_ids(batch.items) if self.settings.nonempty_when_text else None
+        if speaking is not None and any(
+                item.text and len(item.text.split()) >= 4 and item.ref not in speaking
                 for item in batch.items):
             return self._nonempty_model
         return self.response_model

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from doxa.injection import event_speaks_to_the_system, strings_in
+from doxa.injection import event_strings, readable_forms, speaking_event_ids, strings_in
 from doxa.relevance import Batch
 from doxa.schema import OTHER, Dimension, ModelSchema
 from doxa.similarity import content_words
@@ -307,6 +307,16 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", text).strip(" \"'.,;:!?")
 
 
+_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
+
+
+def _word_units(text: str) -> frozenset[str]:
+    """Content words, plus character pairs of Chinese and Japanese runs (written without
+    spaces, where a "word" would be a whole clause)."""
+    pairs = {run[i:i + 2] for run in _UNSPACED.findall(text) for i in range(len(run) - 1)}
+    return content_words(text) | pairs
+
+
 @dataclass
 class ValidationContext:
     """The batch and known record ids a validation checks against; collects every attempt."""
@@ -317,6 +327,14 @@ class ValidationContext:
     attempts: list[Extraction] = field(default_factory=list)
     _leaked: frozenset[str] | None = field(default=None, init=False, repr=False)
     _injected_ids: str = field(default="", init=False, repr=False)
+    _speaking: frozenset[str] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def speaking(self) -> frozenset[str]:
+        """Ids of the batch's events that speak to the system (doxa.injection)."""
+        if self._speaking is None:
+            self._speaking = speaking_event_ids(self.batch.items)
+        return self._speaking
 
     def problems(self, record: ProposedRecord) -> list[str]:
         reasons: list[str] = []
@@ -330,7 +348,7 @@ class ValidationContext:
                 continue
             event = self.batch.event(ev.event_id)
             text = event.text if event is not None else None
-            if event is not None and event_speaks_to_the_system(text, event.properties):
+            if event is not None and event.id in self.speaking:
                 reasons.append(
                     f"event '{ev.event_id}' contains instructions aimed at the system, not "
                     "facts about the user; it cannot be evidence (remove the record if no "
@@ -371,16 +389,20 @@ class ValidationContext:
             genuine: set[str] = set()
             sources: list[str] = []
             for event in self.batch.events.values():
-                shown = content_words(" ".join([event.text or "",
-                                                *strings_in(event.properties)]))
-                if event_speaks_to_the_system(event.text, event.properties):
-                    injected |= shown
+                if event.id in self.speaking:
+                    # Every form the detector read (decoded, look-alikes folded): a model
+                    # obeys the payload, not its disguise.
+                    injected |= _word_units(" ".join(
+                        form for s in event_strings(event.text, event.properties,
+                                                    (event.id, event.type, event.context))
+                        for form in readable_forms(s)))
                     sources.append(event.id)
                 else:
-                    genuine |= shown
+                    genuine |= _word_units(" ".join([event.text or "",
+                                                     *strings_in(event.properties)]))
             self._leaked = frozenset(injected - genuine)
             self._injected_ids = ", ".join(sorted(sources))
-        words = content_words(record.statement)
+        words = _word_units(record.statement)
         planted = words & self._leaked
         if not planted or len(planted) * 2 < len(words):
             return []
