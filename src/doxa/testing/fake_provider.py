@@ -93,6 +93,9 @@ class FakeProvider:
     """Played one per created batch, in order; a batch with none completes normally."""
     keep_bodies: bool = False
     rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """Replaces `answer_for` for online answers: a test's model that reads the request itself
+    (an obedient model that follows instructions planted in the events, say)."""
     """Applied to every online answer before it is sent: a test's way to make the provider
     answer wrongly in a specific, repeatable way (a value outside a closed set, say)."""
     batches: dict[str, FakeBatch] = field(default_factory=dict)
@@ -160,7 +163,7 @@ class FakeProvider:
                 return played
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
-        arguments = answer_for(body)
+        arguments = (self.answer or answer_for)(body)
         if self.rewrite is not None:
             arguments = self.rewrite(arguments)
         completion_tokens = count_tokens(json.dumps(arguments))
@@ -405,7 +408,8 @@ def count_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
-def _events_in(body: dict[str, Any]) -> list[tuple[str, str]]:
+def events_in(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(id, text) of each event the request's user message shows, as a model reads them."""
     texts: list[str] = []
     for message in body.get("messages", []):
         if message.get("role") != "user":
@@ -421,7 +425,7 @@ def _events_in(body: dict[str, Any]) -> list[tuple[str, str]]:
 def answer_for(body: dict[str, Any]) -> dict[str, Any]:
     """A valid extraction: one record per event whose text has at least four words."""
     records = []
-    for event_id, text in _events_in(body):
+    for event_id, text in events_in(body):
         words = text.split()
         if len(words) < 4 or "=" in words[0]:
             continue
