@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from doxa.backfill_command import backfill
-from doxa.cli_ids import UserArg, UserOpt
+from doxa.cli_ids import UserOpt
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError
 from doxa.eval.cli import app as eval_app
@@ -220,7 +220,7 @@ def _report_ingest(results: dict[str, IngestResult | BaseException], totals: _To
 
 @app.command()
 def show(
-    user: UserArg,
+    user: Annotated[str, typer.Argument(help="user id")],
     db: DbOpt = DEFAULT_DB,
     min_confidence: Annotated[float, typer.Option(help="hide records below this")] = 0.0,
     all_records: Annotated[bool, typer.Option("--all", help="include superseded, achieved "
@@ -252,7 +252,7 @@ def show(
 
 @app.command()
 def explain(
-    user: UserArg,
+    user: Annotated[str, typer.Argument(help="user id")],
     record_id: Annotated[str, typer.Argument(help="record id (from `doxa show`)")],
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
@@ -298,7 +298,7 @@ def schema_init(
 
 @app.command()
 def history(
-    user: UserArg,
+    user: Annotated[str, typer.Argument(help="user id")],
     record_id: Annotated[str | None, typer.Argument(help="one record; all when omitted")] = None,
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
@@ -319,7 +319,7 @@ def history(
 
 @app.command()
 def outcome(
-    user: UserArg,
+    user: Annotated[str, typer.Argument(help="user id")],
     record_id: Annotated[str, typer.Argument(help="the record that drove the delivery")],
     result: Annotated[str, typer.Argument(help="engaged | ignored | converted | dismissed")],
     event_id: Annotated[str | None, typer.Option(help="id of the delivery outcome event "
@@ -396,7 +396,7 @@ def users(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def delete(
-    user: UserArg,
+    user: Annotated[str, typer.Argument(help="user id")],
     db: DbOpt = DEFAULT_DB,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
 ) -> None:
@@ -415,7 +415,7 @@ def delete(
 
 
 @app.command()
-def export(user: UserArg, db: DbOpt = DEFAULT_DB) -> None:
+def export(user: Annotated[str, typer.Argument(help="user id")], db: DbOpt = DEFAULT_DB) -> None:
     """Print everything held about a user as JSON."""
     async def go() -> dict[str, Any]:
         engine = Engine(store=store_url(db))

@@ -71,14 +71,6 @@ def check_user_id(value: str) -> str:
                      "digits and . _ : @ + - (starting with a letter or digit), no '/'")
 
 
-def check_stored_user_id(value: str) -> str:
-    """A user id as the store holds it: a caller's id or a tenant's `<tenant>/<user id>`
-    (what `Event` accepts, so stored events of every user load again)."""
-    if _USER_ID.fullmatch(value) or _namespaced(value):
-        return value
-    return check_user_id(value)
-
-
 def _namespaced(value: str) -> bool:
     tenant, sep, user = value.partition("/")
     return bool(sep) and bool(_USER_ID.fullmatch(tenant)) and bool(_USER_ID.fullmatch(user))
@@ -171,9 +163,6 @@ def _shown(value: str) -> str:
     return repr(value[:60] + ("..." if len(value) > 60 else ""))
 
 
-UserId = Annotated[str, AfterValidator(check_user_id),
-                   Field(json_schema_extra={"pattern": USER_ID_PATTERN})]
-StoredUserId = Annotated[str, AfterValidator(check_stored_user_id)]
 EventId = Annotated[str, AfterValidator(check_event_id),
                     Field(json_schema_extra={"pattern": EVENT_ID_PATTERN})]
 Label = Annotated[str, AfterValidator(check_label),

@@ -10,39 +10,87 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from doxa.errors import InvalidEventError, InvalidEventsError
 from doxa.event_fields import (
     MAX_TEXT_CHARS,
-    EventId,
-    EventText,
-    Label,
-    Properties,
-    StoredUserId,
+    check_event_id,
+    check_label,
+    check_properties,
+    check_text,
     check_user_id,
 )
 
 __all__ = ["MAX_TEXT_CHARS", "Event", "LoadReport", "iter_file", "load_events", "load_file",
            "parse_event"]
 
+JsonValue = Any
+INPUT: dict[str, bool] = {"input": True}
+"""Validation context of events read in (files, sequences, HTTP bodies): the full rules."""
+
+
+def _is_input(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("input"))
+
 
 class Event(BaseModel):
     """One thing a user did or said, at a time-zone-aware moment.
 
-    Every field is checked against doxa.event_fields (character sets, lengths, nesting and
-    control characters) because every field reaches the LLM's prompt."""
+    Every field reaches the LLM's prompt, so an event read in (`parse_event`, which every
+    way into doxa goes through) is held to doxa.event_fields: character sets for ids, types
+    and contexts, caller user ids, bounded and control-free text and properties, nesting
+    checked without recursion. An event read back from a store is checked for shape only,
+    so events stored under earlier rules (and a server tenant's `<tenant>/<user>` ids) load.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: EventId
-    user_id: StoredUserId
-    type: Label
+    id: str = Field(min_length=1, max_length=200)
+    user_id: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=100)
     timestamp: AwareDatetime
-    text: EventText = None
-    properties: Properties = Field(default_factory=dict)
-    context: Label | None = None
+    text: str | None = None
+    properties: dict[str, JsonValue] = Field(default_factory=dict)
+    context: str | None = None
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _bounded_properties(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_properties(value) if _is_input(info) else value
+
+    @field_validator("id", "user_id", "type")
+    @classmethod
+    def _no_surrounding_space(cls, value: str, info: ValidationInfo) -> str:
+        if value != value.strip():
+            raise ValueError("must not start or end with white space")
+        if not _is_input(info):
+            return value
+        check = {"id": check_event_id, "user_id": check_user_id}.get(info.field_name or "",
+                                                                   check_label)
+        return check(value)
+
+    @field_validator("context")
+    @classmethod
+    def _context_label(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_label(value) if value is not None and _is_input(info) else value
+
+    @field_validator("text")
+    @classmethod
+    def _bounded_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and len(value) > MAX_TEXT_CHARS:
+            raise ValueError(f"is {len(value)} characters; the limit is {MAX_TEXT_CHARS}")
+        return check_text(value) if _is_input(info) else value
 
 
 @dataclass
@@ -72,14 +120,11 @@ def parse_event(
     index: int | None = None,
     source: str | None = None,
 ) -> Event:
-    """Validate one raw event; raise `InvalidEventError` naming where and which field.
-
-    New input (a file, a sequence, an HTTP body) must name its user as a caller would:
-    the store's `<tenant>/<user id>` form is the server's alone."""
+    """Validate one raw event by the full input rules (an `Event` too: it may have been built
+    without them); raise `InvalidEventError` naming where and which field."""
     if isinstance(raw, Event):
-        _caller_user_id(raw.user_id, line=line, index=index, source=source)
-        return raw
-    if not isinstance(raw, Mapping):
+        raw = raw.model_dump()
+    elif not isinstance(raw, Mapping):
         raise InvalidEventError(
             f"expected a JSON object, got {type(raw).__name__}",
             line=line, index=index, source=source,
@@ -88,23 +133,12 @@ def parse_event(
     if default_user_id is not None and data.get("user_id") in (None, ""):
         data["user_id"] = default_user_id
     try:
-        event = Event.model_validate(data)
+        return Event.model_validate(data, context=INPUT)
     except ValidationError as exc:
         loc, message = _first_error(exc)
         raise InvalidEventError(
             message, field=loc, line=line, index=index, source=source
         ) from None
-    _caller_user_id(event.user_id, line=line, index=index, source=source)
-    return event
-
-
-def _caller_user_id(user_id: str, *, line: int | None, index: int | None,
-                    source: str | None) -> None:
-    try:
-        check_user_id(user_id)
-    except ValueError as exc:
-        raise InvalidEventError(str(exc), field="user_id", line=line, index=index,
-                                source=source) from None
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, object | InvalidEventError]]:
