@@ -123,7 +123,12 @@ _PATTERNS = [
     r"(سجل|اكتب|دون)\s+(أن|ان)\s", r"\bأنت\s+الآن\b",
     r"(ملاحظة|تعليمات|رسالة)\s+(إلى|الى|لل)\s*(الذكاء|ذكاء|المساعد|مساعد|النموذج|نموذج|النظام)",
 ]
-_INJECTION = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE | re.DOTALL)
+# One regex each, not one alternation: each keeps its own literal-prefix scan, which makes
+# the set about ten times faster on long text than a single combined pattern.
+_INJECTION = tuple(re.compile(p, re.IGNORECASE | re.DOTALL) for p in _PATTERNS)
+_WINDOW = 300
+"""Characters of each neighbour read together: an instruction split over two events sits
+at the end of one and the start of the next."""
 
 # Characters that render as nothing: zero-width, joiners, bidi embeddings and isolates,
 # the soft hyphen, variation selectors, fillers. Unicode tag characters (U+E0000..E007F)
@@ -159,20 +164,22 @@ _MAX_DECODE_DEPTH = 2
 def readable_forms(text: str) -> tuple[str, ...]:
     """Every form of `text` the detector reads: as written, normalised, as a look-alike
     skeleton, and what any base64 or hex run in it decodes to (recursively, twice)."""
-    return _forms(text, 0)
+    return tuple(dict.fromkeys((text, *_scanned_forms(text, 0))))
 
 
 @lru_cache(maxsize=65_536)
-def _forms(text: str, depth: int) -> tuple[str, ...]:
-    normal = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text).translate(_TAGS)).casefold()
+def _scanned_forms(text: str, depth: int) -> tuple[str, ...]:
+    """The forms the patterns run on. The text as written is not among them: the patterns
+    ignore case, and the normalised form only ever matches more."""
+    visible = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text).translate(_TAGS))
+    normal = visible.casefold()
     decomposed = unicodedata.normalize("NFKD", normal)
     skeleton = "".join(c for c in decomposed if not unicodedata.combining(c))
     skeleton = unicodedata.normalize("NFKC", skeleton.translate(_LOOKALIKES))
-    forms = dict.fromkeys((text, normal, skeleton))
+    forms = dict.fromkeys((normal, skeleton))
     if depth < _MAX_DECODE_DEPTH:
-        source = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text).translate(_TAGS))
-        for payload in _decoded_payloads(source):
-            forms.update(dict.fromkeys(_forms(payload, depth + 1)))
+        for payload in _decoded_payloads(visible):
+            forms.update(dict.fromkeys(_scanned_forms(payload, depth + 1)))
     return tuple(forms)
 
 
@@ -214,7 +221,8 @@ def looks_like_injection(text: str | None) -> bool:
 def _matches(text: str) -> bool:
     # Rendering, the answer's validation, the re-ask and merge each ask about the same
     # events; the patterns run once per distinct string.
-    return any(_INJECTION.search(form) is not None for form in readable_forms(text))
+    return any(pattern.search(form) is not None
+               for form in _scanned_forms(text, 0) for pattern in _INJECTION)
 
 
 def strings_in(value: Any) -> Iterator[str]:
@@ -262,6 +270,6 @@ def speaking_event_ids(items: Sequence[Any]) -> frozenset[str]:
     for i in range(len(items) - 1):
         if not (flagged[i] or flagged[i + 1]) and contents[i] and contents[i + 1]:
             flagged[i] = flagged[i + 1] = looks_like_injection(
-                " ".join([*contents[i], *contents[i + 1]]))
+                " ".join(contents[i])[-_WINDOW:] + " " + " ".join(contents[i + 1])[:_WINDOW])
     return frozenset(eid for item, hit in zip(items, flagged, strict=True) if hit
                      for eid in item.event_ids)
