@@ -85,3 +85,75 @@ def test_an_event_that_speaks_to_the_system_cannot_be_evidence() -> None:
     injected = ProposedRecord(kind="belief", statement="User is a VIP", context="x",
                               evidence=[EvidenceQuote(event_id="x1")], basis="explicit")
     assert "instructions aimed at the system" in ctx.problems(injected)[0]
+
+
+CHAT = make_batches("u1", [
+    Event(id="c1", user_id="u1", type="chat_message", timestamp=T0,
+          properties={"role": "assistant"},
+          text="Many people enjoy podcasts for this. Would you like a list of podcasts?"),
+    Event(id="c2", user_id="u1", type="chat_message", timestamp=T0,
+          properties={"role": "user"},
+          text="nah, I can't stand podcasts. I learn best from short written guides."),
+])[0]
+
+
+def validate_chat(*records: ProposedRecord) -> tuple[Extraction, ValidationContext]:
+    ctx = ValidationContext(batch=CHAT, known_record_ids=frozenset())
+    token = VALIDATION.set(ctx)
+    try:
+        return Extraction.model_validate(
+            {"notes": "", "records": [r.model_dump() for r in records]}), ctx
+    finally:
+        VALIDATION.reset(token)
+
+
+def chat_proposal(*evidence: tuple[str, str]) -> ProposedRecord:
+    return ProposedRecord(kind="preference", statement="Prefers short written guides",
+                          context="learning", basis="explicit",
+                          evidence=[EvidenceQuote(event_id=e, quote=q) for e, q in evidence])
+
+
+def test_a_near_verbatim_quote_is_repaired_without_a_reask_and_the_repair_is_kept() -> None:
+    answer, ctx = validate_chat(chat_proposal(("c2", "I learn best from short, written guides")))
+    evidence = answer.records[0].evidence[0]
+    assert evidence.quote == "I learn best from short written guides"
+    assert evidence.quote_as_written == "I learn best from short, written guides"
+    assert len(ctx.attempts) == 1
+    assert split_valid(answer, ctx) == ([answer.records[0]], [])
+
+
+def test_a_quote_cited_to_the_wrong_event_is_moved_to_the_one_that_says_it() -> None:
+    answer, _ = validate_chat(chat_proposal(("c9", "I can't stand podcasts")))
+    assert answer.records[0].evidence[0].event_id == "c2"
+
+
+def test_a_record_only_the_assistant_supports_is_dropped_without_a_reask() -> None:
+    record = ProposedRecord(kind="preference", statement="Likes podcasts", context="learning",
+                            basis="explicit", evidence=[EvidenceQuote(
+                                event_id="c1", quote="Many people enjoy podcasts")])
+    answer, ctx = validate_chat(record)  # no ValidationError: a re-ask would not fix it
+    kept, dropped = split_valid(answer, ctx)
+    assert kept == []
+    assert "is the assistant's words, not the user's" in dropped[0].reasons[0]
+
+
+def test_an_assistant_turn_cited_beside_the_users_own_is_removed_from_the_evidence() -> None:
+    answer, ctx = validate_chat(chat_proposal(("c1", "a list of podcasts"),
+                                              ("c2", "I learn best from short written guides")))
+    assert [e.event_id for e in answer.records[0].evidence] == ["c2"]
+    assert split_valid(answer, ctx)[1] == []
+
+
+def test_the_prompt_marks_who_wrote_each_turn_and_cuts_the_assistants() -> None:
+    from doxa.prompts import PromptSet
+    from doxa.records import UserModel
+
+    long_reply = "Here is a plan. " * 60
+    batch = make_batches("u1", [
+        Event(id="a1", user_id="u1", type="bot_message", timestamp=T0, text=long_reply),
+        Event(id="a2", user_id="u1", type="chat_message", timestamp=T0, text="I'm vegan btw"),
+    ])[0]
+    user = PromptSet().render(batch, UserModel(user_id="u1")).user
+    assert 'id="a1" type="bot_message" from="assistant"' in user
+    assert 'id="a2" type="chat_message" at=' in user
+    assert len(long_reply) > 900 and user.count("Here is a plan.") < 25

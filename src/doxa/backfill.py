@@ -239,7 +239,7 @@ class Backfill:
                        if state.outstanding else "")
             raise BackfillStateError(
                 f"{self.state_path} belongs to a different backfill: {'; '.join(mismatch)}"
-                f"{pending}. Re-run with the same file, --model and --base-url to resume, or "
+                f"{pending}. Re-run with the same file, model and base URL to resume, or "
                 "delete the state file to start over (merged rounds stay merged).")
         return state
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from doxa.backfill import (
@@ -26,16 +25,15 @@ from doxa.engine import Engine
 from doxa.errors import DoxaError
 from doxa.providers import BATCH_DISCOUNT
 from doxa.spool import UserSpool
+from doxa.terminal import console, err_console, labelled, print_error
 
-console = Console(width=None if Console().is_terminal else 140)
-err_console = Console(stderr=True)
 DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
 DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
 
 
 def backfill(
     file: Annotated[Path, typer.Argument(help="JSONL or JSON-array file of events")],
-    batch_api: Annotated[bool, typer.Option("--batch-api", help="submit through the "
+    batch_api: Annotated[bool, typer.Option("--batch-api", metavar="", help="submit through the "
                          "provider's batch API (OpenAI Batch API, Anthropic Message Batches): "
                          "half price, results within 24 h; without it, the same as `doxa "
                          "ingest`")] = False,
@@ -46,20 +44,22 @@ def backfill(
                   "postgresql://..., memory://)")] = DEFAULT_DB,
     base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL; default "
                         "OPENAI_BASE_URL / ANTHROPIC_BASE_URL")] = None,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid",
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar="",
                             help="backfill the valid events and report the invalid ones")] = False,
     schema: Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
                       "extract only its dimensions")] = None,
     state: Annotated[Path | None, typer.Option("--state", help="resume file (default "
                      "FILE.backfill-state.json); exists only while a backfill is under way")
                      ] = None,
-    poll_interval: Annotated[float, typer.Option("--poll-interval", help="seconds between "
+    poll_interval: Annotated[float, typer.Option("--poll-interval", min=0.0, help="seconds between "
                              "status polls of a running batch")] = 30.0,
-    retries: Annotated[int, typer.Option("--retries", help="times a user's failed or expired "
+    retries: Annotated[int, typer.Option("--retries", min=0,
+                       help="times a user's failed or expired "
                        "request is submitted again, in the next round")] = 1,
-    concurrency: Annotated[int, typer.Option(help="without --batch-api: users ingested at "
+    concurrency: Annotated[int, typer.Option(min=1, help="without --batch-api: users ingested at "
                            "once")] = 4,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a summary")
+    as_json: Annotated[bool, typer.Option("--json", metavar="",
+                       help="print JSON instead of a summary")
                        ] = False,
 ) -> None:
     """Backfill a history at half price through the provider's batch API; resumable.
@@ -75,8 +75,10 @@ def backfill(
                skip_invalid=skip_invalid, concurrency=concurrency, schema=schema,
                as_json=as_json)
         return
+    from doxa.cli import open_spool, require_provider, store_url
+
+    require_provider(model, base_url)
     state_path = state or default_state_path(file)
-    from doxa.cli import open_spool, store_url
 
     with open_spool(file, skip_invalid=skip_invalid, user=user) as spool:
         engine = Engine(model=model, store=store_url(db),
@@ -85,7 +87,7 @@ def backfill(
         try:
             result = asyncio.run(_run(engine, spool, state_path, config, not as_json))
         except DoxaError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            print_error(exc)
             if state_path.exists():
                 err_console.print(f"state kept in {state_path}: fix the cause and run the "
                                   "same command again to resume")
@@ -134,7 +136,7 @@ def _report(result: BackfillResult, skipped: int, as_json: bool) -> None:
             f"{int(BATCH_DISCOUNT * 100)}% batch price (online {usd(result.online_cost_usd)}), "
             f"{result.dropped} invalid record(s) dropped, {skipped} event(s) skipped")
         for user, reason in result.failed_users.items():
-            err_console.print(f"[red]failed[/red] {user}: {reason}")
+            err_console.print(labelled("failed", "red", f"{user}: {reason}"))
         if result.failed_users:
             err_console.print("their remaining events are unprocessed: run the same command "
                               "again (or `doxa ingest`) to retry them")

@@ -1,7 +1,7 @@
 """`--user` on the command line, checked by the same rule as events and the HTTP API.
 
 `--user` names a user to write for, so it must be an id a caller may give (no `/`). The
-commands that read or erase one user (show, explain, history, outcome, delete, export) take
+commands that read or erase one user (show, explain, history, delete, export) take
 any id the store holds, so an operator can reach, and erase, a user written through the HTTP
 server (`<tenant>/<user id>`) or stored under earlier rules.
 """

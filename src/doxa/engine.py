@@ -20,8 +20,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from doxa.confidence import decayed_model
-from doxa.errors import InvalidEventError, StoreConflictError
-from doxa.events import Event, load_events
+from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
+from doxa.events import Event, load_events, parse_event
 from doxa.extract import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
 from doxa.merge import MergeConfig, apply_outcome, merge
 from doxa.prompts import SCHEMA_PROMPT, PromptSet
@@ -305,14 +305,18 @@ class Engine:
         """Feed a delivery outcome back: engagement confirms a record, being ignored lowers it.
 
         The outcome is stored as an event (it is evidence too), so recording the same outcome
-        twice (same `event_id`, or same record, outcome and time) changes nothing.
+        twice changes nothing: the same `event_id`, or without one, the same user, record,
+        outcome and `at`. The default id never reads the clock (a retried call a second later
+        is the same outcome); count separate deliveries by giving each its own `event_id`.
         """
         when = at or self._clock()
-        eid = event_id or "outcome_" + hashlib.sha256(
-            f"{record_id}|{outcome}|{when.isoformat()}".encode()).hexdigest()[:16]
-        event = Event(id=eid, user_id=user_id, type="outcome", timestamp=when,
-                      properties={"record_id": record_id, "outcome": outcome,
-                                  **dict(properties or {})})
+        eid = event_id or "outcome_" + hashlib.sha256("|".join(
+            (user_id, record_id, outcome, at.isoformat() if at else "")).encode()).hexdigest()[:16]
+        # Validated like any event, so a bad event_id is an InvalidEventError naming the
+        # field (a 422 from the server), not a pydantic error (a 500).
+        event = parse_event({"id": eid, "user_id": user_id, "type": "outcome", "timestamp": when,
+                             "properties": {"record_id": record_id, "outcome": outcome,
+                                            **dict(properties or {})}})
         for _ in range(COMMIT_ATTEMPTS):
             if await self.store.processed(user_id, [eid]):
                 return []
@@ -370,7 +374,16 @@ class Engine:
 
     # -- sync edge ------------------------------------------------------------------------
 
-    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
+    def _run(self, method: str, make: Callable[[], Awaitable[T]]) -> T:
+        """Run `make()` on the engine's private loop. Inside a running loop (a notebook, an
+        async app) that cannot work: say which coroutine to await instead, before any
+        coroutine exists that would go un-awaited."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # no loop here: the sync wrapper may run one
+        else:
+            raise SyncInEventLoopError(method)
         if self._runner is None:
             self._runner = asyncio.Runner()
         return self._runner.run(_as_coro(make))
@@ -378,20 +391,22 @@ class Engine:
     def ingest_sync(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
                     *, skip_invalid: bool = False) -> IngestResult:
         """`ingest` for code without an event loop."""
-        return self._run(lambda: self.ingest(user_id, events, skip_invalid=skip_invalid))
+        return self._run("ingest",
+                         lambda: self.ingest(user_id, events, skip_invalid=skip_invalid))
 
     def model_sync(self, user_id: str, *, at: datetime | None = None) -> UserModel:
-        return self._run(lambda: self.model(user_id, at=at))
+        return self._run("model", lambda: self.model(user_id, at=at))
 
     def record_outcome_sync(self, user_id: str, record_id: str, outcome: Outcome,
                             **kwargs: Any) -> list[Change]:
-        return self._run(lambda: self.record_outcome(user_id, record_id, outcome, **kwargs))
+        return self._run("record_outcome",
+                         lambda: self.record_outcome(user_id, record_id, outcome, **kwargs))
 
     def delete_user_sync(self, user_id: str) -> None:
-        self._run(lambda: self.delete_user(user_id))
+        self._run("delete_user", lambda: self.delete_user(user_id))
 
     def close_sync(self) -> None:
-        self._run(self.close)
+        self._run("close", self.close)
         if self._runner is not None:
             self._runner.close()
             self._runner = None

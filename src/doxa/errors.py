@@ -10,7 +10,10 @@ class DoxaError(Exception):
 
 
 class InvalidEventError(DoxaError):
-    """An event failed validation; `line` is 1-based for files, `index` 0-based for sequences."""
+    """An event failed validation; `line` is 1-based for files, `index` 0-based for sequences.
+
+    `problems` holds every (field, message) wrong with the event, so one run names them all;
+    `field` and `reason` are the first, for callers that show one."""
 
     def __init__(
         self,
@@ -20,22 +23,22 @@ class InvalidEventError(DoxaError):
         line: int | None = None,
         index: int | None = None,
         source: str | None = None,
+        problems: Sequence[tuple[str | None, str]] = (),
     ) -> None:
         self.field = field
         self.line = line
         self.index = index
         self.source = source
-        where = []
-        if source:
-            where.append(source)
-        if line is not None:
-            where.append(f"line {line}")
-        if index is not None:
-            where.append(f"index {index}")
-        if field:
-            where.append(f"field '{field}'")
         self.reason = message
-        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.problems = list(problems) or [(field, message)]
+        where = [part for part in (source, None if line is None else f"line {line}",
+                                   None if index is None else f"index {index}") if part]
+        if len(self.problems) == 1:
+            where += [f"field '{field}'"] if field else []
+            said = message
+        else:
+            said = "; ".join(f"field '{f}': {m}" if f else m for f, m in self.problems)
+        super().__init__(f"{', '.join(where)}: {said}" if where else said)
 
 
 class InvalidEventsError(DoxaError):
@@ -54,6 +57,32 @@ class InvalidEventsError(DoxaError):
 
 class ConfigError(DoxaError):
     """A setting (provider string, store URL, template path) cannot be used as given."""
+
+
+class MissingCredentialsError(ConfigError):
+    """A hosted model was named with no API key for it: raised before any input is read.
+
+    `str()` speaks Python (`api_key=`, `base_url=`); `cli_message` says the same with the
+    command line's flags, for `doxa ingest` and friends."""
+
+    def __init__(self, model: str, env_var: str) -> None:
+        self.model = model
+        self.env_var = env_var
+        super().__init__(
+            f"{model} needs an API key: set {env_var} or pass api_key=; or use a local "
+            "model (model=\"ollama/<model>\", or base_url= an OpenAI-compatible server such "
+            "as vLLM or llama.cpp); or try doxa with no model at all: `doxa demo`"
+        )
+
+    @property
+    def cli_message(self) -> str:
+        return (
+            f"{self.model} needs an API key. Three ways forward:\n"
+            f"  - set {self.env_var} (export {self.env_var}=...)\n"
+            "  - use a local model: --model ollama/<model>, or --base-url URL of an "
+            "OpenAI-compatible server (vLLM, llama.cpp)\n"
+            "  - try doxa with no model at all: doxa demo"
+        )
 
 
 class ProviderError(DoxaError):
@@ -98,6 +127,18 @@ class StoreConflictError(StoreError):
         super().__init__(
             f"user {user_id}: model changed underneath this ingest "
             f"(expected version {expected_version}, found {found_version})"
+        )
+
+
+class SyncInEventLoopError(DoxaError, RuntimeError):
+    """A `*_sync` method was called where an event loop already runs (Jupyter, an async
+    app), which cannot run another: the async method is the one to use there."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        super().__init__(
+            f"{method}_sync() cannot run inside a running event loop (a Jupyter notebook, an "
+            f"async app): use `await engine.{method}(...)` instead"
         )
 
 

@@ -101,15 +101,21 @@ class LoadReport:
     skipped: list[InvalidEventError] = field(default_factory=list)
 
 
-def _first_error(exc: ValidationError) -> tuple[str | None, str]:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or None
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "timezone_aware":
-        message = "timestamp has no time zone; give an offset such as 'Z' or '+02:00'"
-    elif err["type"] == "missing":
-        message = "is required"
-    return loc, message
+def _problems(exc: ValidationError) -> list[tuple[str | None, str]]:
+    """Every (field, message) pydantic found, worded for someone fixing an events file."""
+    problems: list[tuple[str | None, str]] = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or None
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "timezone_aware":
+            message = "timestamp has no time zone; give an offset such as 'Z' or '+02:00'"
+        elif err["type"] == "missing" and loc == "user_id":
+            message = ("is required: give each event a user_id, or name the user for all "
+                       "of them (doxa ingest --user USER)")
+        elif err["type"] == "missing":
+            message = "is required"
+        problems.append((loc, message))
+    return problems
 
 
 def parse_event(
@@ -135,9 +141,10 @@ def parse_event(
     try:
         return Event.model_validate(data, context=INPUT)
     except ValidationError as exc:
-        loc, message = _first_error(exc)
+        problems = _problems(exc)
         raise InvalidEventError(
-            message, field=loc, line=line, index=index, source=source
+            problems[0][1], field=problems[0][0], line=line, index=index, source=source,
+            problems=problems,
         ) from None
 
 
@@ -242,6 +249,11 @@ def load_events(
     raw: Iterable[object], *, skip_invalid: bool = False, default_user_id: str | None = None
 ) -> LoadReport:
     """Validate Python objects (dicts or `Event`s); errors name the 0-based index."""
+    if isinstance(raw, str | bytes | Mapping):  # iterating it would make "events" of its parts
+        raise InvalidEventError(
+            f"events must be a list (or other iterable) of events, each a dict or an Event; "
+            f"got a {type(raw).__name__}" + (": wrap a single event in a list"
+                                               if isinstance(raw, Mapping) else ""))
 
     def gen() -> Iterator[Event | InvalidEventError]:
         for i, item in enumerate(raw):

@@ -122,7 +122,9 @@ def _item_view(item: BatchItem, speaking: frozenset[str]) -> dict[str, Any]:
         "id": escape(item.ref, "attribute"),
         "also": escape(",".join(item.event_ids[1:]), "attribute"),
         "type": escape(item.type, "attribute"),
-        "at": escape(item.first_at.isoformat().replace("+00:00", "Z"), "attribute"),
+        "speaker": (escape(item.speaker, "attribute") if item.speaker not in (None, "user")
+                    else None),
+        "at": escape(item.first_at.strftime("%Y-%m-%d %H:%M"), "attribute"),
         "context": escape(item.context, "attribute") if item.context else None,
         "body": escape(body, "body"),
         "suspicious": item.ref in speaking,

@@ -23,7 +23,8 @@ _HINTS = {
     400: "the provider rejected the request; check the model name and parameters",
     401: "the API key was refused; set OPENAI_API_KEY / ANTHROPIC_API_KEY to a valid key",
     403: "the API key may not use this model or endpoint; check the key's project/permissions",
-    404: "the model or endpoint does not exist; check the model name and --base-url",
+    404: "the model or endpoint does not exist; check the model name and the base URL "
+         "(base_url= / --base-url)",
     422: "the provider could not process the request; check the model supports tool calling",
 }
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from doxa.errors import ConfigError
+from doxa.errors import ConfigError, MissingCredentialsError
 
 Wire = Literal["openai", "anthropic"]
 
@@ -76,7 +76,8 @@ def parse_provider(model: str, base_url: str | None = None) -> ProviderSpec:
     if not sep or not model_name:
         raise ConfigError(
             f"model '{model}' needs a provider prefix: openai/<model>, anthropic/<model> or "
-            "ollama/<model> (any OpenAI-compatible server: openai/<model> with --base-url)"
+            "ollama/<model> (any OpenAI-compatible server: openai/<model> with base_url=, "
+            "--base-url on the command line)"
         )
     if name == "openai":
         return ProviderSpec("openai", "openai", model_name,
@@ -90,8 +91,23 @@ def parse_provider(model: str, base_url: str | None = None) -> ProviderSpec:
         return ProviderSpec("ollama", "openai", model_name, base_url or default)
     raise ConfigError(
         f"unknown provider '{name}' in '{model}'; use openai/, anthropic/ or ollama/ "
-        "(for vLLM, llama.cpp or another OpenAI-compatible server: openai/<model> --base-url URL)"
+        "(for vLLM, llama.cpp or another OpenAI-compatible server: openai/<model> with "
+        "base_url=, --base-url on the command line)"
     )
+
+
+def require_credentials(spec: ProviderSpec, api_key: str | None = None) -> str:
+    """The key to send, or `MissingCredentialsError` naming the ways forward.
+
+    Cheap and offline, so commands call it before reading input or opening a store: a
+    missing key must not cost a user a parsed file and a fresh, empty `doxa.db`."""
+    env_var = "OPENAI_API_KEY" if spec.wire == "openai" else "ANTHROPIC_API_KEY"
+    key = api_key or os.environ.get(env_var)
+    if key is None and spec.wire == "openai" and spec.base_url:
+        key = "not-needed"  # local OpenAI-compatible servers ignore the key
+    if key is None:
+        raise MissingCredentialsError(spec.label, env_var)
+    return key
 
 
 def build_client(spec: ProviderSpec, *, api_key: str | None = None, timeout: float = 120.0,
@@ -102,22 +118,13 @@ def build_client(spec: ProviderSpec, *, api_key: str | None = None, timeout: flo
     if spec.wire == "openai":
         import openai
 
-        key = api_key or os.environ.get("OPENAI_API_KEY")
-        if key is None and spec.base_url:
-            key = "not-needed"  # local OpenAI-compatible servers ignore the key
-        if key is None:
-            raise ConfigError(
-                f"{spec.label} needs OPENAI_API_KEY (or pass api_key=, or point --base-url at "
-                "an OpenAI-compatible server)"
-            )
+        key = require_credentials(spec, api_key)
         oa = openai.AsyncOpenAI(api_key=key, base_url=spec.base_url, timeout=timeout,
                                 max_retries=0, http_client=http_client)
         return instructor.from_openai(oa, mode=instructor.Mode.TOOLS)
     import anthropic
 
-    key = api_key or os.environ.get("ANTHROPIC_API_KEY")
-    if key is None:
-        raise ConfigError(f"{spec.label} needs ANTHROPIC_API_KEY (or pass api_key=)")
+    key = require_credentials(spec, api_key)
     ac = anthropic.AsyncAnthropic(api_key=key, base_url=spec.base_url, timeout=timeout,
                                   max_retries=0, http_client=http_client)
     return instructor.from_anthropic(ac, mode=instructor.Mode.TOOLS)

@@ -40,6 +40,9 @@ class EvidenceLink(BaseModel):
 
     event_id: str
     quote: str = ""
+    quote_as_written: str | None = None
+    """The model's own words when doxa repaired the quote to the event's exact span
+    (`doxa.quotes.repair`); None when the model quoted word for word."""
     polarity: Polarity = "supports"
     basis: Basis = "inferred"
     observed_at: AwareDatetime
@@ -129,6 +132,32 @@ class Explanation(BaseModel):
 
     record: Record
     evidence: list[ExplainedEvidence]
+
+    def __str__(self) -> str:
+        """`print(model.explain(id))` reads as the chain; the attributes stay for code."""
+        r = self.record
+        where = r.context + (f", {r.dimension}={r.value}" if r.dimension and r.value else "")
+        lines = [f"{r.id} {r.kind} · {r.status} · confidence {r.confidence:.2f} ({where})",
+                 f"  {r.statement}", "  evidence:"]
+        for item in self.evidence:
+            link, event = item.link, item.event
+            sign = "+" if link.polarity == "supports" else "-"
+            what = "(event erased)" if event is None else (
+                event.text or f"{event.type} {event.properties}")
+            lines.append(f"    {sign} {link.event_id} · {_minute(link.observed_at)} · "
+                         f"{link.basis}: {what}")
+            if link.quote:
+                lines.append(f'        quote: "{link.quote}"')
+        if r.history:
+            lines.append("  history:")
+        lines += [f"    {_minute(rev.recorded_at)} {rev.action} → {rev.confidence:.2f} "
+                  f"{rev.status}" + (f" ({', '.join(rev.event_ids)})" if rev.event_ids else "")
+                  for rev in r.history]
+        return "\n".join(lines)
+
+
+def _minute(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M")
 
 
 _RECORD_ID = attrgetter("id")

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from doxa.records import KINDS, Explanation, Record, UserModel
 
@@ -43,8 +44,10 @@ def _evidence_count(record: Record) -> str:
 def print_explanation(console: Console, explanation: Explanation) -> None:
     """The record, then each piece of evidence with its event, then its history."""
     r = explanation.record
-    console.print(f"[bold]{r.id}[/bold] {r.kind} · {r.status} · confidence {r.confidence:.2f}")
-    console.print(f"  {r.statement}  [dim]({r.context}; prompt {r.prompt_version})[/dim]")
+    console.print(Text.assemble((r.id, "bold"),
+                                f" {r.kind} · {r.status} · confidence {r.confidence:.2f}"))
+    console.print(Text.assemble(f"  {r.statement}  ",
+                                (f"({r.context}; prompt {r.prompt_version})", "dim")))
     table = Table(title="evidence", title_justify="left")
     for col in ("event", "at", "bearing", "basis", "what happened / quote"):
         table.add_column(col, overflow="fold")

@@ -23,14 +23,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from doxa.errors import DoxaError
-from doxa.eval.compare import CaseChange, Comparison, MetricDelta, RecordView, compare_runs
+from doxa.eval.baselines import BASELINES, check_baseline
+from doxa.eval.compare import CaseChange, Comparison, MetricDelta, RunLabel, compare_runs
 from doxa.eval.fixtures import load_suite
 from doxa.eval.match import MATCHERS
-from doxa.eval.metrics import metric_values
+from doxa.eval.metrics import metric_values, usage_values
 from doxa.eval.report import write_report
 from doxa.eval.runfile import CaseResult, RunFile, read_run, write_run
 from doxa.eval.runner import RunSettings, run_eval
+from doxa.eval.sidebyside import Find, GroupRow, SideBySide, markdown_table, side_by_side
 from doxa.eval.thresholds import check_thresholds, parse_threshold, threshold_names
+from doxa.eval.views import RecordView
 
 T = TypeVar("T")
 EXIT_OK = 0
@@ -93,7 +96,9 @@ def _num(value: float | None, digits: int = 3) -> str:
 def summary_table(run: RunFile) -> Table:
     """Headline metrics, per-kind scores and usage of a run."""
     m = run.metrics
-    table = Table(title=f"{run.suite} · {run.model} · matcher {run.matcher}", show_header=True)
+    what = f" · baseline {run.baseline}" if run.baseline else ""
+    table = Table(title=escape(f"{run.suite} · {run.model} · matcher {run.matcher}{what}"),
+                  show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     values = metric_values(m)
@@ -111,8 +116,14 @@ def summary_table(run: RunFile) -> Table:
     for dim, acc in m.answer_accuracy.items():
         table.add_row(f"answer.{dim}", f"{_num(acc.accuracy)} (n={acc.n})")
     u = run.usage
+    ratios = usage_values(u, m)
     table.add_row("LLM calls (cache hits)", f"{u.llm_calls} ({u.cache_hits})")
+    table.add_row("calls per calling batch (re-asks)",
+                  f"{_num(ratios['calls_per_calling_batch'], 2)} ({_num(ratios['reasks'], 0)})")
     table.add_row("tokens in/out", f"{u.input_tokens}/{u.output_tokens}")
+    table.add_row("input tokens per case / per record found",
+                  f"{_num(ratios['input_tokens_per_case'], 0)} / "
+                  f"{_num(ratios['input_tokens_per_found'], 0)}")
     table.add_row("cost USD", _num(u.cost_usd, 4))
     table.add_row("ingest time s", f"{u.latency_s:.1f}")
     return table
@@ -126,9 +137,12 @@ def _exit_code(run: RunFile, failures: list[str]) -> int:
 
 def _report_run(run: RunFile, path: Path, failures: list[str], as_json: bool) -> None:
     if as_json:
-        _print_json({"run_file": str(path), "metrics": run.metrics.model_dump(mode="json"),
+        _print_json({"run_file": str(path), "baseline": run.baseline,
+                     "metrics": run.metrics.model_dump(mode="json"),
                      "usage": run.usage.model_dump(mode="json"),
+                     "usage_ratios": usage_values(run.usage, run.metrics),
                      "errored": [c.case_id for c in run.cases if c.error],
+                     "warnings": {c.case_id: c.warning for c in run.cases if c.warning},
                      "threshold_failures": failures})
         return
     console.print(summary_table(run))
@@ -136,6 +150,9 @@ def _report_run(run: RunFile, path: Path, failures: list[str], as_json: bool) ->
         if case.error:
             err_console.print(f"[red]case {case.case_id} errored:[/red] {escape(case.error)}",
                               soft_wrap=True)
+        elif case.warning:
+            err_console.print(f"[yellow]case {escape(case.case_id)}:[/yellow] "
+                              f"{escape(case.warning)}", soft_wrap=True)
     for failure in failures:
         err_console.print(f"[yellow]under threshold:[/yellow] {failure}", soft_wrap=True)
     console.print(f"run file: {path}", soft_wrap=True)
@@ -169,6 +186,10 @@ def run_command(
     oracle: Annotated[bool, typer.Option(
         "--oracle", help="no LLM: feed the expected records through merge, to score merge "
         "and confidence alone")] = False,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", help="run a built-in baseline instead of doxa, for `doxa eval compare` "
+        f"and `report --baseline`: {' | '.join(BASELINES)} (one call per case, every event "
+        "as a line, a two-sentence instruction, nothing checked)")] = None,
     as_json: JsonOpt = False,
     fail_under: Annotated[list[str] | None, typer.Option(
         "--fail-under", help="METRIC=VALUE, repeatable (exit 100 if under): "
@@ -182,7 +203,8 @@ def run_command(
         suite=str(suite), model=model, base_url=base_url,
         prompt_dir=str(prompt) if prompt else None, matcher=matcher, judge_model=judge_model,
         concurrency=concurrency, cache=not no_cache, cache_dir=str(cache_dir), oracle=oracle,
-        timeout_s=timeout, schema_file=str(schema) if schema else None)
+        timeout_s=timeout, schema_file=str(schema) if schema else None, baseline=baseline)
+    _guard(lambda: check_baseline(settings))
     run = _guard(lambda: _execute(settings, cases, quiet=as_json))
     path = write_run(run, out or _default_out(suite))
     failures = check_thresholds(run.metrics, thresholds)
@@ -191,7 +213,9 @@ def run_command(
 
 
 DIGITS = {"cost_usd": 4, "latency_s": 1, "llm_calls": 0, "input_tokens": 0,
-          "output_tokens": 0, "forbidden_violations": 0, "kind_mismatches": 0}
+          "output_tokens": 0, "forbidden_violations": 0, "kind_mismatches": 0, "reasks": 0,
+          "calls_per_calling_batch": 2, "input_tokens_per_case": 0,
+          "input_tokens_per_found": 0}
 
 
 def _delta_row(d: MetricDelta) -> tuple[str, str, str, str]:
@@ -228,10 +252,76 @@ def _case_table(change: CaseChange, comparison: Comparison) -> Table:
     return table
 
 
+def _finds_table(title: str, finds: tuple[Find, ...], finder: str, other: str) -> Table:
+    table = Table(title=title, show_lines=True, expand=True)
+    for column in ("case", "expected", f"{finder} found", f"{other} predicted"):
+        table.add_column(column)
+    for find in finds:
+        table.add_row(escape(find.case_id), _records_cell((find.expected,), marks=False),
+                      _records_cell((find.found_by,), marks=False),
+                      _records_cell(find.other_predicted))
+    return table
+
+
+def _group_table(title: str, rows: tuple[GroupRow, ...], baseline: str, *,
+                 tokens: bool) -> Table:
+    table = Table(title=title)
+    table.add_column("suite" if tokens else "kind")
+    table.add_column("cases", justify="right")
+    columns = [("recall", "recall", 3), ("precision", "precision", 3),
+               ("evidence P", "evidence_precision", 3), ("evidence R", "evidence_recall", 3)]
+    if tokens:
+        columns += [("in tok/case", "input_tokens_per_case", 0),
+                    ("out tok/case", "output_tokens_per_case", 0)]
+    for name, _, _ in columns:
+        table.add_column(f"{name}\ndoxa", justify="right")
+        table.add_column(f"{name}\n{escape(baseline)}", justify="right")
+    for row in rows:
+        cells = [escape(row.group), str(row.cases)]
+        for _, field, digits in columns:
+            ours, theirs = getattr(row.doxa, field), getattr(row.baseline, field)
+            cells += [_num(ours, digits), _num(theirs, digits)]
+        table.add_row(*cells)
+    return table
+
+
+LEFT_OUT_SHOWN = 10
+"""A doxa run over every suite beside a baseline over one leaves out dozens: name a few."""
+
+
+def print_side_by_side(view: SideBySide) -> None:
+    """Baseline-only finds first, then both runs' scores per suite and per kind."""
+    b = view.baseline
+    console.print(f"\n[bold]{len(view.baseline_only)} expected record(s) the {escape(b)} "
+                  "baseline finds and doxa misses[/bold]")
+    if view.baseline_only:
+        console.print(_finds_table(f"found by {b} only", view.baseline_only, b, "doxa"))
+    console.print(_group_table(f"doxa beside {b}, per suite", view.suites, b, tokens=True))
+    console.print(_group_table(f"doxa beside {b}, per kind", view.kinds, b, tokens=False))
+    console.print(f"\n[bold]{len(view.doxa_only)} expected record(s) doxa finds and the "
+                  f"{escape(b)} baseline misses[/bold]")
+    if view.doxa_only:
+        console.print(_finds_table("found by doxa only", view.doxa_only, "doxa", b))
+    if view.left_out:
+        shown = ", ".join(view.left_out[:LEFT_OUT_SHOWN])
+        more = f" and {len(view.left_out) - LEFT_OUT_SHOWN} more" if len(
+            view.left_out) > LEFT_OUT_SHOWN else ""
+        console.print(escape(f"{len(view.left_out)} case(s) left out (in one run only, or "
+                             f"errored): {shown}{more}"), soft_wrap=True)
+
+
+def _run_line(side: str, label: RunLabel) -> str:
+    what = f"baseline {label.baseline}" if label.baseline else "doxa"
+    return (f"{side}: {label.path} ({what}, {label.model}, prompt "
+            f"{label.prompt_version or '–'}, {label.matcher})")
+
+
 def print_comparison(comparison: Comparison) -> None:
     a, b = comparison.a, comparison.b
-    console.print(f"A: {a.path} ({a.model}, prompt {a.prompt_version or '–'}, {a.matcher})")
-    console.print(f"B: {b.path} ({b.model}, prompt {b.prompt_version or '–'}, {b.matcher})")
+    console.print(escape(_run_line("A", a)), soft_wrap=True)
+    console.print(escape(_run_line("B", b)), soft_wrap=True)
+    if comparison.side_by_side is not None:
+        print_side_by_side(comparison.side_by_side)
     table = Table(title="metrics (B − A)")
     for column in ("metric", "A", "B", "Δ"):
         table.add_column(column, justify="left" if column == "metric" else "right")
@@ -249,13 +339,27 @@ def print_comparison(comparison: Comparison) -> None:
 
 @app.command("compare")
 def compare_command(
-    run_a: Annotated[Path, typer.Argument(help="baseline run file")],
-    run_b: Annotated[Path, typer.Argument(help="run file to compare with the baseline")],
+    run_a: Annotated[Path, typer.Argument(help="reference run file (A)")],
+    run_b: Annotated[Path, typer.Argument(help="run file to compare with it (B)")],
     as_json: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="with a doxa run and a `--baseline` run (either order): print "
+        "only the per-suite table (recall, evidence precision, input tokens per case) as "
+        "markdown")] = False,
 ) -> None:
-    """Metric deltas B − A, then the cases that got worse and better, side by side."""
+    """Metric deltas B − A, then the cases that got worse and better, side by side.
+
+    When one run was written with `--baseline` (`doxa eval compare DOXA_RUN NAIVE_RUN`),
+    doxa is first set beside the baseline: the records only the baseline found, then both
+    runs' recall, precision, evidence precision/recall and tokens per case, per suite folder
+    and per kind."""
     a, b = _guard(lambda: read_run(run_a)), _guard(lambda: read_run(run_b))
     comparison = compare_runs(a, b, path_a=str(run_a), path_b=str(run_b))
+    if markdown:
+        if comparison.side_by_side is None:
+            _fail("--markdown needs one doxa run and one run written with --baseline")
+        sys.stdout.write(markdown_table(comparison.side_by_side))
+        return
     if as_json:
         _print_json(comparison.model_dump(mode="json"))
     else:
@@ -266,8 +370,21 @@ def compare_command(
 def report_command(
     run: Annotated[Path, typer.Argument(help="run file written by `doxa eval run`")],
     html: Annotated[Path, typer.Option("--html", help="HTML file to write")],
+    baseline: Annotated[Path | None, typer.Option(
+        "--baseline", help="a run file written by `doxa eval run --baseline`: the page sets "
+        "the run beside it (baseline-only finds first, then per suite and per kind)")] = None,
 ) -> None:
     """Write one self-contained HTML page for a run: summary, cases, reliability plot."""
     loaded = _guard(lambda: read_run(run))
-    path = write_report(loaded, html)
+    beside = None
+    if baseline is not None:
+        reference = _guard(lambda: read_run(baseline))
+        if reference.baseline is None:
+            _fail(f"{baseline}: not a baseline run (write one with `doxa eval run SUITE "
+                  "--baseline naive`)")
+        if loaded.baseline is not None:
+            _fail(f"{run}: a baseline run itself; give doxa's run first, the baseline's "
+                  "with --baseline")
+        beside = _guard(lambda: side_by_side(loaded, reference))
+    path = write_report(loaded, html, beside=beside)
     console.print(f"report: {path}", soft_wrap=True)

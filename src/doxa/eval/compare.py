@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from doxa.eval.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, metric_values
+from doxa.eval.metrics import (
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    USAGE_FIELDS,
+    metric_values,
+    usage_values,
+)
 from doxa.eval.runfile import CaseResult, RunFile
-
-USAGE_FIELDS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "latency_s")
+from doxa.eval.sidebyside import SideBySide, doxa_and_baseline, side_by_side
+from doxa.eval.views import RecordView, record_views
 
 
 class MetricDelta(BaseModel):
@@ -24,19 +30,6 @@ class MetricDelta(BaseModel):
     b: float | None
     delta: float | None
     better: bool | None
-
-
-class RecordView(BaseModel):
-    """A record as shown side by side: predicted ones carry confidence and status."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: str
-    statement: str
-    status: str
-    evidence: tuple[str, ...] = ()
-    confidence: float | None = None
-    matched: bool = False
 
 
 class CaseChange(BaseModel):
@@ -64,6 +57,7 @@ class RunLabel(BaseModel):
     prompt_version: str
     matcher: str
     oracle: bool
+    baseline: str | None = None
 
 
 class Comparison(BaseModel):
@@ -78,6 +72,8 @@ class Comparison(BaseModel):
     better: tuple[CaseChange, ...] = ()
     only_a: tuple[str, ...] = ()
     only_b: tuple[str, ...] = ()
+    side_by_side: SideBySide | None = None
+    """When exactly one run is a baseline: doxa beside it, baseline-only finds first."""
 
 
 def _delta(name: str, a: float | None, b: float | None) -> MetricDelta:
@@ -96,25 +92,9 @@ def metric_deltas(a: RunFile, b: RunFile) -> list[MetricDelta]:
     va, vb = metric_values(a.metrics), metric_values(b.metrics)
     names = list(dict.fromkeys([*va, *vb]))
     deltas = [_delta(n, va.get(n), vb.get(n)) for n in names]
-    for field in USAGE_FIELDS:
-        ua, ub = getattr(a.usage, field), getattr(b.usage, field)
-        deltas.append(_delta(field, None if ua is None else float(ua),
-                             None if ub is None else float(ub)))
+    ua, ub = usage_values(a.usage, a.metrics), usage_values(b.usage, b.metrics)
+    deltas += [_delta(field, ua[field], ub[field]) for field in USAGE_FIELDS]
     return deltas
-
-
-def record_views(result: CaseResult) -> tuple[tuple[RecordView, ...], tuple[RecordView, ...]]:
-    """(expected, predicted) of one case, each flagged when matched."""
-    matched_e = {m.expected_index for m in result.matching.pairs}
-    matched_p = {m.predicted_id for m in result.matching.pairs}
-    expected = tuple(RecordView(kind=e.kind, statement=e.statement, status=e.status,
-                                evidence=e.evidence, matched=n in matched_e)
-                     for n, e in enumerate(result.expected))
-    predicted = tuple(RecordView(kind=p.kind, statement=p.statement, status=p.status,
-                                 evidence=p.evidence, confidence=p.confidence,
-                                 matched=p.id in matched_p)
-                      for p in result.predicted)
-    return expected, predicted
 
 
 def _score(result: CaseResult) -> tuple[float, int]:
@@ -138,11 +118,12 @@ def _change(a: CaseResult, b: CaseResult) -> CaseChange:
 
 def _label(run: RunFile, path: str) -> RunLabel:
     return RunLabel(path=path, model=run.model, prompt_version=run.prompt_version,
-                    matcher=run.matcher, oracle=run.oracle)
+                    matcher=run.matcher, oracle=run.oracle, baseline=run.baseline)
 
 
 def compare_runs(a: RunFile, b: RunFile, *, path_a: str = "A", path_b: str = "B") -> Comparison:
-    """Metric deltas B − A, and the cases present in both whose score moved (largest first)."""
+    """Metric deltas B − A, and the cases present in both whose score moved (largest first);
+    with a baseline run on one side, doxa beside it as well."""
     in_b = {c.case_id: c for c in b.cases}
     moved = [(ca, in_b[ca.case_id]) for ca in a.cases
              if ca.case_id in in_b and _score(ca) != _score(in_b[ca.case_id])]
@@ -156,4 +137,5 @@ def compare_runs(a: RunFile, b: RunFile, *, path_a: str = "A", path_b: str = "B"
         a=_label(a, path_a), b=_label(b, path_b), metrics=tuple(metric_deltas(a, b)),
         worse=tuple(_change(*p) for p in worse), better=tuple(_change(*p) for p in better),
         only_a=tuple(sorted(in_a - set(in_b))), only_b=tuple(sorted(set(in_b) - in_a)),
+        side_by_side=side_by_side(*pair) if (pair := doxa_and_baseline(a, b)) else None,
     )

@@ -121,6 +121,11 @@ class Usage(BaseModel):
     cache_hits: int = 0
     latency_s: float = 0.0
     dropped: int = 0
+    calling_batches: int | None = None
+    """Batches that called the LLM (signal, and not answered from the cache); None in run
+    files written before it was counted."""
+    reasks: int | None = None
+    """Calls after a calling batch's first: instructor's re-asks of invalid answers."""
 
     def __add__(self, other: Usage) -> Usage:
         cost = (None if self.cost_usd is None or other.cost_usd is None
@@ -131,7 +136,37 @@ class Usage(BaseModel):
             output_tokens=self.output_tokens + other.output_tokens, cost_usd=cost,
             cache_hits=self.cache_hits + other.cache_hits,
             latency_s=self.latency_s + other.latency_s, dropped=self.dropped + other.dropped,
+            calling_batches=_plus(self.calling_batches, other.calling_batches),
+            reasks=_plus(self.reasks, other.reasks),
         )
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    """A count summed where either side measured it (an unmeasured side adds nothing)."""
+    return None if a is None and b is None else (a or 0) + (b or 0)
+
+
+USAGE_FIELDS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "latency_s",
+                "reasks", "calls_per_calling_batch", "input_tokens_per_case",
+                "input_tokens_per_found")
+"""What a run cost, by name: totals, then the ratios that say what a found record costs."""
+
+
+def usage_values(usage: Usage, metrics: SuiteMetrics) -> dict[str, float | None]:
+    """Usage totals and ratios: calls per calling batch, input tokens per case that ran and
+    per expected record found (None where the denominator is 0 or was not counted)."""
+    def ratio(total: float, count: int | None) -> float | None:
+        return total / count if count else None
+
+    return {
+        "llm_calls": float(usage.llm_calls), "input_tokens": float(usage.input_tokens),
+        "output_tokens": float(usage.output_tokens), "cost_usd": usage.cost_usd,
+        "latency_s": usage.latency_s,
+        "reasks": None if usage.reasks is None else float(usage.reasks),
+        "calls_per_calling_batch": ratio(usage.llm_calls, usage.calling_batches),
+        "input_tokens_per_case": ratio(usage.input_tokens, metrics.cases),
+        "input_tokens_per_found": ratio(usage.input_tokens, metrics.overall.tp),
+    }
 
 
 def total_usage(usages: Sequence[Usage]) -> Usage:
@@ -150,6 +185,8 @@ class ScoredCase:
     forbidden: Sequence[ForbiddenRecord]
     matching: Matching
     multi_batch: bool = False
+    calibrated: bool = True
+    """False when the confidences are a baseline's fixed stand-in: no calibration is scored."""
 
     def matched_ids(self) -> set[str]:
         return {p.predicted_id for p in self.matching.pairs}
@@ -179,11 +216,12 @@ def counts_by_kind(case: ScoredCase) -> dict[Kind, tuple[int, int, int]]:
     return out
 
 
-def evidence_counts(case: ScoredCase) -> tuple[int, int, int, int]:
-    """(pairs, hits, predicted, expected) over matched pairs whose label lists evidence."""
+def evidence_counts(case: ScoredCase, kind: str | None = None) -> tuple[int, int, int, int]:
+    """(pairs, hits, predicted, expected) over matched pairs whose label lists evidence
+    (only labels of `kind` when given)."""
     pairs = hits = predicted = expected = 0
     for pred, exp in case.matched_pairs():
-        if not exp.evidence:
+        if not exp.evidence or (kind is not None and exp.kind != kind):
             continue
         cited, labelled = set(pred.evidence), set(exp.evidence)
         pairs += 1
@@ -194,7 +232,10 @@ def evidence_counts(case: ScoredCase) -> tuple[int, int, int, int]:
 
 
 def calibration_points(case: ScoredCase) -> list[tuple[float, int]]:
-    """(confidence, 1 if matched else 0) for each compared predicted record."""
+    """(confidence, 1 if matched else 0) for each compared predicted record (none when
+    the confidences are not the extractor's own)."""
+    if not case.calibrated:
+        return []
     matched = case.matched_ids()
     return [(p.confidence, int(p.id in matched)) for p in case.compared()]
 

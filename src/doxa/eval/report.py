@@ -14,9 +14,10 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
-from doxa.eval.compare import record_views
-from doxa.eval.metrics import Calibration, metric_values
+from doxa.eval.metrics import Calibration, metric_values, usage_values
 from doxa.eval.runfile import CaseResult, RunFile
+from doxa.eval.sidebyside import SideBySide
+from doxa.eval.views import record_views
 
 SIZE = 320
 PAD = 40
@@ -84,8 +85,9 @@ def _case_view(result: CaseResult) -> dict[str, Any]:
                            for k in result.matching.kind_mismatches]}
 
 
-def render_html(run: RunFile, *, title: str | None = None) -> str:
-    """The report page for a run, as one HTML string."""
+def render_html(run: RunFile, *, title: str | None = None,
+                beside: SideBySide | None = None) -> str:
+    """The report page for a run, as one HTML string; `beside` sets it next to a baseline."""
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["fmt"] = _fmt
@@ -93,13 +95,14 @@ def render_html(run: RunFile, *, title: str | None = None) -> str:
         files("doxa.eval").joinpath("report.html.j2").read_text(encoding="utf-8"))
     return template.render(
         run=run, title=title or f"doxa eval: {run.suite}", values=metric_values(run.metrics),
+        ratios=usage_values(run.usage, run.metrics),
         plot=Markup(reliability_svg(run.metrics.calibration)),  # numbers only, no event text
-        cases=[_case_view(c) for c in run.cases],
+        cases=[_case_view(c) for c in run.cases], beside=beside,
     )
 
 
-def write_report(run: RunFile, path: str | Path) -> Path:
+def write_report(run: RunFile, path: str | Path, *, beside: SideBySide | None = None) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(render_html(run), encoding="utf-8")
+    p.write_text(render_html(run, beside=beside), encoding="utf-8")
     return p

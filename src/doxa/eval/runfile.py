@@ -49,10 +49,14 @@ class CaseResult(BaseModel):
     metrics: CaseMetrics | None = None
     usage: Usage = Usage()
     error: str | None = None
+    baseline: str | None = None
+    """The built-in baseline that answered this case (None: doxa did)."""
+    warning: str | None = None
+    """Something a reader of the scores should know: a baseline's answer that did not parse."""
 
     def scored(self) -> ScoredCase:
         return ScoredCase(self.predicted, self.expected, self.forbidden, self.matching,
-                          multi_batch=self.batches > 1)
+                          multi_batch=self.batches > 1, calibrated=self.baseline is None)
 
 
 class RunFile(BaseModel):
@@ -68,6 +72,8 @@ class RunFile(BaseModel):
     prompt_version: str = ""
     matcher: str
     oracle: bool = False
+    baseline: str | None = None
+    """Set when a built-in baseline (`naive`), not doxa, answered the cases."""
     started_at: AwareDatetime
     finished_at: AwareDatetime
     cases: tuple[CaseResult, ...] = ()

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from doxa.errors import ConfigError, ProviderAuthError
+from doxa.eval.baselines import Baseline, check_baseline, make_baseline
 from doxa.eval.fixtures import Case
 from doxa.eval.match import LexicalMatcher, Matcher, PredictedRecord, make_matcher, match_case
 from doxa.eval.metrics import Usage, case_metrics, suite_metrics, total_usage
@@ -52,29 +53,48 @@ OnDone = Callable[[CaseResult], None]
 
 
 def usage_of(result: Any, latency_s: float) -> Usage:
-    """Usage from an ingest result, by attribute, so any engine's result will do."""
+    """Usage from an ingest result, by attribute, so any engine's result will do.
+
+    Calling batches are the batches with signal not answered from the cache; each makes one
+    call, so the calls beyond that are re-asks (an engine that counts its re-asks itself,
+    as `reasks`, is taken at its word). A result without batch counts leaves both None."""
     cost = getattr(result, "cost_usd", 0.0)
+    calls, hits = int(getattr(result, "llm_calls", 0)), int(getattr(result, "cache_hits", 0))
+    calling = reasks = None
+    if isinstance(batches := getattr(result, "batches", None), int):
+        calling = max(0, batches - int(getattr(result, "batches_without_signal", 0)) - hits)
+        counted = getattr(result, "reasks", None)
+        reasks = counted if isinstance(counted, int) else max(0, calls - calling)
     return Usage(
-        llm_calls=int(getattr(result, "llm_calls", 0)),
+        llm_calls=calls,
         input_tokens=int(getattr(result, "input_tokens", 0)),
         output_tokens=int(getattr(result, "output_tokens", 0)),
         cost_usd=None if cost is None else float(cost),
-        cache_hits=int(getattr(result, "cache_hits", 0)),
+        cache_hits=hits,
         latency_s=latency_s,
         dropped=len(getattr(result, "dropped", None) or ()),
+        calling_batches=calling, reasks=reasks,
     )
 
 
 async def score_case(case: Case, records: Sequence[Record], *, matcher: Matcher,
                      usage: Usage | None = None, prompt_version: str = "") -> CaseResult:
     """Match the final model's records against the case's labels and score them."""
-    predicted = tuple(PredictedRecord.from_record(r) for r in records)
+    return await score_predicted(case, tuple(PredictedRecord.from_record(r) for r in records),
+                                 matcher=matcher, usage=usage, prompt_version=prompt_version)
+
+
+async def score_predicted(case: Case, predicted: tuple[PredictedRecord, ...], *,
+                          matcher: Matcher, usage: Usage | None = None,
+                          prompt_version: str = "", baseline: str | None = None,
+                          warning: str | None = None) -> CaseResult:
+    """Score records however they were obtained: doxa's final model or a baseline's answer."""
     matching = await match_case(predicted, case.expected, case.forbidden, matcher)
     result = CaseResult(
         case_id=case.id, description=case.description, path=case.path, user_id=case.user_id,
         batches=len(case.batches), prompt_version=prompt_version, predicted=predicted,
         expected=case.expected, forbidden=case.forbidden, matching=matching,
-        usage=usage or Usage(),
+        usage=usage or Usage(), baseline=baseline, warning=warning,
     )
     return result.model_copy(update={"metrics": case_metrics(result.scored())})
 
@@ -176,6 +196,8 @@ class RunSettings(BaseModel):
     timeout_s: float | None = None
     schema_file: str | None = None
     """A model schema file: extraction is schema-shaped, and value accuracy means something."""
+    baseline: str | None = None
+    """A built-in baseline (`naive`) answers the cases instead of doxa."""
 
 
 def _case_runner(settings: RunSettings, matcher: Matcher,
@@ -189,21 +211,31 @@ def _case_runner(settings: RunSettings, matcher: Matcher,
     return lambda case: run_case(case, factory, matcher=matcher)
 
 
+def _baseline_runner(baseline: Baseline, matcher: Matcher) -> CaseRunner:
+    return lambda case: baseline.run_case(case, matcher)
+
+
 async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
                    engine_factory: EngineFactory | None = None, matcher: Matcher | None = None,
                    on_done: OnDone | None = None) -> RunFile:
     """Run every case, score the suite, and return the run file's content."""
     from doxa import __version__
 
+    check_baseline(settings)
     own = matcher is None
     matcher = matcher or make_matcher(
         settings.matcher, judge_model=settings.judge_model or settings.model,
         base_url=settings.base_url, cache_dir=settings.cache_dir if settings.cache else None)
     started = stamp()
+    baseline = make_baseline(settings) if settings.baseline else None
     try:
-        results = await run_cases(cases, _case_runner(settings, matcher, engine_factory),
-                                  concurrency=settings.concurrency, on_done=on_done)
+        run_one = (_baseline_runner(baseline, matcher) if baseline is not None
+                   else _case_runner(settings, matcher, engine_factory))
+        results = await run_cases(cases, run_one, concurrency=settings.concurrency,
+                                  on_done=on_done)
     finally:
+        if baseline is not None:
+            await baseline.close()
         if own and callable(close := getattr(matcher, "close", None)):
             close()
     ran = [r for r in results if r.error is None]
@@ -212,6 +244,7 @@ async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
         doxa_version=__version__, suite=settings.suite,
         model="oracle" if settings.oracle else settings.model,
         prompt_version=",".join(versions), matcher=matcher.name, oracle=settings.oracle,
+        baseline=settings.baseline,
         started_at=started, finished_at=stamp(), cases=tuple(results),
         metrics=suite_metrics([r.scored() for r in ran], errored=len(results) - len(ran),
                               closed_dimensions=_closed_dimensions(settings.schema_file)),

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from doxa import __version__
 from doxa.engine import Engine
@@ -37,8 +38,10 @@ def create_app(engine: Engine, keys: KeyRing, limits: ServerLimits | None = None
         if close_engine:
             await engine.close()
 
-    app = FastAPI(title="doxa", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+    # /docs (Swagger UI) and /redoc load their scripts and styles from the installed
+    # fastapi-offline package, not a CDN: an explorer that works offline and behind firewalls.
+    app = FastAPIOffline(title="doxa", version=__version__, description=DESCRIPTION,
+                         lifespan=lifespan)
     app.state.doxa = ServerState(engine=engine, limits=limits,
                                  slots=IngestSlots(limits.max_concurrent_ingests,
                                                    limits.max_queued_ingests))

@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from doxa.errors import DoxaError
+from doxa.terminal import err_console, print_error
 
-err_console = Console(stderr=True)
 DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
 DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
 INSTALL_HINT = "doxa serve needs the server extra: pip install 'doxa[server]'"
@@ -25,7 +23,7 @@ def serve(
     db: Annotated[str, typer.Option("--db", help="SQLite path or store URL (sqlite:///x.db, "
                                     "postgresql://..., memory://)")] = DEFAULT_DB,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8080,
     model: Annotated[str, typer.Option("--model", "-m", help="provider/model that extracts "
                                        "from ingested events")] = DEFAULT_MODEL,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server "
@@ -35,14 +33,18 @@ def serve(
     keys: Annotated[Path | None, typer.Option("--keys", help="keys file: 'tenant sha256:<hex> "
                     "scopes' lines (default DOXA_API_KEYS_FILE); DOXA_API_KEYS adds "
                     "tenant:key pairs")] = None,
-    max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 1_048_576,
-    max_events: Annotated[int, typer.Option(help="events per ingest request")] = 1000,
-    concurrency: Annotated[int, typer.Option(help="ingests (LLM calls) at once")] = 4,
+    max_body_bytes: Annotated[int, typer.Option(
+        min=1, help="larger request bodies get 413")] = 1_048_576,
+    max_events: Annotated[int, typer.Option(min=1, help="events per ingest request")] = 1000,
+    concurrency: Annotated[int, typer.Option(min=1, help="ingests (LLM calls) at once")] = 4,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
-    print_openapi: Annotated[bool, typer.Option("--print-openapi", help="print the OpenAPI "
+    print_openapi: Annotated[bool, typer.Option("--print-openapi", metavar="",
+                             help="print the OpenAPI "
                              "document and exit")] = False,
-    new_key: Annotated[str | None, typer.Option("--new-key", metavar="TENANT", help="print a "
-                       "fresh API key for TENANT and its keys-file line, and exit")] = None,
+    new_key: Annotated[str | None, typer.Option("--new-key", metavar="TENANT", help="mint an "
+                       "API key for TENANT, print it once and exit; with --keys FILE (or "
+                       "DOXA_API_KEYS_FILE) its hash is appended to FILE, otherwise the "
+                       "keys-file line is printed too")] = None,
 ) -> None:
     """Serve user models over an authenticated HTTP API (OpenAPI at /openapi.json).
 
@@ -50,7 +52,7 @@ def serve(
     users. Keys come from --keys / DOXA_API_KEYS_FILE (hashes only) and DOXA_API_KEYS.
     """
     if new_key is not None:
-        _print_new_key(new_key)
+        _mint_key(new_key, keys or os.environ.get("DOXA_API_KEYS_FILE"))
         return
     try:
         import uvicorn
@@ -59,9 +61,10 @@ def serve(
         from doxa.server.auth import load_keys
         from doxa.server.settings import ServerLimits
     except ImportError:
-        err_console.print(f"[red]error:[/red] {escape(INSTALL_HINT)}")
+        print_error(INSTALL_HINT)
         raise typer.Exit(1) from None
     from doxa.engine import Engine
+    from doxa.providers import parse_provider, require_credentials
 
     try:
         limits = ServerLimits(max_body_bytes=max_body_bytes, max_events=max_events,
@@ -69,15 +72,16 @@ def serve(
         if print_openapi:
             sys.stdout.write(json.dumps(openapi_document(limits), indent=2) + "\n")
             return
+        # A missing provider key fails now, before a store is created or a client waits.
+        require_credentials(parse_provider(model, base_url))
         ring = load_keys(keys, os.environ)
         if not len(ring):
             _fail("no API keys: pass --keys FILE (lines 'tenant sha256:<hex>', see "
                   "`doxa serve --new-key TENANT`) or set DOXA_API_KEYS=tenant:key")
         engine = Engine(model=model, store=db if "://" in db else f"sqlite:///{db}",
                         base_url=base_url, schema=schema)
-        _ = engine.extractor  # a missing provider key fails now, not at the first ingest
     except (DoxaError, ValueError) as exc:
-        _fail(str(exc))
+        _fail(exc)
     err_console.print(f"doxa serving {engine.spec.label} on http://{host}:{port} "
                       f"({len(ring)} key(s), tenants: {', '.join(sorted(ring.tenants))})")
     app = create_app(engine, ring, limits, close_engine=True)
@@ -85,19 +89,34 @@ def serve(
                                   server_header=False, proxy_headers=False)).run()
 
 
-def _print_new_key(tenant: str) -> None:
-    from doxa.server.auth import KeyRing, hash_key
-    from doxa.server.auth import new_key as make_key
+def _mint_key(tenant: str, keys_file: str | Path | None) -> None:
+    """Make one key and keep only its hash: printed once, the hash written where the server
+    reads it. One command, one key: minting again for the same file adds a second key
+    rather than replacing the hash of the key a client already holds."""
+    from doxa.server.auth import KeyRing, hash_key, new_key
 
-    key = make_key()
+    key = new_key()
+    line = f"{tenant} {hash_key(key)} read,write,delete\n"
     try:
         KeyRing().add_hashed(tenant, hash_key(key))
     except DoxaError as exc:
-        _fail(str(exc))
-    sys.stdout.write(f"key (give it to the client; it is not stored): {key}\n"
-                     f"line for the keys file: {tenant} {hash_key(key)} read,write,delete\n")
+        _fail(exc)
+    if keys_file is None:
+        sys.stdout.write(f"key (give it to the client; it is not stored): {key}\n"
+                         f"line for the keys file: {line}")
+        return
+    path = Path(keys_file)
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a",
+                       encoding="utf-8") as fh:
+            fh.write(line)
+    except OSError as exc:
+        _fail(f"cannot write the keys file {path}: {exc.strerror}")
+    sys.stdout.write(f"{key}\n")
+    err_console.print(f"added a key for tenant {tenant} to {path} (only its hash); the key "
+                      "above is shown once: give it to the client now")
 
 
-def _fail(message: str) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {escape(message)}")
+def _fail(message: str | BaseException) -> NoReturn:
+    print_error(message)
     raise typer.Exit(1)

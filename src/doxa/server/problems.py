@@ -126,10 +126,10 @@ def invalid_events(exc: InvalidEventsError | InvalidEventError) -> ApiError:
     """doxa's own event validation (e.g. one id used twice with different content)."""
     found = exc.errors if isinstance(exc, InvalidEventsError) else [exc]
     errors = [
-        FieldError(field=f"events[{e.index}]" + (f".{e.field}" if e.field else "")
+        FieldError(field=f"events[{e.index}]" + (f".{field}" if field else "")
                    if e.index is not None else "events",
-                   location="body", message=e.reason, type="invalid_event")
-        for e in found
+                   location="body", message=message, type="invalid_event")
+        for e in found for field, message in e.problems
     ]
     summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
     return ApiError(422, "invalid-events", f"nothing was ingested: {summary}", errors=errors)

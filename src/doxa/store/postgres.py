@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +51,11 @@ CREATE INDEX IF NOT EXISTS cache_user ON cache (user_id);
 """
 
 
+def _shown(url: str) -> str:
+    """The URL for an error message, without its password."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 class PostgresStore:
     """`PostgresStore("postgresql://user@host/db")`; the pool opens on first use."""
 
@@ -69,6 +75,15 @@ class PostgresStore:
 
     async def _open(self) -> None:
         if not self._ready:
+            try:
+                # One direct attempt first: an unreachable server is one clear error now,
+                # not the pool's "error connecting" warning every few seconds for 15 s.
+                probe = await AsyncConnection.connect(self.url, connect_timeout=10)
+                await probe.close()
+            except Exception as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise StoreError(f"cannot reach the PostgreSQL store {_shown(self.url)}: "
+                                 f"{reason}") from exc
             try:
                 await self._pool.open(wait=True, timeout=15)
                 async with self._pool.connection() as conn:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +41,10 @@ BatchFault = Literal["failed", "expired", "errored-line", "invalid-line"]
 """A whole batch failed (OpenAI: input validation; Anthropic: every line errored), expired
 (every line), or its first line errored (a 500) or answered something that does not parse."""
 _ANTHROPIC_CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+NAIVE_TOOL = "NaiveAnswer"
+"""The naive eval baseline's answer model (doxa.eval.naive): findings, not records."""
+_NAIVE_LINE = re.compile(r"^(\S+) \| \S+ \| \S+ \| (.*) \|(?: .*)?$", re.M)
+"""One event line of the naive baseline's prompt: id | time | type | text | properties."""
 _EVENT = re.compile(r'<event id="([^"]+)"(?: same_as="([^"]*)")?[^>]*>(.*?)</event>', re.S)
 
 
@@ -171,8 +177,9 @@ class FakeProvider:
         self.stats.input_tokens += prompt_tokens
         self.stats.output_tokens += completion_tokens
         return web.json_response(
-            _openai_body(arguments, prompt_tokens, completion_tokens) if wire == "openai"
-            else _anthropic_body(arguments, prompt_tokens, completion_tokens))
+            _openai_body(arguments, prompt_tokens, completion_tokens, tool_name(body))
+            if wire == "openai"
+            else _anthropic_body(arguments, prompt_tokens, completion_tokens, tool_name(body)))
 
     async def _play(self, fault: Fault, request: web.Request, wire: str,
                     body: dict[str, Any]) -> web.StreamResponse | None:
@@ -403,6 +410,23 @@ class FakeProvider:
         return web.Response(body=text.encode(), content_type="application/binary")
 
 
+@contextmanager
+def serving_in_thread(provider: FakeProvider) -> Iterator[FakeProvider]:
+    """The provider started on its own event-loop thread, for code that is not async (a CLI
+    command run by typer's test runner starts and ends its own loop)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(provider.start(), loop).result(10)
+        yield provider
+        asyncio.run_coroutine_threadsafe(provider.stop(), loop).result(10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
 def count_tokens(text: str) -> int:
     """About four characters a token, as doxa's own estimate."""
     return max(1, (len(text) + 3) // 4)
@@ -410,6 +434,10 @@ def count_tokens(text: str) -> int:
 
 def events_in(body: dict[str, Any]) -> list[tuple[str, str]]:
     """(id, text) of each event the request's user message shows, as a model reads them."""
+    return [(m.group(1), m.group(3)) for t in _user_texts(body) for m in _EVENT.finditer(t)]
+
+
+def _user_texts(body: dict[str, Any]) -> list[str]:
     texts: list[str] = []
     for message in body.get("messages", []):
         if message.get("role") != "user":
@@ -419,38 +447,76 @@ def events_in(body: dict[str, Any]) -> list[tuple[str, str]]:
             texts.append(content)
         elif isinstance(content, list):
             texts += [c.get("text", "") for c in content if isinstance(c, dict)]
-    return [(m.group(1), m.group(3)) for t in texts for m in _EVENT.finditer(t)]
+    return texts
+
+
+def _kind_of(text: str) -> str:
+    lowered = text.lower()
+    return ("goal" if any(w in lowered for w in ("need", "want", "goal", "plan"))
+            else "preference" if any(w in lowered for w in ("prefer", "please", "rather"))
+            else "belief")
+
+
+def tool_name(body: dict[str, Any]) -> str:
+    """The tool the request asks to be called: `Extraction` unless it is the naive baseline's."""
+    for tool in body.get("tools") or []:
+        if (tool.get("name") or tool.get("function", {}).get("name")) == NAIVE_TOOL:
+            return NAIVE_TOOL
+    return "Extraction"
+
+
+def naive_answer_for(body: dict[str, Any]) -> dict[str, Any]:
+    """The naive baseline's answer: one finding per event line whose text has 4+ words."""
+    findings = []
+    for text in _user_texts(body):
+        for line in _NAIVE_LINE.finditer(text):
+            event_id, words = line.group(1), line.group(2).split()
+            if len(words) >= 4:
+                findings.append({"kind": _kind_of(line.group(2)),
+                                 "statement": f"Said: {' '.join(words[:8])}"[:200],
+                                 "event_ids": [event_id], "quote": " ".join(words[:4])})
+    return {"findings": findings}
 
 
 def answer_for(body: dict[str, Any]) -> dict[str, Any]:
     """A valid extraction: one record per event whose text has at least four words."""
-    records = []
+    if tool_name(body) == NAIVE_TOOL:
+        return naive_answer_for(body)
+    records: list[dict[str, Any]] = []
     for event_id, text in events_in(body):
         words = text.split()
         if len(words) < 4 or "=" in words[0]:
             continue
-        lowered = text.lower()
-        kind = ("goal" if any(w in lowered for w in ("need", "want", "goal", "plan"))
-                else "preference" if any(w in lowered for w in ("prefer", "please", "rather"))
-                else "belief")
+        kind = _kind_of(text)
         records.append({
             "kind": kind, "statement": f"Said: {' '.join(words[:8])}"[:200],
             "context": "general", "basis": "explicit", "relation": "new",
             "evidence": [{"event_id": event_id, "quote": " ".join(words[:4])}],
         })
+    closed = _closed_dimensions(body)
+    if (dimensions := _record_dimensions(body)) is not None:
+        # A schema-shaped tool files every record under a dimension: the first free-text
+        # one (a closed one would need a listed value), else "other".
+        free = [d for d in dimensions if d not in closed and d != "other"] or ["other"]
+        records = [{**r, "dimension": free[0], "value": None} for r in records]
     answer: dict[str, Any] = {"notes": f"{len(records)} event(s) with text",
                               "records": records[:10]}
-    if closed := _closed_dimensions(body):
+    if closed:
         # A schema-shaped tool asks, per value of each closed dimension, which event shows
         # it; this server ties none ("" everywhere), leaving dimensions to the rewrite hook.
         answer["answers"] = {name: dict.fromkeys(values, "") for name, values in closed.items()}
     return answer
 
 
+def _tool_parameters(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON schemas of the request's tools (OpenAI or Anthropic wire)."""
+    return [tool.get("input_schema") or tool.get("function", {}).get("parameters") or {}
+            for tool in body.get("tools") or []]
+
+
 def _closed_dimensions(body: dict[str, Any]) -> dict[str, list[str]]:
     """The closed dimensions a schema-shaped extraction tool asks about, with their values."""
-    for tool in body.get("tools") or []:
-        parameters = tool.get("input_schema") or tool.get("function", {}).get("parameters") or {}
+    for parameters in _tool_parameters(body):
         defs = parameters.get("$defs", {})
         answers = parameters.get("properties", {}).get("answers")
         if isinstance(answers, dict):
@@ -459,28 +525,44 @@ def _closed_dimensions(body: dict[str, Any]) -> dict[str, list[str]]:
     return {}
 
 
+def _record_dimensions(body: dict[str, Any]) -> list[str] | None:
+    """The dimension names a schema-shaped tool's records must carry; None without a schema."""
+    for parameters in _tool_parameters(body):
+        defs = parameters.get("$defs", {})
+        records = parameters.get("properties", {}).get("records")
+        if not isinstance(records, dict):
+            continue
+        item = _resolve(defs, records.get("items", {}))
+        dimension = item.get("properties", {}).get("dimension")
+        if isinstance(dimension, dict):
+            return [str(v) for v in _resolve(defs, dimension).get("enum", [])]
+    return None
+
+
 def _resolve(defs: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     """A JSON-schema node, or the `$defs` entry its `$ref` points at."""
     target: dict[str, Any] = defs.get(node.get("$ref", "").rsplit("/", 1)[-1], node)
     return target
 
 
-def _openai_body(arguments: dict[str, Any], prompt: int, completion: int) -> dict[str, Any]:
+def _openai_body(arguments: dict[str, Any], prompt: int, completion: int,
+                 name: str = "Extraction") -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": "fake",
         "choices": [{"index": 0, "finish_reason": "stop", "message": {
             "role": "assistant", "content": None, "tool_calls": [{
                 "id": "call_fake", "type": "function",
-                "function": {"name": "Extraction", "arguments": json.dumps(arguments)}}]}}],
+                "function": {"name": name, "arguments": json.dumps(arguments)}}]}}],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                   "total_tokens": prompt + completion},
     }
 
 
-def _anthropic_body(arguments: dict[str, Any], prompt: int, completion: int) -> dict[str, Any]:
+def _anthropic_body(arguments: dict[str, Any], prompt: int, completion: int,
+                    name: str = "Extraction") -> dict[str, Any]:
     return {
         "id": "msg_fake", "type": "message", "role": "assistant", "model": "fake",
-        "content": [{"type": "tool_use", "id": "toolu_fake", "name": "Extraction",
+        "content": [{"type": "tool_use", "id": "toolu_fake", "name": name,
                      "input": arguments}],
         "stop_reason": "tool_use", "stop_sequence": None,
         "usage": {"input_tokens": prompt, "output_tokens": completion},
