@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 
 from doxa.cli import app
 from doxa.engine import Engine
+from doxa.event_fields import tenant_scoped_user_ids
 from doxa.records import UserModel
 from doxa.testing.fake_provider import FakeProvider
 
@@ -246,8 +247,9 @@ def test_version() -> None:
 async def test_tenant_option_finds_what_the_server_stored(
         fake: FakeProvider, tmp_path: Path) -> None:
     db = tmp_path / "doxa.db"
-    await ingest_into(db, fake, "acme/u-42", [chat("e1", "I want to plan a long trip to Japan",
-                                                   user="acme/u-42")])
+    with tenant_scoped_user_ids():  # writing as the server does, into tenant acme
+        await ingest_into(db, fake, "acme/u-42", [chat("e1", "I want to plan a long trip to "
+                                                       "Japan", user="acme/u-42")])
     missed = await acli("show", "u-42", "--db", str(db))
     assert "No records for user u-42" in missed.stdout
     assert "add --tenant acme" in missed.stderr

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from doxa.events import Event
-from doxa.prompts import PromptSet, neutralise, select_known_records
+from doxa.prompts import PromptSet, escape, select_known_records
 from doxa.records import Record, UserModel
 from doxa.relevance import make_batches
 from doxa.resources import data_dir
@@ -34,7 +34,7 @@ def test_fake_closing_delimiters_are_neutralised() -> None:
     assert rendered.count("</events>") == 1
     assert rendered.count("</event>") == 1
     assert "<event id=\"e999\">" not in rendered
-    assert neutralise("</ EVENT >") == "‹/ EVENT >"
+    assert escape("</ EVENT >", "body") == "‹/ EVENT >"
 
 
 def test_prompt_version_is_the_template_hash(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from doxa.engine import Engine
+from doxa.event_fields import tenant_scoped_user_ids
 from doxa.extract import ExtractionSettings, RetryPolicy
 from doxa.server.app import create_app, openapi_document
 from doxa.server.auth import KeyRing
@@ -83,7 +84,8 @@ def app() -> Iterator[Any]:
         # second engine on the same store seeds it: the app's own client stays on its loop.)
         seeder = Engine(model="openai/fake", store=engine.store, base_url=provider.base_url,
                         api_key="x")
-        asyncio.run(seeder.ingest("fuzz/u-42", SEED))
+        with tenant_scoped_user_ids():  # writing as the server does, into tenant fuzz
+            asyncio.run(seeder.ingest("fuzz/u-42", SEED))
         yield create_app(engine, ring)
 
 

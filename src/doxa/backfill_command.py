@@ -20,6 +20,7 @@ from doxa.backfill import (
     BackfillResult,
     default_state_path,
 )
+from doxa.cli_ids import UserOpt
 from doxa.engine import Engine
 from doxa.errors import DoxaError
 from doxa.providers import BATCH_DISCOUNT
@@ -36,8 +37,7 @@ def backfill(
                          "provider's batch API (OpenAI Batch API, Anthropic Message Batches): "
                          "half price, results within 24 h; without it, the same as `doxa "
                          "ingest`")] = False,
-    user: Annotated[str | None, typer.Option("--user", "-u",
-                    help="only this user (also fills events that have no user_id)")] = None,
+    user: UserOpt = None,
     model: Annotated[str, typer.Option("--model", "-m", help="provider/model, e.g. "
                      "openai/gpt-4o-mini, anthropic/claude-haiku-4-5")] = DEFAULT_MODEL,
     db: Annotated[str, typer.Option("--db", help="SQLite path or store URL (sqlite:///x.db, "

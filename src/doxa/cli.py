@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from doxa import __version__
 from doxa.backfill_command import backfill
+from doxa.cli_ids import UserOpt
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError
 from doxa.eval.cli import app as eval_app
@@ -105,8 +106,7 @@ def _print_json(data: Any) -> None:
 @app.command()
 def ingest(
     file: Annotated[Path, typer.Argument(help="JSONL or JSON-array file of events")],
-    user: Annotated[str | None, typer.Option("--user", "-u",
-                    help="only this user (also fills events that have no user_id)")] = None,
+    user: UserOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
     db: DbOpt = DEFAULT_DB,
     base_url: BaseUrlOpt = None,

@@ -12,18 +12,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from doxa.errors import InvalidEventError, InvalidEventsError
+from doxa.event_fields import (
+    MAX_TEXT_CHARS,
+    check_event_id,
+    check_label,
+    check_properties,
+    check_text,
+    check_user_id,
+)
+
+__all__ = ["MAX_TEXT_CHARS", "Event", "LoadReport", "iter_file", "load_events", "load_file",
+           "parse_event"]
 
 JsonValue = Any
+INPUT: dict[str, bool] = {"input": True}
+"""Validation context of events read in (files, sequences, HTTP bodies): the full rules."""
 
-MAX_TEXT_CHARS = 20_000
-"""Event text longer than this is refused: it is almost always a paste or a log dump."""
+
+def _is_input(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("input"))
 
 
 class Event(BaseModel):
-    """One thing a user did or said, at a time-zone-aware moment."""
+    """One thing a user did or said, at a time-zone-aware moment.
+
+    Every field reaches the LLM's prompt, so an event read in (`parse_event`, which every
+    way into doxa goes through) is held to doxa.event_fields: character sets for ids, types
+    and contexts, caller user ids, bounded and control-free text and properties, nesting
+    checked without recursion. An event read back from a store is checked for shape only,
+    so events stored under earlier rules (and a server tenant's `<tenant>/<user>` ids) load.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -35,19 +64,33 @@ class Event(BaseModel):
     properties: dict[str, JsonValue] = Field(default_factory=dict)
     context: str | None = None
 
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _bounded_properties(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_properties(value) if _is_input(info) else value
+
     @field_validator("id", "user_id", "type")
     @classmethod
-    def _no_surrounding_space(cls, value: str) -> str:
+    def _no_surrounding_space(cls, value: str, info: ValidationInfo) -> str:
         if value != value.strip():
             raise ValueError("must not start or end with white space")
-        return value
+        if not _is_input(info):
+            return value
+        check = {"id": check_event_id, "user_id": check_user_id}.get(info.field_name or "",
+                                                                   check_label)
+        return check(value)
+
+    @field_validator("context")
+    @classmethod
+    def _context_label(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_label(value) if value is not None and _is_input(info) else value
 
     @field_validator("text")
     @classmethod
-    def _bounded_text(cls, value: str | None) -> str | None:
+    def _bounded_text(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and len(value) > MAX_TEXT_CHARS:
             raise ValueError(f"is {len(value)} characters; the limit is {MAX_TEXT_CHARS}")
-        return value
+        return check_text(value) if _is_input(info) else value
 
 
 @dataclass
@@ -63,7 +106,7 @@ def _problems(exc: ValidationError) -> list[tuple[str | None, str]]:
     problems: list[tuple[str | None, str]] = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or None
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "timezone_aware":
             message = "timestamp has no time zone; give an offset such as 'Z' or '+02:00'"
         elif err["type"] == "missing" and loc == "user_id":
@@ -83,10 +126,11 @@ def parse_event(
     index: int | None = None,
     source: str | None = None,
 ) -> Event:
-    """Validate one raw event; raise `InvalidEventError` naming where and which field."""
+    """Validate one raw event by the full input rules (an `Event` too: it may have been built
+    without them); raise `InvalidEventError` naming where and which field."""
     if isinstance(raw, Event):
-        return raw
-    if not isinstance(raw, Mapping):
+        raw = raw.model_dump()
+    elif not isinstance(raw, Mapping):
         raise InvalidEventError(
             f"expected a JSON object, got {type(raw).__name__}",
             line=line, index=index, source=source,
@@ -95,7 +139,7 @@ def parse_event(
     if default_user_id is not None and data.get("user_id") in (None, ""):
         data["user_id"] = default_user_id
     try:
-        return Event.model_validate(data)
+        return Event.model_validate(data, context=INPUT)
     except ValidationError as exc:
         problems = _problems(exc)
         raise InvalidEventError(
@@ -127,6 +171,9 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, object | InvalidEventError]]:
                     f"not valid JSON ({exc.msg} at column {exc.colno})",
                     line=lineno, source=str(path),
                 )
+            except RecursionError:  # nesting deeper than the parser can follow
+                yield lineno, InvalidEventError(
+                    "nested too deeply to read", line=lineno, source=str(path))
 
 
 def iter_file(
@@ -141,7 +188,7 @@ def iter_file(
     if head.startswith(b"["):
         try:
             items = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             yield InvalidEventError(f"not a valid JSON array ({exc})", source=str(p))
             return
         for i, raw in enumerate(items):

@@ -26,7 +26,7 @@ from tenacity import (
 )
 
 from doxa.errors import ContextLengthError, ExtractionValidationError, ProviderError
-from doxa.injection import event_speaks_to_the_system
+from doxa.injection import speaking_event_ids
 from doxa.llm_schema import (
     VALIDATION,
     DroppedRecord,
@@ -221,10 +221,11 @@ class Extractor:
         return self._models[(self._wants_a_record(batch), bool(known_record_ids))]
 
     def _wants_a_record(self, batch: Batch) -> bool:
-        return self.settings.nonempty_when_text and any(
-                item.text and len(item.text.split()) >= 4 and item.speaker in (None, "user")
-                and not event_speaks_to_the_system(item.text, item.properties)
-                for item in batch.items)
+        if not self.settings.nonempty_when_text:
+            return False
+        speaking = speaking_event_ids(batch.items)
+        return any(item.text and len(item.text.split()) >= 4 and item.speaker in (None, "user")
+                   and item.ref not in speaking for item in batch.items)
 
     def _expected_tokens(self, messages: Messages) -> int:
         """What a call may count against a tokens-per-minute limit: prompt plus answer."""

@@ -7,6 +7,7 @@ messages are written for the model to act on.
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -23,7 +24,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from doxa.events import Event
-from doxa.injection import event_speaks_to_the_system, strings_in
+from doxa.injection import event_strings, readable_forms, speaking_event_ids, strings_in
 from doxa.quotes import is_verbatim, repair
 from doxa.relevance import Batch
 from doxa.schema import OTHER, Dimension, ModelSchema
@@ -312,6 +313,16 @@ def record_type_of(model: type[Extraction]) -> type[ProposedRecord]:
     return record_type
 
 
+_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
+
+
+def _word_units(text: str) -> frozenset[str]:
+    """Content words, plus character pairs of Chinese and Japanese runs (written without
+    spaces, where a "word" would be a whole clause)."""
+    pairs = {run[i:i + 2] for run in _UNSPACED.findall(text) for i in range(len(run) - 1)}
+    return content_words(text) | pairs
+
+
 @dataclass
 class ValidationContext:
     """The batch and known record ids a validation checks against; collects every attempt."""
@@ -322,6 +333,14 @@ class ValidationContext:
     attempts: list[Extraction] = field(default_factory=list)
     _leaked: frozenset[str] | None = field(default=None, init=False, repr=False)
     _injected_ids: str = field(default="", init=False, repr=False)
+    _speaking: frozenset[str] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def speaking(self) -> frozenset[str]:
+        """Ids of the batch's events that speak to the system (doxa.injection)."""
+        if self._speaking is None:
+            self._speaking = speaking_event_ids(self.batch.items)
+        return self._speaking
 
     def repair(self, record: ProposedRecord) -> None:
         """Mend in place what needs no re-ask: near-verbatim quotes, and citations of the
@@ -420,8 +439,8 @@ class ValidationContext:
         return self._speaker(event_id) == "user"
 
     def _injected(self, event_id: str) -> bool:
-        event = self.batch.event(event_id)
-        return event is not None and event_speaks_to_the_system(event.text, event.properties)
+        """Whether the event speaks to the system, alone or with its neighbour (doxa.injection)."""
+        return event_id in self.speaking
 
     def _citable(self) -> list[Event]:
         """The user's own events the prompt showed: where a misattributed quote may belong."""
@@ -441,16 +460,20 @@ class ValidationContext:
             genuine: set[str] = set()
             sources: list[str] = []
             for event in self.batch.events.values():
-                shown = content_words(" ".join([event.text or "",
-                                                *strings_in(event.properties)]))
-                if event_speaks_to_the_system(event.text, event.properties):
-                    injected |= shown
+                if event.id in self.speaking:
+                    # Every form the detector read (decoded, look-alikes folded): a model
+                    # obeys the payload, not its disguise.
+                    injected |= _word_units(" ".join(
+                        form for s in event_strings(event.text, event.properties,
+                                                    (event.id, event.type, event.context))
+                        for form in readable_forms(s)))
                     sources.append(event.id)
                 else:
-                    genuine |= shown
+                    genuine |= _word_units(" ".join([event.text or "",
+                                                     *strings_in(event.properties)]))
             self._leaked = frozenset(injected - genuine)
             self._injected_ids = ", ".join(sorted(sources))
-        words = content_words(record.statement)
+        words = _word_units(record.statement)
         planted = words & self._leaked
         if not planted or len(planted) * 2 < len(words):
             return []

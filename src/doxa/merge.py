@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from doxa.confidence import ConfidenceConfig, confidence_from_evidence
 from doxa.events import Event
-from doxa.injection import event_speaks_to_the_system
+from doxa.injection import speaking_event_ids
 from doxa.known_index import KnownIndexes
 from doxa.llm_schema import ProposedRecord
 from doxa.records import (
@@ -107,9 +107,10 @@ def _same_state(a: Record, b: Record) -> bool:
 def _links(proposal: ProposedRecord, batch: Batch,
            polarity: Polarity = "supports") -> list[EvidenceLink]:
     links: list[EvidenceLink] = []
+    speaking = speaking_event_ids(batch.items)
     for ev in proposal.evidence:
         event = batch.event(ev.event_id)
-        if (event is None or event_speaks_to_the_system(event.text, event.properties)
+        if (event is None or event.id in speaking
                 or any(link.event_id == ev.event_id for link in links)):
             continue  # instructions aimed at the system are never evidence
         # Only words the user wrote can state something explicitly; behaviour is inferred.

@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 
 from doxa.errors import ConfigError
-from doxa.injection import event_speaks_to_the_system
+from doxa.injection import speaking_event_ids
 from doxa.known_index import KnownIndexes
 from doxa.llm_schema import MAX_RECORDS
 from doxa.records import Record, UserModel
@@ -31,12 +31,25 @@ SCHEMA_PROMPT = "extract_schema"
 
 # Anything that could open or close our delimiters, however spelled, loses its angle bracket.
 _DELIMITER = re.compile(r"<(\s*/?\s*(?:events?|system|user|assistant|tool)\b)", re.IGNORECASE)
+_ATTRIBUTE = str.maketrans({"&": "&amp;", '"': "&quot;", "<": "&lt;", ">": "&gt;"})
 _WORD = re.compile(r"[a-z0-9]{3,}")
 
+Placement = Literal["attribute", "body"]
 
-def neutralise(text: str) -> str:
-    """Make untrusted text unable to close or fake the event delimiters."""
-    return _DELIMITER.sub(r"‹\1", text)
+
+def escape(value: str, placement: Placement) -> str:
+    """The one way any untrusted value enters a prompt.
+
+    In an attribute (`id="..."`), `& " < >` become entities, so the value cannot end the
+    attribute, add another or close the tag: whatever an id holds, the model reads it as
+    that id. In a body (between `<event>` and `</event>`), anything that could open or
+    close a delimiter loses its angle bracket (`‹`), so no text can end its event or fake
+    another. Ordinary values pass byte for byte, which keeps prompts (and their recordings)
+    unchanged for everything but hostile input.
+    """
+    if placement == "attribute":
+        return value.translate(_ATTRIBUTE)
+    return _DELIMITER.sub(r"‹\1", value)
 
 
 @dataclass(frozen=True)
@@ -89,28 +102,32 @@ class PromptSet:
         """Messages for one batch; the model slice is bounded by count and tokens."""
         known = select_known_records(batch, model, limit=max_records, max_tokens=max_record_tokens)
         system = self.system
+        speaking = speaking_event_ids(batch.items)
         user = self._templates["user"].render(
             known_records=[
-                {"id": r.id, "kind": r.kind, "statement": neutralise(r.statement)} for r in known
+                {"id": r.id, "kind": r.kind, "statement": escape(r.statement, "body")}
+                for r in known
             ],
-            items=[_item_view(item) for item in batch.items],
+            items=[_item_view(item, speaking) for item in batch.items],
         ).strip()
         return Messages(system, user, self.version, frozenset(r.id for r in known))
 
 
-def _item_view(item: BatchItem) -> dict[str, Any]:
+def _item_view(item: BatchItem, speaking: frozenset[str]) -> dict[str, Any]:
+    """One event as the template shows it: every field already escaped for its placement."""
     body = item.text if item.text is not None else item.describe()
     if item.text is not None and item.properties:
         body = f"{item.text} ({', '.join(f'{k}={v}' for k, v in sorted(item.properties.items()))})"
     return {
-        "id": item.ref,
-        "also": ",".join(item.event_ids[1:]),
-        "type": neutralise(item.type),
-        "speaker": item.speaker if item.speaker not in (None, "user") else None,
-        "at": item.first_at.strftime("%Y-%m-%d %H:%M"),
-        "context": neutralise(item.context) if item.context else None,
-        "body": neutralise(body),
-        "suspicious": event_speaks_to_the_system(item.text, item.properties),
+        "id": escape(item.ref, "attribute"),
+        "also": escape(",".join(item.event_ids[1:]), "attribute"),
+        "type": escape(item.type, "attribute"),
+        "speaker": (escape(item.speaker, "attribute") if item.speaker not in (None, "user")
+                    else None),
+        "at": escape(item.first_at.strftime("%Y-%m-%d %H:%M"), "attribute"),
+        "context": escape(item.context, "attribute") if item.context else None,
+        "body": escape(body, "body"),
+        "suspicious": item.ref in speaking,
     }
 
 

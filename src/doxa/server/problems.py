@@ -116,7 +116,8 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     errors = []
     for err in raw:
         name, where = field_name(err.get("loc", ()))
-        message = "is required" if err.get("type") == "missing" else str(err.get("msg", ""))
+        message = ("is required" if err.get("type") == "missing"
+                   else str(err.get("msg", "")).removeprefix("Value error, "))
         errors.append(FieldError(field=name, location=where, message=message,
                                  type=str(err.get("type", "invalid"))))
     summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])

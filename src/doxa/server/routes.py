@@ -16,6 +16,7 @@ from pydantic import AwareDatetime
 from doxa import __version__
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError
+from doxa.event_fields import tenant_scoped_user_ids
 from doxa.records import Explanation, Record, UserModel
 from doxa.server.auth import Principal, Scope
 from doxa.server.gate import PRINCIPAL
@@ -127,9 +128,11 @@ def store_id_of(caller: Principal, user_id: str) -> str:
 
 @asynccontextmanager
 async def translated(store_id: str, user_id: str) -> AsyncIterator[None]:
-    """doxa errors as problems that speak of the caller's user id, never the store's."""
+    """doxa errors as problems that speak of the caller's user id, never the store's; inside,
+    the engine accepts the store's `<tenant>/<user id>` form the server alone may write."""
     try:
-        yield
+        with tenant_scoped_user_ids():
+            yield
     except DoxaError as exc:
         err = doxa_error(exc)
         err.detail = public_text(err.detail, store_id, user_id)

@@ -5,30 +5,30 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from doxa.events import MAX_TEXT_CHARS
+from doxa.event_fields import MAX_TEXT_CHARS, EventId, EventText, Label, Properties
 from doxa.records import Change, Record
-
-# No white space at either end (doxa's Event refuses it), at least one character.
-TRIMMED = r"^\S(?:.*\S)?$"
 
 
 class EventIn(BaseModel):
-    """One thing the user did or said. `user_id` may be left out (the path names the user)."""
+    """One thing the user did or said. `user_id` may be left out (the path names the user).
+
+    Checked by the same rules as doxa's own `Event` (doxa.event_fields), so a bad field is
+    a 422 naming it before the model provider is called."""
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, max_length=200, pattern=TRIMMED,
-                    description="unique per user; sending the same event again changes nothing")
-    type: str = Field(min_length=1, max_length=100, pattern=TRIMMED,
-                      examples=["chat_message"])
+    id: EventId = Field(description="unique per user; sending the same event again changes "
+                        "nothing")
+    type: Label = Field(examples=["chat_message"])
     timestamp: AwareDatetime = Field(description="with a time zone, e.g. 2026-03-02T10:00:00Z")
-    text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
-    properties: dict[str, Any] = Field(default_factory=dict)
-    context: str | None = Field(default=None, max_length=100)
+    text: EventText = Field(default=None, max_length=MAX_TEXT_CHARS,
+                            description="no control characters but tab and line breaks")
+    properties: Properties = Field(default_factory=dict)
+    context: Label | None = Field(default=None)
     user_id: str | None = Field(default=None, description="if given, must equal the path's")
 
 
@@ -49,11 +49,11 @@ class OutcomeIn(BaseModel):
 
     record_id: str = Field(min_length=1, max_length=128)
     outcome: Literal["engaged", "ignored", "converted", "dismissed"]
-    event_id: str | None = Field(
-        default=None, min_length=1, max_length=200, pattern=TRIMMED,
+    event_id: EventId | None = Field(
+        default=None,
         description="id of the delivery event; recording the same id twice changes nothing")
     at: AwareDatetime | None = Field(default=None, description="when it happened; default now")
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: Properties = Field(default_factory=dict)
 
 
 class OutcomeResult(BaseModel):

@@ -16,10 +16,12 @@ from __future__ import annotations
 import re
 
 from doxa.engine import IngestResult
+from doxa.event_fields import USER_ID_PATTERN
 from doxa.records import Explanation, Record
 
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
-"""API user ids: 1-128 characters, letters, digits and `. _ : @ + -`, never `/`."""
+__all__ = ["RECORD_ID_PATTERN", "SEPARATOR", "USER_ID_PATTERN", "public_explanation",
+           "public_record", "public_result", "public_text", "scoped"]
+
 RECORD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 SEPARATOR = "/"
 _USER_ID = re.compile(USER_ID_PATTERN)

@@ -99,6 +99,9 @@ class FakeProvider:
     """Played one per created batch, in order; a batch with none completes normally."""
     keep_bodies: bool = False
     rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """Replaces `answer_for` for online answers: a test's model that reads the request itself
+    (an obedient model that follows instructions planted in the events, say)."""
     """Applied to every online answer before it is sent: a test's way to make the provider
     answer wrongly in a specific, repeatable way (a value outside a closed set, say)."""
     batches: dict[str, FakeBatch] = field(default_factory=dict)
@@ -166,7 +169,7 @@ class FakeProvider:
                 return played
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
-        arguments = answer_for(body)
+        arguments = (self.answer or answer_for)(body)
         if self.rewrite is not None:
             arguments = self.rewrite(arguments)
         completion_tokens = count_tokens(json.dumps(arguments))
@@ -429,7 +432,8 @@ def count_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
-def _events_in(body: dict[str, Any]) -> list[tuple[str, str]]:
+def events_in(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(id, text) of each event the request's user message shows, as a model reads them."""
     return [(m.group(1), m.group(3)) for t in _user_texts(body) for m in _EVENT.finditer(t)]
 
 
@@ -479,7 +483,7 @@ def answer_for(body: dict[str, Any]) -> dict[str, Any]:
     if tool_name(body) == NAIVE_TOOL:
         return naive_answer_for(body)
     records: list[dict[str, Any]] = []
-    for event_id, text in _events_in(body):
+    for event_id, text in events_in(body):
         words = text.split()
         if len(words) < 4 or "=" in words[0]:
             continue
