@@ -155,7 +155,8 @@ async def test_cli_ray_refuses_a_file_with_an_invalid_line(ray_local: None,
     path.write_text("".join(json.dumps(e) + "\n" for e in good) + '{"id": "x9"}\n')
 
     out = await asyncio.to_thread(CliRunner().invoke, app, [
-        "ingest", str(path), "--ray", "--db", PG_URL or "", "--model", "openai/fake"])
+        "ingest", str(path), "--ray", "--db", PG_URL or "", "--model", "openai/fake"],
+        env={"OPENAI_API_KEY": "sk-test"})  # credentials are checked before the file is read
 
     assert out.exit_code == 1
     assert "1 invalid event(s)" in out.output and "nothing was ingested" in out.output
