@@ -258,6 +258,11 @@ async def test_tenant_option_finds_what_the_server_stored(
     assert json.loads((await acli("users", "--tenant", "acme", "--db", str(db),
                                   "--json")).output) == ["u-42"]
     assert "acme/u-42" in (await acli("users", "--db", str(db))).output
+    record_id = json.loads(shown.output)["records"][0]["id"]
+    fed = await acli("outcome", "u-42", record_id, "engaged", "--tenant", "acme",
+                     "--db", str(db), "--json")
+    assert fed.exit_code == 0, fed.output
+    assert json.loads(fed.output)["changes"][0]["record_id"] == record_id
 
 
 # -- 4. one key-minting command: the printed key is the one that authenticates ----------------

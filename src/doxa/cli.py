@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -22,6 +22,7 @@ from doxa.cli_ids import UserOpt
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError
 from doxa.eval.cli import app as eval_app
+from doxa.event_fields import tenant_scoped_user_ids
 from doxa.providers import parse_provider, require_credentials
 from doxa.records import UserModel
 from doxa.render import history_table, model_table, print_explanation
@@ -392,8 +393,11 @@ def outcome(
         print_error("outcome must be engaged, ignored, converted or dismissed")
         raise typer.Exit(1)
     user = stored_user(user, tenant)
-    changes = _with_engine(db, lambda engine: engine.record_outcome(
-        user, record_id, result, event_id=event_id))  # type: ignore[arg-type]
+    # A tenant's user is `T/u`, which only the server's scope accepts as a user id; --tenant
+    # is the operator saying "the server's user", so the same scope applies.
+    with tenant_scoped_user_ids() if tenant is not None else nullcontext():
+        changes = _with_engine(db, lambda engine: engine.record_outcome(
+            user, record_id, result, event_id=event_id))  # type: ignore[arg-type]
     if as_json:
         _print_json({"already_recorded": not changes,
                      "changes": [c.model_dump(mode="json") for c in changes]})

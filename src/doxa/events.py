@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import (
@@ -36,7 +37,7 @@ __all__ = ["MAX_TEXT_CHARS", "Event", "LoadReport", "iter_file", "load_events", 
            "parse_event"]
 
 JsonValue = Any
-INPUT: dict[str, bool] = {"input": True}
+INPUT: Mapping[str, bool] = MappingProxyType({"input": True})
 """Validation context of events read in (files, sequences, HTTP bodies): the full rules."""
 
 

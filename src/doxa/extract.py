@@ -43,6 +43,7 @@ from doxa.providers import ProviderSpec
 from doxa.ratelimit import RateLimiter
 from doxa.relevance import Batch, estimate_tokens
 from doxa.schema import ModelSchema
+from doxa.speakers import by_the_user
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ class Extractor:
         if not self.settings.nonempty_when_text:
             return False
         speaking = speaking_event_ids(batch.items)
-        return any(item.text and len(item.text.split()) >= 4 and item.speaker in (None, "user")
+        return any(item.text and len(item.text.split()) >= 4 and by_the_user(item.speaker)
                    and item.ref not in speaking for item in batch.items)
 
     def _expected_tokens(self, messages: Messages) -> int:

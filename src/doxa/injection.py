@@ -167,7 +167,13 @@ def readable_forms(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((text, *_scanned_forms(text, 0))))
 
 
-@lru_cache(maxsize=65_536)
+_CACHED_STRINGS = 4_096
+"""Per-string results kept in memory. Rendering, validation, a re-ask and merge ask about
+the same few hundred strings of one batch; a bigger cache would only hold more users' text
+(up to 20,000 characters each, erased users' included) in a long-running server."""
+
+
+@lru_cache(maxsize=_CACHED_STRINGS)
 def _scanned_forms(text: str, depth: int) -> tuple[str, ...]:
     """The forms the patterns run on. The text as written is not among them: the patterns
     ignore case, and the normalised form only ever matches more."""
@@ -217,7 +223,7 @@ def looks_like_injection(text: str | None) -> bool:
     return bool(text) and _matches(text or "")
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=_CACHED_STRINGS)
 def _matches(text: str) -> bool:
     # Rendering, the answer's validation, the re-ask and merge each ask about the same
     # events; the patterns run once per distinct string.

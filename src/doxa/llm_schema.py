@@ -353,6 +353,7 @@ class ValidationContext:
         they alone support is refused by `problems`).
         """
         for ev in record.evidence:
+            ev.quote_as_written = None  # doxa's own note; whatever the model put there goes
             if ev.event_id not in self.batch.rendered_ids and ev.quote.strip():
                 owners = [e.id for e in self._citable() if e.text and is_verbatim(ev.quote, e.text)]
                 if len(owners) == 1:
@@ -468,9 +469,13 @@ class ValidationContext:
                                                     (event.id, event.type, event.context))
                         for form in readable_forms(s)))
                     sources.append(event.id)
-                else:
-                    genuine |= _word_units(" ".join([event.text or "",
-                                                     *strings_in(event.properties)]))
+            # Genuine words are only those the prompt showed: a dropped noise event or the
+            # cut-off tail of a long text never reached the model, so a payload copied there
+            # must not make an obeyed instruction look like the user's own words.
+            for item in self.batch.items:
+                if item.ref not in self.speaking:
+                    genuine |= _word_units(" ".join([item.text or "",
+                                                     *strings_in(item.properties)]))
             self._leaked = frozenset(injected - genuine)
             self._injected_ids = ", ".join(sorted(sources))
         words = _word_units(record.statement)

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from doxa.events import Event
-from doxa.speakers import Speaker, speaker_of
+from doxa.speakers import Speaker, by_the_user, is_users_own, speaker_of
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     # Said in the user's own words: the strongest signal there is.
@@ -158,8 +158,7 @@ def score(event: Event, config: RelevanceConfig) -> float:
     weight = config.weights.get(event.type, config.default_weight)
     if weight <= 0.0:
         return 0.0
-    if event.text and event.text.strip() and speaker_of(event.type, event.properties) in (
-            None, "user"):
+    if event.text and event.text.strip() and is_users_own(event.type, event.properties):
         weight = max(weight, 0.8)  # what the user wrote; an assistant's turn is context
     return min(1.0, weight)
 
@@ -201,7 +200,7 @@ def relevant_items(
             continue
         text = event.text
         speaker = speaker_of(event.type, event.properties)
-        limit = config.max_item_chars if speaker in (None, "user") else config.max_context_chars
+        limit = config.max_item_chars if by_the_user(speaker) else config.max_context_chars
         if text is not None and len(text) > limit:
             text = text[:limit] + " [...truncated]"
         item = BatchItem(

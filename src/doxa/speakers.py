@@ -44,4 +44,9 @@ def speaker_of(event_type: str, properties: Mapping[str, Any]) -> Speaker | None
 
 def is_users_own(event_type: str, properties: Mapping[str, Any]) -> bool:
     """Whether an event is the user's own words or actions (the only evidence about them)."""
-    return speaker_of(event_type, properties) in (None, "user")
+    return by_the_user(speaker_of(event_type, properties))
+
+
+def by_the_user(speaker: Speaker | None) -> bool:
+    """Whether an author is the user: named so, or none recorded (the user's own actions)."""
+    return speaker in (None, "user")

@@ -148,8 +148,9 @@ def _report_run(run: RunFile, path: Path, failures: list[str], as_json: bool) ->
     console.print(summary_table(run))
     for case in run.cases:
         if case.error:
-            err_console.print(f"[red]case {case.case_id} errored:[/red] {escape(case.error)}",
-                              soft_wrap=True)
+            err_console.print(
+                f"[red]case {escape(case.case_id)} errored:[/red] {escape(case.error)}",
+                soft_wrap=True)
         elif case.warning:
             err_console.print(f"[yellow]case {escape(case.case_id)}:[/yellow] "
                               f"{escape(case.warning)}", soft_wrap=True)
@@ -295,9 +296,9 @@ def print_side_by_side(view: SideBySide) -> None:
     console.print(f"\n[bold]{len(view.baseline_only)} expected record(s) the {escape(b)} "
                   "baseline finds and doxa misses[/bold]")
     if view.baseline_only:
-        console.print(_finds_table(f"found by {b} only", view.baseline_only, b, "doxa"))
-    console.print(_group_table(f"doxa beside {b}, per suite", view.suites, b, tokens=True))
-    console.print(_group_table(f"doxa beside {b}, per kind", view.kinds, b, tokens=False))
+        console.print(_finds_table(f"found by {escape(b)} only", view.baseline_only, b, "doxa"))
+    console.print(_group_table(f"doxa beside {escape(b)}, per suite", view.suites, b, tokens=True))
+    console.print(_group_table(f"doxa beside {escape(b)}, per kind", view.kinds, b, tokens=False))
     console.print(f"\n[bold]{len(view.doxa_only)} expected record(s) doxa finds and the "
                   f"{escape(b)} baseline misses[/bold]")
     if view.doxa_only:

@@ -118,7 +118,7 @@ class PostgresStore:
                     finally:
                         await conn.execute("SELECT pg_advisory_unlock(4242)")
             except Exception as exc:
-                raise StoreError(f"cannot open PostgreSQL store {self.url}: {exc}") from exc
+                raise StoreError(f"cannot open PostgreSQL store {_shown(self.url)}: {exc}") from exc
             self._ready = True
 
     @_store_errors

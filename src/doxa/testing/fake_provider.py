@@ -99,11 +99,11 @@ class FakeProvider:
     """Played one per created batch, in order; a batch with none completes normally."""
     keep_bodies: bool = False
     rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """Applied to every online answer before it is sent: a test's way to make the provider
+    answer wrongly in a specific, repeatable way (a value outside a closed set, say)."""
     answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     """Replaces `answer_for` for online answers: a test's model that reads the request itself
     (an obedient model that follows instructions planted in the events, say)."""
-    """Applied to every online answer before it is sent: a test's way to make the provider
-    answer wrongly in a specific, repeatable way (a value outside a closed set, say)."""
     batches: dict[str, FakeBatch] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     host: str = "127.0.0.1"
