@@ -52,9 +52,13 @@ class EvidenceQuote(BaseModel):
 
     model_config = UNTITLED
 
-    event_id: str = Field(description="an event id exactly as shown")
-    quote: str = Field(default="", max_length=400,
-                       description="words copied exactly from that event's text, or empty")
+    event_id: str = Field(description="id of an event in the batch, exactly as shown, e.g. e12")
+    quote: str = Field(
+        default="",
+        max_length=400,
+        description="the exact words from that event's text that show this; empty if the "
+        "event has no text",
+    )
     quote_as_written: SkipJsonSchema[str | None] = None
     """What the model wrote when doxa repaired the quote (`quotes.repair`); never asked for."""
 
@@ -64,16 +68,35 @@ class ProposedRecord(BaseModel):
 
     model_config = UNTITLED
 
-    kind: Literal["belief", "goal", "preference"]
-    statement: str = Field(min_length=3, max_length=300,
-                           description="one short sentence about the user")
-    context: str = Field(max_length=60,
-                         description="one snake_case topic word, e.g. diet, billing, learning")
+    kind: Literal["belief", "goal", "preference"] = Field(
+        description="belief: what the user thinks is true (about their needs, the product, "
+        "alternatives); goal: what they are trying to achieve; preference: how they like "
+        "to interact or be served"
+    )
+    statement: str = Field(
+        min_length=3, max_length=300,
+        description="one short plain sentence about the user, starting with a verb such as "
+        "Believes, Wants or Prefers",
+    )
+    context: str = Field(
+        max_length=60,
+        description="a short snake_case tag for where this matters, e.g. purchase_intent, "
+        "product_fit, communication, billing, support, learning",
+    )
     evidence: list[EvidenceQuote] = Field(min_length=1, max_length=MAX_EVIDENCE)
-    basis: Literal["explicit", "inferred"]
-    relation: Literal["new", "reinforces", "refines", "contradicts"] = "new"
-    related_record_id: str | None = Field(default=None, description="a KNOWN RECORD id")
-    status: Literal["active", "achieved", "abandoned"] = "active"
+    basis: Literal["explicit", "inferred"] = Field(
+        description="explicit: the user said it; inferred: concluded from behaviour"
+    )
+    relation: Literal["new", "reinforces", "refines", "contradicts"] = Field(
+        default="new",
+        description="how it relates to a record already known about the user",
+    )
+    related_record_id: str | None = Field(
+        default=None, description="id of the known record it reinforces, refines or contradicts"
+    )
+    status: Literal["active", "achieved", "abandoned"] = Field(
+        default="active", description="for goals: achieved or abandoned when the events show it"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -115,8 +138,8 @@ class Extraction(BaseModel):
     model_config = UNTITLED
 
     notes: str = Field(
-        description="first, briefly: what the user said or did that shows something about "
-        "them, with event ids; then one record for each",
+        description="first, briefly, for each event that reveals something: what it shows the "
+        "user believes, wants or prefers; then write one record for each of these",
     )
     records: list[ProposedRecord] = Field(max_length=MAX_RECORDS)
     _answered: dict[int, str] = PrivateAttr(default_factory=dict)
