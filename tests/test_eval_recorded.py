@@ -19,9 +19,7 @@ SUITE = Path(__file__).parent / "data" / "eval_suite"
 def test_eval_run_on_a_small_suite_replays_and_compares(tmp_path: Path) -> None:
     out = tmp_path / "live.json"
     with recorded_session("eval_small_suite") as meta:
-        # --timeout: a slow local model must not time a case out while recording (not sent).
         args = ["run", str(SUITE), "--model", meta.model, "--no-cache", "--concurrency", "1",
-                "--timeout", "900",
                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--json"]
         if meta.base_url:
             args += ["--base-url", meta.base_url]

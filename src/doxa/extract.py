@@ -43,9 +43,13 @@ from doxa.providers import ProviderSpec
 from doxa.ratelimit import RateLimiter
 from doxa.relevance import Batch, estimate_tokens
 from doxa.schema import ModelSchema
-from doxa.speakers import by_the_user
 
 log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = hashlib.sha256(
+    json.dumps(Extraction.model_json_schema(), sort_keys=True).encode()
+).hexdigest()[:10]
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -133,14 +137,11 @@ class Extractor:
 
     def __post_init__(self) -> None:
         self.response_model = extraction_model(self.schema)
-        self._models = {
-            (nonempty, relations): extraction_model(self.schema, at_least_one=nonempty,
-                                                    relations=relations)
-            for nonempty in (False, True) for relations in (False, True)}
+        self._nonempty_model = extraction_model(self.schema, at_least_one=True)
         self._record_type = record_type_of(self.response_model)
-        self._schema_version = hashlib.sha256(json.dumps(
-            [m.model_json_schema() for m in self._models.values()], sort_keys=True
-        ).encode()).hexdigest()[:10]
+        self._schema_version = SCHEMA_VERSION if self.schema is None else hashlib.sha256(
+            json.dumps(self.response_model.model_json_schema(), sort_keys=True).encode()
+        ).hexdigest()[:10]
 
     def cache_key(self, messages: Messages) -> str:
         payload = json.dumps(
@@ -216,17 +217,13 @@ class Extractor:
             raise found from exc
         raise AssertionError("tenacity ended without a result")  # pragma: no cover
 
-    def _model_for(self, batch: Batch, known_record_ids: frozenset[str]) -> type[Extraction]:
-        """The response model for this call: with relation fields only when records are
-        known, and asking for a record when the user wrote something substantive."""
-        return self._models[(self._wants_a_record(batch), bool(known_record_ids))]
-
-    def _wants_a_record(self, batch: Batch) -> bool:
-        if not self.settings.nonempty_when_text:
-            return False
-        speaking = speaking_event_ids(batch.items)
-        return any(item.text and len(item.text.split()) >= 4 and by_the_user(item.speaker)
-                   and item.ref not in speaking for item in batch.items)
+    def _model_for(self, batch: Batch) -> type[Extraction]:
+        speaking = speaking_event_ids(batch.items) if self.settings.nonempty_when_text else None
+        if speaking is not None and any(
+                item.text and len(item.text.split()) >= 4 and item.ref not in speaking
+                for item in batch.items):
+            return self._nonempty_model
+        return self.response_model
 
     def _expected_tokens(self, messages: Messages) -> int:
         """What a call may count against a tokens-per-minute limit: prompt plus answer."""
@@ -250,8 +247,7 @@ class Extractor:
         token = VALIDATION.set(ctx)
         try:
             result: Extraction = await self.client.create(
-                response_model=self._model_for(batch, messages.known_record_ids),
-                max_retries=self.settings.reasks,
+                response_model=self._model_for(batch), max_retries=self.settings.reasks,
                 hooks=hooks, **self._request(messages),
             )
             return result
@@ -290,8 +286,7 @@ class Extractor:
         kwargs = self._request(messages)
         kwargs.pop("timeout", None)
         _, body = handlers.request_handler(
-            response_model=prepare_response_model(
-                self._model_for(batch, messages.known_record_ids)), kwargs=kwargs)
+            response_model=prepare_response_model(self._model_for(batch)), kwargs=kwargs)
         if handlers.message_converter is not None and "messages" in body:
             body["messages"] = handlers.message_converter(body["messages"],
                                                           autodetect_images=False)
@@ -314,9 +309,7 @@ class Extractor:
         token = VALIDATION.set(ctx)
         try:
             extraction: Extraction = self._handlers().response_parser(
-                response=response,
-                response_model=self._models[(False, bool(known_record_ids))],
-                validation_context=None,
+                response=response, response_model=self.response_model, validation_context=None,
                 strict=True, stream=False, is_async=True)
         except Exception as exc:
             if not ctx.attempts:

@@ -116,7 +116,6 @@ def _links(proposal: ProposedRecord, batch: Batch,
         # Only words the user wrote can state something explicitly; behaviour is inferred.
         basis: Basis = proposal.basis if (event.text or "").strip() else "inferred"
         links.append(EvidenceLink(event_id=ev.event_id, quote=ev.quote if event.text else "",
-                                  quote_as_written=ev.quote_as_written if event.text else None,
                                   polarity=polarity, basis=basis,
                                   observed_at=event.timestamp, batch_id=batch.id))
     return links

@@ -24,7 +24,6 @@ from doxa.records import Record, UserModel
 from doxa.relevance import Batch, BatchItem, estimate_tokens
 from doxa.resources import data_dir
 from doxa.schema import ModelSchema
-from doxa.speakers import by_the_user
 
 DEFAULT_PROMPT = "extract"
 SCHEMA_PROMPT = "extract_schema"
@@ -123,11 +122,7 @@ def _item_view(item: BatchItem, speaking: frozenset[str]) -> dict[str, Any]:
         "id": escape(item.ref, "attribute"),
         "also": escape(",".join(item.event_ids[1:]), "attribute"),
         "type": escape(item.type, "attribute"),
-        "speaker": (None if by_the_user(item.speaker)
-                    else escape(str(item.speaker), "attribute")),
-        # The user's own clock time, to the minute: order is the list's, and a message sent
-        # at 23:40 local says more about its author than the same moment in UTC.
-        "at": escape(item.first_at.strftime("%Y-%m-%d %H:%M"), "attribute"),
+        "at": escape(item.first_at.isoformat().replace("+00:00", "Z"), "attribute"),
         "context": escape(item.context, "attribute") if item.context else None,
         "body": escape(body, "body"),
         "suspicious": item.ref in speaking,

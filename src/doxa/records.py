@@ -40,9 +40,6 @@ class EvidenceLink(BaseModel):
 
     event_id: str
     quote: str = ""
-    quote_as_written: str | None = None
-    """The model's own words when doxa repaired the quote to the event's exact span
-    (`doxa.quotes.repair`); None when the model quoted word for word."""
     polarity: Polarity = "supports"
     basis: Basis = "inferred"
     observed_at: AwareDatetime

@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from doxa.events import Event
-from doxa.speakers import Speaker, by_the_user, is_users_own, speaker_of
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     # Said in the user's own words: the strongest signal there is.
@@ -72,10 +71,6 @@ class RelevanceConfig(BaseModel):
     max_tokens: int = 3_000
     max_item_chars: int = 1_500
     """Longer event text is cut (with a marker) before rendering, never sent whole."""
-    max_context_chars: int = 300
-    """An assistant's, agent's or system's turn is cut to this: it is only context for what
-    the user answered, never evidence, and long assistant messages would otherwise fill the
-    budget meant for the user's own words."""
 
 
 class BatchItem(BaseModel):
@@ -90,8 +85,6 @@ class BatchItem(BaseModel):
     text: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
     context: str | None = None
-    speaker: Speaker | None = None
-    """Who wrote the text (`speakers.speaker_of`); None for the user's actions."""
     count: int = 1
     score: float = 0.0
 
@@ -158,8 +151,8 @@ def score(event: Event, config: RelevanceConfig) -> float:
     weight = config.weights.get(event.type, config.default_weight)
     if weight <= 0.0:
         return 0.0
-    if event.text and event.text.strip() and is_users_own(event.type, event.properties):
-        weight = max(weight, 0.8)  # what the user wrote; an assistant's turn is context
+    if event.text and event.text.strip():
+        weight = max(weight, 0.8)
     return min(1.0, weight)
 
 
@@ -199,14 +192,12 @@ def relevant_items(
             )
             continue
         text = event.text
-        speaker = speaker_of(event.type, event.properties)
-        limit = config.max_item_chars if by_the_user(speaker) else config.max_context_chars
-        if text is not None and len(text) > limit:
-            text = text[:limit] + " [...truncated]"
+        if text is not None and len(text) > config.max_item_chars:
+            text = text[: config.max_item_chars] + " [...truncated]"
         item = BatchItem(
             event_ids=(event.id,), type=event.type, first_at=event.timestamp,
             last_at=event.timestamp, text=text, properties=dict(event.properties),
-            context=event.context, speaker=speaker, score=s,
+            context=event.context, score=s,
         )
         if key is not None:
             index[key] = len(items)
