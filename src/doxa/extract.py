@@ -60,6 +60,24 @@ class RetryPolicy:
     backoff_base: float = 1.0
     backoff_max: float = 30.0
 
+    def retrying(self) -> AsyncRetrying:
+        """The retry loop every provider call runs in (doxa's extraction, the eval's naive
+        baseline): transient errors only, bounded in attempts and time, logged."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
+            wait=self.wait, retry=retry_if_exception(is_retryable), reraise=True,
+            before_sleep=_log_retry)
+
+    def wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter, or the provider's Retry-After when it gives one
+        (capped at `backoff_max`)."""
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = retry_after_seconds(exc) if exc is not None else None
+        if hinted is not None:
+            return min(self.backoff_max, hinted)
+        return float(wait_random_exponential(multiplier=self.backoff_base,
+                                             max=self.backoff_max)(state))
+
 
 @dataclass(frozen=True)
 class ExtractionSettings:
@@ -188,15 +206,8 @@ class Extractor:
     async def _call_with_retries(
         self, batch: Batch, messages: Messages, ctx: ValidationContext, usage: _Usage
     ) -> Extraction:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.max_seconds),
-            wait=self._wait,
-            retry=retry_if_exception(is_retryable),
-            reraise=True,
-            before_sleep=_log_retry,
-        )
         try:
-            async for attempt in retrying:
+            async for attempt in self.retry.retrying():
                 with attempt:
                     if self.limiter is not None:
                         await self.limiter.acquire(self._expected_tokens(messages))
@@ -228,14 +239,6 @@ class Extractor:
     def _expected_tokens(self, messages: Messages) -> int:
         """What a call may count against a tokens-per-minute limit: prompt plus answer."""
         return estimate_tokens(messages.system + messages.user) + self.settings.max_tokens // 4
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        backoff = wait_random_exponential(
-            multiplier=self.retry.backoff_base, max=self.retry.backoff_max
-        )(state)
-        hinted = retry_after_seconds(exc) if exc is not None else None
-        return min(self.retry.backoff_max, hinted) if hinted is not None else backoff
 
     async def _call_once(
         self, batch: Batch, messages: Messages, ctx: ValidationContext, usage: _Usage

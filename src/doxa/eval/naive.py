@@ -28,14 +28,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from doxa.errors import ConfigError, ContextLengthError, ProviderError
 from doxa.eval.fixtures import Case
@@ -44,7 +36,7 @@ from doxa.eval.metrics import Usage
 from doxa.eval.runfile import CaseResult
 from doxa.events import Event
 from doxa.extract import ExtractionSettings, RetryPolicy, token_usage
-from doxa.provider_errors import is_retryable, provider_error, retry_after_seconds
+from doxa.provider_errors import provider_error
 from doxa.providers import ProviderSpec, build_client, parse_provider
 from doxa.records import KINDS
 from doxa.resources import data_dir
@@ -231,12 +223,9 @@ class NaiveBaseline:
         if self.cache is not None and (hit := await self.cache.cache_get(key)) is not None:
             cached = _Cached.model_validate_json(hit)
             return _Call(cached.answer, cached.unparsed, cache_hit=True)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.max_seconds),
-            wait=self._wait, retry=retry_if_exception(is_retryable), reraise=True)
         call = _Call(NaiveAnswer())
         try:
-            async for attempt in retrying:
+            async for attempt in self.retry.retrying():
                 with attempt:
                     await self._ask_once(prompt, call)
         except Exception as exc:
@@ -282,14 +271,6 @@ class NaiveBaseline:
         if self.spec.wire == "openai":
             request["temperature"] = self.settings.temperature
         return request
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        hinted = retry_after_seconds(exc) if exc is not None else None
-        if hinted is not None:
-            return min(self.retry.backoff_max, hinted)
-        return float(wait_random_exponential(multiplier=self.retry.backoff_base,
-                                             max=self.retry.backoff_max)(state))
 
 
 def records_of(answer: NaiveAnswer) -> tuple[PredictedRecord, ...]:
