@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from doxa.events import Event
-from doxa.llm_schema import EvidenceQuote, ProposedRecord
+from doxa.events.parse import Event
+from doxa.llm.schema import EvidenceQuote, ProposedRecord
 from doxa.relevance import Batch, make_batches
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from doxa.engine import Engine
-from doxa.extract import ExtractionSettings, RetryPolicy
-from doxa.recording import CassetteMeta, cassette, read_meta, write_meta
+from doxa.llm.extractor import ExtractionSettings, RetryPolicy
+from doxa.testing.recording import CassetteMeta, cassette, read_meta, write_meta
 
 CASSETTES = Path(__file__).parent / "cassettes"
 RECORDING = os.environ.get("DOXA_RECORD") == "1"

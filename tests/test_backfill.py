@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from doxa.backfill import (
+from doxa.engine import Engine
+from doxa.events.parse import Event
+from doxa.llm.extractor import RetryPolicy
+from doxa.llm.providers import ProviderSpec
+from doxa.relevance import RelevanceConfig
+from doxa.runs.backfill import (
     Backfill,
     BackfillConfig,
     BackfillProgress,
@@ -22,11 +27,6 @@ from doxa.backfill import (
     custom_id,
     events_by_user,
 )
-from doxa.engine import Engine
-from doxa.events import Event
-from doxa.extract import RetryPolicy
-from doxa.providers import ProviderSpec
-from doxa.relevance import RelevanceConfig
 from doxa.testing.fake_provider import FakeProvider
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

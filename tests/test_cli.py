@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from doxa.cli import app
+from doxa.cli.main import app
 from doxa.engine import Engine
-from doxa.event_fields import tenant_scoped_user_ids
-from doxa.records import UserModel
+from doxa.events.fields import tenant_scoped_user_ids
+from doxa.model.records import UserModel
 from doxa.testing.fake_provider import FakeProvider
 
 BRACKETS = ("[/bold]", "a[red]b", "[link=http://x]y[/link]")

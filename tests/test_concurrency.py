@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from doxa.engine import Engine
-from doxa.extract import RetryPolicy
-from doxa.records import UserModel
+from doxa.llm.extractor import RetryPolicy
+from doxa.model.records import UserModel
 from doxa.testing.fake_provider import FakeProvider
 
 PG_URL = os.environ.get("DOXA_TEST_POSTGRES_URL")

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from builders import T0
-from doxa.confidence import ConfidenceConfig, confidence_from_evidence, decay
-from doxa.records import EvidenceLink
+from doxa.core.confidence import ConfidenceConfig, confidence_from_evidence, decay
+from doxa.model.records import EvidenceLink
 
 
 def link(i: int, basis: str = "inferred", polarity: str = "supports") -> EvidenceLink:

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from doxa.cli import app
+from doxa.cli.main import app
 from doxa.engine import Engine
-from doxa.extract import RetryPolicy
+from doxa.llm.extractor import RetryPolicy
 from doxa.testing.fake_provider import FakeProvider
 
 # The same twelve-topic events and model comparison as the single-machine concurrency test.
@@ -87,7 +87,7 @@ async def assert_same_as_serial(users: dict[str, list[list[dict[str, Any]]]],
 
 async def test_a_file_of_users_over_ray_workers_matches_one_process(
         ray_local: None, provider: FakeProvider, tmp_path: Path) -> None:
-    from doxa.distributed import ingest_ray
+    from doxa.runs.distributed import ingest_ray
 
     users = [f"ray-{uuid.uuid4().hex[:6]}-{n}" for n in range(6)]
     per_user = {u: events(u, n, n + 5) for n, u in enumerate(users)}
@@ -110,7 +110,7 @@ async def test_two_workers_on_the_same_user_lose_no_update(
         ray_local: None, provider: FakeProvider) -> None:
     """A user split over several rows runs on several workers at once: the store's version
     check makes the later commit reload and merge again, so nothing is lost or doubled."""
-    from doxa.distributed import ingest_ray, users_from
+    from doxa.runs.distributed import ingest_ray, users_from
 
     users = [f"rayc-{uuid.uuid4().hex[:6]}-{n}" for n in range(3)]
     slices = [(0, 6), (3, 9), (6, 12), (0, 12)]

@@ -67,7 +67,7 @@ def test_reading_a_model_needs_no_api_key(monkeypatch: pytest.MonkeyPatch) -> No
 
 async def test_record_outcome_is_evidence_stored_once_in_the_ledger() -> None:
     from builders import batch, chat, said
-    from doxa.merge import merge
+    from doxa.core.merge import merge
 
     engine = Engine(store="memory://", client=NoCalls())
     b = batch(chat("e1", "Is there an ROI calculator?"))

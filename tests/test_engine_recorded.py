@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from doxa.events import load_file
+from doxa.events.parse import load_file
 from doxa.resources import data_dir
 
 pytestmark = pytest.mark.recorded

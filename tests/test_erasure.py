@@ -19,8 +19,8 @@ import pytest
 
 from doxa.engine import Engine
 from doxa.errors import UserErasedError
-from doxa.extract import RetryPolicy
-from doxa.records import UserModel
+from doxa.llm.extractor import RetryPolicy
+from doxa.model.records import UserModel
 from doxa.store import Store, open_store
 from doxa.store.sqlite import SqliteStore
 from doxa.testing.fake_provider import FakeProvider

@@ -18,15 +18,15 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from doxa.eval import cli
-from doxa.eval.cli import EXIT_ERROR, EXIT_OK, app
+from doxa.cli import eval as cli
+from doxa.cli.eval import EXIT_ERROR, EXIT_OK, app
 from doxa.eval.compare import compare_runs
 from doxa.eval.fixtures import load_suite
 from doxa.eval.naive import NAIVE_CONFIDENCE, event_line
 from doxa.eval.runfile import read_run
 from doxa.eval.runner import RunSettings, run_eval
 from doxa.eval.sidebyside import markdown_table, side_by_side
-from doxa.events import parse_event
+from doxa.events.parse import parse_event
 from doxa.testing.fake_provider import FakeProvider, serving_in_thread
 
 runner = CliRunner()

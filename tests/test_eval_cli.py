@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from doxa.cli.eval import EXIT_ERROR, EXIT_OK, EXIT_UNDER_THRESHOLD, app
 from doxa.eval import runner as eval_runner
-from doxa.eval.cli import EXIT_ERROR, EXIT_OK, EXIT_UNDER_THRESHOLD, app
 from doxa.eval.runfile import read_run
 
 runner = CliRunner()

@@ -18,8 +18,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from doxa.eval import cli
-from doxa.eval.cli import app
+from doxa.cli import eval as cli
+from doxa.cli.eval import app
 from doxa.eval.compare import compare_runs
 from doxa.eval.report import render_html
 from doxa.eval.runfile import read_run

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import recorded_session
-from doxa.eval.cli import EXIT_OK, app
+from doxa.cli.eval import EXIT_OK, app
 from doxa.eval.runfile import read_run
 
 pytestmark = pytest.mark.recorded

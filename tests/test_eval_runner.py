@@ -23,8 +23,8 @@ from doxa.eval.runner import (
     run_eval,
     run_oracle_case,
 )
-from doxa.events import Event
-from doxa.records import EvidenceLink, Record, UserModel
+from doxa.events.parse import Event
+from doxa.model.records import EvidenceLink, Record, UserModel
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from doxa.errors import InvalidEventError, InvalidEventsError
-from doxa.events import Event, load_events, load_file
+from doxa.events.parse import Event, load_events, load_file
 
 GOOD = {"id": "e1", "user_id": "u1", "type": "page_view", "timestamp": "2026-03-02T10:00:00Z",
         "properties": {"path": "/pricing"}}

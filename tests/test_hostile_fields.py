@@ -17,17 +17,17 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from doxa.cli import app
+from doxa.cli.main import app
 from doxa.engine import Engine
 from doxa.errors import InvalidEventsError
-from doxa.event_fields import (
+from doxa.events.fields import (
     MAX_PROPERTY_DEPTH,
     MAX_PROPERTY_ITEMS,
     MAX_PROPERTY_STRING_CHARS,
     check_properties,
 )
-from doxa.events import Event, load_events
-from doxa.extract import ExtractionSettings, RetryPolicy
+from doxa.events.parse import Event, load_events
+from doxa.llm.extractor import ExtractionSettings, RetryPolicy
 from doxa.server.app import create_app
 from doxa.server.auth import KeyRing
 from doxa.testing.fake_provider import FakeProvider

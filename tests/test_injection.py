@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from builders import batch, chat
-from doxa.injection import event_speaks_to_the_system, looks_like_injection
-from doxa.llm_schema import EvidenceQuote, ProposedRecord, ValidationContext
+from doxa.core.injection import event_speaks_to_the_system, looks_like_injection
+from doxa.llm.schema import EvidenceQuote, ProposedRecord, ValidationContext
 
 
 @pytest.mark.parametrize("text", [

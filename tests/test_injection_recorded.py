@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import recorded_session
-from doxa.eval.cli import EXIT_OK, app
+from doxa.cli.eval import EXIT_OK, app
+from doxa.core.injection import looks_like_injection
 from doxa.eval.fixtures import load_suite
 from doxa.eval.runfile import read_run
-from doxa.injection import looks_like_injection
 
 pytestmark = pytest.mark.recorded
 SUITE = Path(__file__).resolve().parents[1] / "fixtures" / "eval" / "injection"

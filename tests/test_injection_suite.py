@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from doxa.core.injection import speaking_event_ids
 from doxa.engine import Engine
 from doxa.errors import InvalidEventsError
-from doxa.events import load_events
-from doxa.extract import RetryPolicy
-from doxa.injection import speaking_event_ids
+from doxa.events.parse import load_events
+from doxa.llm.extractor import RetryPolicy
 from doxa.relevance import make_batches
 from doxa.testing.fake_provider import FakeProvider, events_in
 

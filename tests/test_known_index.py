@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from doxa.known_index import KnownIndexes
-from doxa.records import EvidenceLink, Record, UserModel
+from doxa.model.known_index import KnownIndexes
+from doxa.model.records import EvidenceLink, Record, UserModel
 
 VOCABULARY = ["sso", "okta", "billing", "annual", "roi", "cfo", "payback", "slack", "jira",
               "export", "dashboard", "mobile", "seats", "pricing"]

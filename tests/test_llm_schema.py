@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from doxa.events import Event
-from doxa.llm_schema import (
+from doxa.events.parse import Event
+from doxa.llm.schema import (
     VALIDATION,
     EvidenceQuote,
     Extraction,

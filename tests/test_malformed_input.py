@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from doxa.engine import Engine
 from doxa.errors import DoxaError
-from doxa.events import load_file
+from doxa.events.parse import load_file
 from doxa.store import MemoryStore
 
 GOOD = {"id": "e1", "user_id": "u1", "type": "chat_message",

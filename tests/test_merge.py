@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builders import NOW, T0, batch, chat, said
-from doxa.confidence import current_confidence
-from doxa.events import Event
-from doxa.merge import MergeConfig, apply_outcome, merge
-from doxa.records import UserModel
+from doxa.core.confidence import current_confidence
+from doxa.core.merge import MergeConfig, apply_outcome, merge
+from doxa.events.parse import Event
+from doxa.model.records import UserModel
 
 EMPTY = UserModel(user_id="u1")
 
@@ -180,7 +180,7 @@ def test_the_duplicate_search_by_word_index_merges_as_a_full_scan(
 ) -> None:
     """Batch after batch, merging with the indexed duplicate search gives the same model as
     merging with the same lexical similarity read over every record."""
-    from doxa.similarity import lexical_similarity
+    from doxa.core.similarity import lexical_similarity
 
     def full_scan(a: str, b: str) -> float:  # not the lexical function itself: no index
         return lexical_similarity(a, b)

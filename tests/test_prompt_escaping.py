@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from doxa.errors import InvalidEventsError
-from doxa.event_fields import EVENT_ID_PATTERN, LABEL_PATTERN
-from doxa.events import load_events
-from doxa.prompts import PromptSet, escape
-from doxa.records import UserModel
+from doxa.events.fields import EVENT_ID_PATTERN, LABEL_PATTERN
+from doxa.events.parse import load_events
+from doxa.model.records import UserModel
+from doxa.prompts.render import PromptSet, escape
 from doxa.relevance import Batch, BatchItem
 from doxa.testing.fake_provider import events_in
 

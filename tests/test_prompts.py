@@ -7,9 +7,9 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from doxa.events import Event
-from doxa.prompts import PromptSet, escape, select_known_records
-from doxa.records import Record, UserModel
+from doxa.events.parse import Event
+from doxa.model.records import Record, UserModel
+from doxa.prompts.render import PromptSet, escape, select_known_records
 from doxa.relevance import make_batches
 from doxa.resources import data_dir
 

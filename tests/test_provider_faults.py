@@ -12,7 +12,7 @@ import pytest
 
 from doxa.engine import Engine
 from doxa.errors import ProviderAuthError, ProviderError
-from doxa.extract import ExtractionSettings, RetryPolicy
+from doxa.llm.extractor import ExtractionSettings, RetryPolicy
 from doxa.testing.fake_provider import FakeProvider, Fault
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

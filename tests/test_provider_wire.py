@@ -15,8 +15,8 @@ import pytest
 
 from doxa.engine import Engine
 from doxa.errors import ProviderAuthError, ProviderError
-from doxa.extract import RetryPolicy
-from doxa.providers import build_client, parse_provider
+from doxa.llm.extractor import RetryPolicy
+from doxa.llm.providers import build_client, parse_provider
 
 FIXTURES = Path(__file__).parent / "provider_fixtures"
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

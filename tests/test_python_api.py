@@ -35,7 +35,7 @@ def test_events_that_are_not_a_list_are_refused_as_such(events: object) -> None:
 
 
 def test_a_missing_user_id_suggests_user() -> None:
-    from doxa.events import load_events
+    from doxa.events.parse import load_events
 
     with pytest.raises(InvalidEventsError, match="--user"):
         load_events([{"id": "e1", "type": "chat", "timestamp": "2026-03-01T10:00:00Z"}])
@@ -73,8 +73,8 @@ async def test_sync_wrappers_in_a_running_loop_say_to_await() -> None:
 
 def test_an_explanation_prints_as_a_readable_chain() -> None:
     from builders import T0, batch, chat, said
-    from doxa.merge import merge
-    from doxa.records import UserModel
+    from doxa.core.merge import merge
+    from doxa.model.records import UserModel
 
     events = [chat("e1", "We need SSO before we can roll this out"),
               chat("e2", "SSO is the blocker for the whole team", day=1)]

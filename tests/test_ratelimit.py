@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from doxa import ratelimit
-from doxa.ratelimit import RateLimiter
+from doxa.llm import ratelimit
+from doxa.llm.ratelimit import RateLimiter
 
 
 class FakeClock:

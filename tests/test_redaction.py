@@ -8,8 +8,8 @@ import httpx2
 import pytest
 
 from doxa.engine import Engine
-from doxa.providers import build_client, parse_provider
-from doxa.redaction import default_redactor
+from doxa.events.redaction import default_redactor
+from doxa.llm.providers import build_client, parse_provider
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from doxa.events import Event
+from doxa.events.parse import Event
 from doxa.relevance import RelevanceConfig, make_batches
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

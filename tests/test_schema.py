@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from builders import NOW, batch, chat
-from doxa.llm_schema import ValidationContext, extraction_model, split_valid
-from doxa.merge import merge
-from doxa.records import UserModel
+from doxa.core.merge import merge
+from doxa.llm.schema import ValidationContext, extraction_model, split_valid
+from doxa.model.records import UserModel
+from doxa.model.schema import SchemaError, load_schema
 from doxa.resources import data_dir
-from doxa.schema import SchemaError, load_schema
 
 STARTER = data_dir("schemas") / "b2b_saas.yaml"
 
@@ -48,7 +48,7 @@ def test_a_malformed_schema_is_refused_naming_the_line_and_the_problem(
 def test_values_may_be_described_and_the_prompt_and_tool_say_what_each_means(
     tmp_path: Path,
 ) -> None:
-    from doxa.prompts import SCHEMA_PROMPT, PromptSet
+    from doxa.prompts.render import SCHEMA_PROMPT, PromptSet
 
     schema = load_schema(STARTER)
     stage = schema.dimension("purchase_stage")
@@ -107,7 +107,7 @@ def test_a_value_outside_a_closed_set_and_records_outside_the_schema_are_dropped
 
 
 def test_a_record_under_a_dimension_takes_a_kind_that_dimension_holds() -> None:
-    from doxa.llm_schema import VALIDATION
+    from doxa.llm.schema import VALIDATION
 
     b = batch(chat("e1", "I need to show my CFO this pays back within 6 months"))
     ctx = ValidationContext(batch=b, known_record_ids=frozenset(), schema=load_schema(STARTER))
@@ -126,7 +126,7 @@ def test_a_record_under_a_dimension_takes_a_kind_that_dimension_holds() -> None:
 
 
 def _validated(b: Any, body: dict[str, Any]) -> tuple[Any, Any]:
-    from doxa.llm_schema import VALIDATION
+    from doxa.llm.schema import VALIDATION
 
     ctx = ValidationContext(batch=b, known_record_ids=frozenset(), schema=load_schema(STARTER))
     token = VALIDATION.set(ctx)
@@ -238,8 +238,8 @@ def test_typed_answers_with_fallback_and_a_new_closed_value_supersedes_the_old()
 
 def test_only_closed_dimensions_hold_one_value_at_a_time() -> None:
     """Labels (the oracle's proposals) carry free-text values, which extraction never sends."""
+    from doxa.core.merge import MergeConfig
     from doxa.eval.oracle import LabelledProposal
-    from doxa.merge import MergeConfig
 
     b = batch(chat("e1", "it must sync with NetSuite"), chat("e2", "and push bills to Bill.com"))
     proposals = [LabelledProposal.model_validate(record(d, v, e, "goal", st)) for d, v, e, st in [
@@ -262,7 +262,7 @@ async def test_a_value_that_stays_outside_the_closed_set_is_reasked_twice_then_d
     from datetime import UTC, datetime
 
     from doxa.engine import Engine
-    from doxa.extract import ExtractionSettings, RetryPolicy
+    from doxa.llm.extractor import ExtractionSettings, RetryPolicy
     from doxa.testing.fake_provider import FakeProvider
 
     def wrong_value(answer: dict[str, Any]) -> dict[str, Any]:

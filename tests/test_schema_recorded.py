@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from doxa.events import load_file
+from doxa.events.parse import load_file
+from doxa.model.schema import ModelSchema, load_schema
 from doxa.resources import data_dir
-from doxa.schema import ModelSchema, load_schema
 
 pytestmark = pytest.mark.recorded
 DEMO = data_dir("demo") / "events.jsonl"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from doxa.engine import Engine
-from doxa.extract import ExtractionSettings, RetryPolicy
+from doxa.llm.extractor import ExtractionSettings, RetryPolicy
 from doxa.server.app import create_app
 from doxa.server.auth import KeyRing
 from doxa.server.settings import ServerLimits

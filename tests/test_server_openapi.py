@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from doxa.engine import Engine
-from doxa.event_fields import tenant_scoped_user_ids
-from doxa.extract import ExtractionSettings, RetryPolicy
+from doxa.events.fields import tenant_scoped_user_ids
+from doxa.llm.extractor import ExtractionSettings, RetryPolicy
 from doxa.server.app import create_app, openapi_document
 from doxa.server.auth import KeyRing
 from doxa.testing.fake_provider import FakeProvider
@@ -45,7 +45,7 @@ def test_the_committed_openapi_document_is_what_the_app_serves() -> None:
 def test_print_openapi_writes_the_same_document(capsys: pytest.CaptureFixture[str]) -> None:
     from typer.testing import CliRunner
 
-    from doxa.cli import app
+    from doxa.cli.main import app
 
     printed = CliRunner().invoke(app, ["serve", "--print-openapi"])
     assert printed.exit_code == 0, printed.output

@@ -182,7 +182,7 @@ def test_without_the_server_extra_serve_says_what_to_install(
 ) -> None:
     from typer.testing import CliRunner
 
-    from doxa.cli import app
+    from doxa.cli.main import app
 
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `doxa[server]` were missing
     done = CliRunner().invoke(app, ["serve", "--print-openapi"])

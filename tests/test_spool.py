@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from doxa.errors import InvalidEventsError
-from doxa.spool import UserSpool
+from doxa.events.spool import UserSpool
 from doxa.testing.fake_provider import FakeProvider
 from doxa.workdir import sweep_stale
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from builders import NOW, batch, chat, said
+from doxa.core.merge import merge
 from doxa.errors import StoreConflictError, StoreDataError, UserErasedError
-from doxa.merge import merge
-from doxa.records import UserModel
+from doxa.model.records import UserModel
 from doxa.store import Store, open_store
 
 PG_URL = os.environ.get("DOXA_TEST_POSTGRES_URL")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from builders import NOW, batch, chat, said
-from doxa.merge import merge
-from doxa.records import UserModel
-from doxa.trajectories import aggregate
+from doxa.core.merge import merge
+from doxa.core.trajectories import aggregate
+from doxa.model.records import UserModel
 
 
 def test_as_of_returns_what_was_believed_before_and_after_a_supersede() -> None:

@@ -22,7 +22,7 @@ import asyncio, json, resource, sys, time
 sys.path.insert(0, "evals/perf")
 from overhead import InstantLLM
 from doxa.engine import Engine
-from doxa.spool import UserSpool
+from doxa.events.spool import UserSpool
 async def main(path, db):
     started = time.monotonic()
     engine = Engine(model="openai/bench", store=f"sqlite:///{db}", client=InstantLLM())

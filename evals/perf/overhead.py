@@ -21,11 +21,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from doxa.core.merge import MergeConfig, make_record_id
 from doxa.engine import Engine
-from doxa.events import Event
-from doxa.llm_schema import VALIDATION, Extraction
-from doxa.merge import MergeConfig, make_record_id
-from doxa.records import EvidenceLink, Record, Revision, UserModel
+from doxa.events.parse import Event
+from doxa.llm.schema import VALIDATION, Extraction
+from doxa.model.records import EvidenceLink, Record, Revision, UserModel
 from doxa.relevance import estimate_tokens
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -15,8 +15,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from doxa.engine import Engine
-from doxa.events import Event
-from doxa.extract import RetryPolicy
+from doxa.events.parse import Event
+from doxa.llm.extractor import RetryPolicy
 from doxa.testing.fake_provider import FakeProvider
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -45,7 +45,7 @@ import aiohttp
 from aiohttp import web
 
 from doxa.engine import Engine
-from doxa.events import Event, load_file
+from doxa.events.parse import Event, load_file
 from doxa.testing.fake_provider import FakeProvider, count_tokens
 
 os.environ.setdefault("MEM0_TELEMETRY", "False")  # mem0 would post usage events otherwise

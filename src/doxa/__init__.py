@@ -17,8 +17,8 @@ from doxa.errors import (
     StoreError,
     UnknownRecordError,
 )
-from doxa.events import Event, load_events, load_file
-from doxa.records import Change, EvidenceLink, Explanation, Record, Revision, UserModel
+from doxa.events.parse import Event, load_events, load_file
+from doxa.model.records import Change, EvidenceLink, Explanation, Record, Revision, UserModel
 from doxa.relevance import Batch, RelevanceConfig
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """`python -m doxa` runs the CLI."""
 
-from doxa.cli import main
+from doxa.cli.main import main
 
 main()

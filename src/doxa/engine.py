@@ -19,19 +19,19 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from doxa.confidence import decayed_model
+from doxa.core.confidence import decayed_model
+from doxa.core.merge import MergeConfig, apply_outcome, merge
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
-from doxa.events import Event, load_events, parse_event
-from doxa.extract import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
-from doxa.merge import MergeConfig, apply_outcome, merge
-from doxa.prompts import SCHEMA_PROMPT, PromptSet
-from doxa.providers import build_client, parse_provider
-from doxa.ratelimit import RateLimiter
-from doxa.records import Change, UserModel
-from doxa.redaction import Redactor, default_redactor, redact_event
+from doxa.events.parse import Event, load_events, parse_event
+from doxa.events.redaction import Redactor, default_redactor, redact_event
+from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
+from doxa.llm.providers import build_client, parse_provider
+from doxa.llm.ratelimit import RateLimiter
+from doxa.model.records import Change, UserModel
+from doxa.model.schema import ModelSchema, load_schema
+from doxa.prompts.render import SCHEMA_PROMPT, PromptSet
 from doxa.relevance import Batch, RelevanceConfig, make_batches
 from doxa.resources import data_dir
-from doxa.schema import ModelSchema, load_schema
 from doxa.store import Store, open_store
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from doxa.events import Event
+from doxa.events.parse import Event
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     # Said in the user's own words: the strongest signal there is.

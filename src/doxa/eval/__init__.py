@@ -1,6 +1,6 @@
 """doxa's eval harness: fixtures → run (engine) → match → metrics → run file → compare/report.
 
-`doxa eval run SUITE` drives it from the command line (see `doxa.eval.cli`); in code,
+`doxa eval run SUITE` drives it from the command line (see `doxa.cli.eval`); in code,
 `load_suite`, then `run_eval` with `RunSettings`, then `write_run`.
 """
 

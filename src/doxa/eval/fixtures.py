@@ -16,8 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from doxa.errors import DoxaError, InvalidEventError
-from doxa.events import Event, parse_event
-from doxa.records import Status
+from doxa.events.parse import Event, parse_event
+from doxa.model.records import Status
 
 # The built-in kinds and the two a model schema most often adds (doxa schema init).
 Kind = Literal["belief", "goal", "preference", "constraint", "motivation"]

@@ -87,7 +87,7 @@ class LLMJudgeMatcher:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from doxa.providers import build_client, parse_provider
+            from doxa.llm.providers import build_client, parse_provider
 
             self._client = build_client(parse_provider(self.model, self.base_url))
         return self._client
@@ -108,7 +108,7 @@ class LLMJudgeMatcher:
         return score
 
     async def _ask(self, predicted: str, expected: str) -> float:
-        from doxa.providers import parse_provider
+        from doxa.llm.providers import parse_provider
 
         spec = parse_provider(self.model, self.base_url)
         request: dict[str, Any] = {"model": spec.model, "max_tokens": 300, "messages": [

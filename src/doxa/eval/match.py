@@ -15,9 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from doxa.core.similarity import content_words
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
-from doxa.records import Kind, Record, Status
-from doxa.similarity import content_words
+from doxa.model.records import Kind, Record, Status
 
 Pair = tuple[str, str]
 TIE_BREAK = 1e-9

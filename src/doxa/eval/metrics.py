@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
 from doxa.eval.match import Matching, PredictedRecord
-from doxa.records import KINDS, Kind
+from doxa.model.records import KINDS, Kind
 
 BINS = 10
 

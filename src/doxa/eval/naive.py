@@ -34,11 +34,11 @@ from doxa.eval.fixtures import Case
 from doxa.eval.match import Matcher, PredictedRecord
 from doxa.eval.metrics import Usage
 from doxa.eval.runfile import CaseResult
-from doxa.events import Event
-from doxa.extract import ExtractionSettings, RetryPolicy, token_usage
-from doxa.provider_errors import provider_error
-from doxa.providers import ProviderSpec, build_client, parse_provider
-from doxa.records import KINDS
+from doxa.events.parse import Event
+from doxa.llm.extractor import ExtractionSettings, RetryPolicy, token_usage
+from doxa.llm.provider_errors import provider_error
+from doxa.llm.providers import ProviderSpec, build_client, parse_provider
+from doxa.model.records import KINDS
 from doxa.resources import data_dir
 from doxa.store import Store, open_store
 

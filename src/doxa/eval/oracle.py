@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from doxa.core.merge import MergeConfig, merge
 from doxa.eval.fixtures import Case, ExpectedRecord
-from doxa.events import Event
-from doxa.llm_schema import EvidenceQuote, ProposedRecord
-from doxa.merge import MergeConfig, merge
-from doxa.records import UserModel
+from doxa.events.parse import Event
+from doxa.llm.schema import EvidenceQuote, ProposedRecord
+from doxa.model.records import UserModel
 from doxa.relevance import Batch, batch_id
 
 PROMPT_VERSION = "oracle"

@@ -2,7 +2,7 @@
 
 The runner knows engines only through `EngineLike` (ingest, model, close), made per case by
 an `EngineFactory`, so tests drive it with a fake and `doxa eval run` with the real Engine.
-Oracle mode skips the LLM: the expected records go through `doxa.merge.merge` as if
+Oracle mode skips the LLM: the expected records go through `doxa.core.merge.merge` as if
 extracted, so merge and confidence are scored on their own.
 """
 
@@ -24,8 +24,8 @@ from doxa.eval.match import LexicalMatcher, Matcher, PredictedRecord, make_match
 from doxa.eval.metrics import Usage, case_metrics, suite_metrics, total_usage
 from doxa.eval.oracle import oracle_model
 from doxa.eval.runfile import CaseResult, RunFile, stamp
-from doxa.events import Event
-from doxa.records import Record, UserModel
+from doxa.events.parse import Event
+from doxa.model.records import Record, UserModel
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def default_engine_factory(
         from doxa.engine import Engine  # lazily: the eval package imports without the engine
 
         log.debug("engine for case %s", case_id)
-        from doxa.extract import ExtractionSettings
+        from doxa.llm.extractor import ExtractionSettings
 
         engine: EngineLike = Engine(
             model=model, store="memory://", base_url=base_url, prompt_dir=prompt_dir,
@@ -257,6 +257,6 @@ def _closed_dimensions(schema_file: str | None) -> frozenset[str]:
     """The dimensions with listed values in the run's schema (none without one)."""
     if schema_file is None:
         return frozenset()
-    from doxa.schema import load_schema
+    from doxa.model.schema import load_schema
 
     return frozenset(d.name for d in load_schema(schema_file).dimensions if d.values)

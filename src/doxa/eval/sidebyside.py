@@ -17,7 +17,7 @@ from doxa.errors import ConfigError
 from doxa.eval.metrics import evidence_counts, evidence_score, suite_metrics
 from doxa.eval.runfile import CaseResult, RunFile
 from doxa.eval.views import RecordView, record_views
-from doxa.records import KINDS
+from doxa.model.records import KINDS
 
 ALL = "all"
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from doxa.errors import ConfigError
 from doxa.eval.metrics import HIGHER_IS_BETTER, SuiteMetrics, metric_values
-from doxa.records import KINDS
+from doxa.model.records import KINDS
 
 
 def threshold_names() -> list[str]:

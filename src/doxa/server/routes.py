@@ -16,8 +16,8 @@ from pydantic import AwareDatetime
 from doxa import __version__
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError
-from doxa.event_fields import tenant_scoped_user_ids
-from doxa.records import Explanation, Record, UserModel
+from doxa.events.fields import tenant_scoped_user_ids
+from doxa.model.records import Explanation, Record, UserModel
 from doxa.server.auth import Principal, Scope
 from doxa.server.gate import PRINCIPAL
 from doxa.server.problems import ApiError, FieldError, doxa_error, responses

@@ -9,14 +9,14 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from doxa.event_fields import MAX_TEXT_CHARS, EventId, EventText, Label, Properties
-from doxa.records import Change, Record
+from doxa.events.fields import MAX_TEXT_CHARS, EventId, EventText, Label, Properties
+from doxa.model.records import Change, Record
 
 
 class EventIn(BaseModel):
     """One thing the user did or said. `user_id` may be left out (the path names the user).
 
-    Checked by the same rules as doxa's own `Event` (doxa.event_fields), so a bad field is
+    Checked by the same rules as doxa's own `Event` (doxa.events.fields), so a bad field is
     a 422 naming it before the model provider is called."""
 
     model_config = ConfigDict(extra="ignore")

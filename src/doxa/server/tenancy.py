@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 
 from doxa.engine import IngestResult
-from doxa.event_fields import USER_ID_PATTERN
-from doxa.records import Explanation, Record
+from doxa.events.fields import USER_ID_PATTERN
+from doxa.model.records import Explanation, Record
 
 __all__ = ["RECORD_ID_PATTERN", "SEPARATOR", "USER_ID_PATTERN", "public_explanation",
            "public_record", "public_result", "public_text", "scoped"]

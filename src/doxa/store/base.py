@@ -19,9 +19,9 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from doxa.events import Event
-from doxa.model_diff import record_difference
-from doxa.records import Change, UserModel
+from doxa.events.parse import Event
+from doxa.model.diff import record_difference
+from doxa.model.records import Change, UserModel
 
 
 @runtime_checkable

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from doxa.errors import StoreConflictError, UserErasedError
-from doxa.events import Event
-from doxa.records import Change, UserModel
+from doxa.events.parse import Event
+from doxa.model.records import Change, UserModel
 from doxa.store.base import carried_events, erasure_key
 
 

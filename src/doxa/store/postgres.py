@@ -21,8 +21,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from doxa.errors import StoreConflictError, StoreDataError, StoreError, UserErasedError
-from doxa.events import Event
-from doxa.records import Change, Record, UserModel
+from doxa.events.parse import Event
+from doxa.model.records import Change, Record, UserModel
 from doxa.store.base import erasure_key
 from doxa.store.sqlite import USER_TABLES, content_hash
 

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from doxa.errors import StoreConflictError, StoreError, UserErasedError
-from doxa.events import Event
-from doxa.model_diff import record_difference
-from doxa.records import Change, Record, UserModel
+from doxa.events.parse import Event
+from doxa.model.diff import record_difference
+from doxa.model.records import Change, Record, UserModel
 from doxa.store.base import carried_events, erasure_key
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from doxa.records import EvidenceLink, Kind, Record, UserModel
+from doxa.model.records import EvidenceLink, Kind, Record, UserModel
 
 
 class ConfidenceConfig(BaseModel):

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from doxa.records import Kind, Record, UserModel
+from doxa.model.records import Kind, Record, UserModel
 
 GroupBy = Literal["context", "statement"]
 

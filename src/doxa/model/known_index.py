@@ -16,8 +16,8 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
-from doxa.model_diff import record_difference
-from doxa.records import Record, UserModel
+from doxa.model.diff import record_difference
+from doxa.model.records import Record, UserModel
 
 RankKey = tuple[float, str]
 """(-confidence, id): the order among records that share as many words with the batch."""

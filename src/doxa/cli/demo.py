@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from doxa.engine import Engine, IngestResult
-from doxa.events import load_file
-from doxa.recording import CassetteMeta, cassette, read_meta, write_meta
-from doxa.records import UserModel
+from doxa.events.parse import load_file
+from doxa.model.records import UserModel
 from doxa.resources import data_dir
+from doxa.testing.recording import CassetteMeta, cassette, read_meta, write_meta
 
 DEMO_USER = "demo-user"
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from doxa.event_fields import check_user_id
+from doxa.events.fields import check_user_id
 
 
 def caller_user_id(value: str | None) -> str | None:

@@ -23,10 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from doxa.injection import event_strings, readable_forms, speaking_event_ids, strings_in
+from doxa.core.injection import event_strings, readable_forms, speaking_event_ids, strings_in
+from doxa.core.similarity import content_words
+from doxa.model.schema import OTHER, Dimension, ModelSchema
 from doxa.relevance import Batch
-from doxa.schema import OTHER, Dimension, ModelSchema
-from doxa.similarity import content_words
 
 MAX_RECORDS = 10
 MAX_EVIDENCE = 6
@@ -331,7 +331,7 @@ class ValidationContext:
 
     @property
     def speaking(self) -> frozenset[str]:
-        """Ids of the batch's events that speak to the system (doxa.injection)."""
+        """Ids of the batch's events that speak to the system (doxa.core.injection)."""
         if self._speaking is None:
             self._speaking = speaking_event_ids(self.batch.items)
         return self._speaking

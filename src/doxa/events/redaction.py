@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from doxa.events import Event
+from doxa.events.parse import Event
 
 Redactor = Callable[[str], str]
 

@@ -35,11 +35,11 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from doxa.batch_api import Answer, BatchAPI, JobStatus, batch_api_for
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError, ExtractionValidationError, UserErasedError
-from doxa.events import Event
-from doxa.extract import ExtractionOutcome, token_usage
+from doxa.events.parse import Event
+from doxa.llm.batch_api import Answer, BatchAPI, JobStatus, batch_api_for
+from doxa.llm.extractor import ExtractionOutcome, token_usage
 from doxa.relevance import Batch
 from doxa.workdir import PrivateDir
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from itertools import compress
 
-from doxa.records import Record
+from doxa.model.records import Record
 
 Records = tuple[Record, ...]
 

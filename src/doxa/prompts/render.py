@@ -16,14 +16,14 @@ from typing import Any, Literal
 
 import jinja2
 
+from doxa.core.injection import speaking_event_ids
 from doxa.errors import ConfigError
-from doxa.injection import speaking_event_ids
-from doxa.known_index import KnownIndexes
-from doxa.llm_schema import MAX_RECORDS
-from doxa.records import Record, UserModel
+from doxa.llm.schema import MAX_RECORDS
+from doxa.model.known_index import KnownIndexes
+from doxa.model.records import Record, UserModel
+from doxa.model.schema import ModelSchema
 from doxa.relevance import Batch, BatchItem, estimate_tokens
 from doxa.resources import data_dir
-from doxa.schema import ModelSchema
 
 DEFAULT_PROMPT = "extract"
 SCHEMA_PROMPT = "extract_schema"

@@ -17,20 +17,20 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from doxa import __version__
-from doxa.backfill_command import backfill
-from doxa.cli_ids import UserOpt
+from doxa.cli.backfill import backfill
+from doxa.cli.eval import app as eval_app
+from doxa.cli.ids import UserOpt
+from doxa.cli.render import history_table, model_table, print_explanation
+from doxa.cli.serve import serve
+from doxa.cli.terminal import console, err_console, labelled, print_error
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError
-from doxa.eval.cli import app as eval_app
-from doxa.event_fields import tenant_scoped_user_ids
-from doxa.providers import parse_provider, require_credentials
-from doxa.records import UserModel
-from doxa.render import history_table, model_table, print_explanation
-from doxa.schema import load_schema, starter_schema_text
-from doxa.server.command import serve
+from doxa.events.fields import tenant_scoped_user_ids
+from doxa.events.spool import UserSpool
+from doxa.llm.providers import parse_provider, require_credentials
+from doxa.model.records import UserModel
+from doxa.model.schema import load_schema, starter_schema_text
 from doxa.server.tenancy import SEPARATOR as TENANT_SEPARATOR
-from doxa.spool import UserSpool
-from doxa.terminal import console, err_console, labelled, print_error
 
 T = TypeVar("T")
 app = typer.Typer(help="doxa: build a queryable model of each user from their events.",
@@ -153,8 +153,8 @@ def ingest(
 
 
 def _ingest_on_ray(file: Path, as_json: bool, **options: Any) -> None:
-    """`doxa ingest --ray`: the same ingest, users spread over Ray tasks (doxa.distributed)."""
-    from doxa.distributed import ingest_ray  # Ray itself is imported only on this path
+    """`doxa ingest --ray`: the same ingest, users spread over Ray tasks (doxa.runs.distributed)."""
+    from doxa.runs.distributed import ingest_ray  # Ray itself is imported only on this path
 
     try:
         summary = ingest_ray(file, **options)
@@ -419,7 +419,7 @@ def trajectories(
     as_json: JsonOpt = False,
 ) -> None:
     """How records move across all users: counted transitions and the common paths."""
-    from doxa.trajectories import aggregate
+    from doxa.core.trajectories import aggregate
 
     if kind not in ("belief", "goal", "preference") or by not in ("context", "statement"):
         print_error("--kind belief|goal|preference, --by context|statement")
@@ -498,7 +498,7 @@ def demo(
     By default the LLM's answer is replayed from a recording of a real model (no key, no
     network); every other step runs for real. With --model the model is called live.
     """
-    from doxa.demo import run_demo
+    from doxa.cli.demo import run_demo
 
     result, model_ = run(lambda: run_demo(model=model, base_url=base_url, record_to=record))
     if as_json:

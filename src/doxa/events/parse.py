@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from doxa.errors import InvalidEventError, InvalidEventsError
-from doxa.event_fields import (
+from doxa.events.fields import (
     MAX_TEXT_CHARS,
     check_event_id,
     check_label,
@@ -49,7 +49,7 @@ class Event(BaseModel):
     """One thing a user did or said, at a time-zone-aware moment.
 
     Every field reaches the LLM's prompt, so an event read in (`parse_event`, which every
-    way into doxa goes through) is held to doxa.event_fields: character sets for ids, types
+    way into doxa goes through) is held to doxa.events.fields: character sets for ids, types
     and contexts, caller user ids, bounded and control-free text and properties, nesting
     checked without recursion. An event read back from a store is checked for shape only,
     so events stored under earlier rules (and a server tenant's `<tenant>/<user>` ids) load.

@@ -25,9 +25,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from doxa.core.injection import speaking_event_ids
 from doxa.errors import ContextLengthError, ExtractionValidationError, ProviderError
-from doxa.injection import speaking_event_ids
-from doxa.llm_schema import (
+from doxa.llm.provider_errors import is_retryable, provider_error, retry_after_seconds
+from doxa.llm.providers import ProviderSpec
+from doxa.llm.ratelimit import RateLimiter
+from doxa.llm.schema import (
     VALIDATION,
     DroppedRecord,
     Extraction,
@@ -37,12 +40,9 @@ from doxa.llm_schema import (
     record_type_of,
     split_valid,
 )
-from doxa.prompts import Messages
-from doxa.provider_errors import is_retryable, provider_error, retry_after_seconds
-from doxa.providers import ProviderSpec
-from doxa.ratelimit import RateLimiter
+from doxa.model.schema import ModelSchema
+from doxa.prompts.render import Messages
 from doxa.relevance import Batch, estimate_tokens
-from doxa.schema import ModelSchema
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from doxa.cli.terminal import err_console, print_error
 from doxa.errors import DoxaError
-from doxa.terminal import err_console, print_error
 
 DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
 DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
@@ -64,7 +64,7 @@ def serve(
         print_error(INSTALL_HINT)
         raise typer.Exit(1) from None
     from doxa.engine import Engine
-    from doxa.providers import parse_provider, require_credentials
+    from doxa.llm.providers import parse_provider, require_credentials
 
     try:
         limits = ServerLimits(max_body_bytes=max_body_bytes, max_events=max_events,

@@ -13,7 +13,7 @@ Latin letters they imitate, `_` as a space); and decoded, when a run of base64 o
 decodes to text. Patterns cover English and thirteen other languages. Consecutive events
 of a batch are also read as one text, so an instruction split across two events is seen.
 Patterns cannot enumerate every phrasing in every language: the structural defences (every
-field escaped in the prompt, the planted-statement check in doxa.llm_schema) do not rely
+field escaped in the prompt, the planted-statement check in doxa.llm.schema) do not rely
 on them.
 """
 

@@ -16,12 +16,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from doxa.confidence import ConfidenceConfig, confidence_from_evidence
-from doxa.events import Event
-from doxa.injection import speaking_event_ids
-from doxa.known_index import KnownIndexes
-from doxa.llm_schema import ProposedRecord
-from doxa.records import (
+from doxa.core.confidence import ConfidenceConfig, confidence_from_evidence
+from doxa.core.injection import speaking_event_ids
+from doxa.core.similarity import Similarity, content_words, lexical_similarity
+from doxa.events.parse import Event
+from doxa.llm.schema import ProposedRecord
+from doxa.model.known_index import KnownIndexes
+from doxa.model.records import (
     Action,
     Basis,
     Change,
@@ -33,7 +34,6 @@ from doxa.records import (
     UserModel,
 )
 from doxa.relevance import Batch
-from doxa.similarity import Similarity, content_words, lexical_similarity
 
 Outcome = Literal["engaged", "ignored", "converted", "dismissed"]
 POSITIVE_OUTCOMES = frozenset({"engaged", "converted"})

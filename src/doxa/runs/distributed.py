@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from doxa.engine import Engine, IngestResult
 from doxa.errors import ConfigError, InvalidEventError, InvalidEventsError
-from doxa.events import Event, parse_event
-from doxa.providers import parse_provider
-from doxa.spool import MAX_REPORTED
+from doxa.events.parse import Event, parse_event
+from doxa.events.spool import MAX_REPORTED
+from doxa.llm.providers import parse_provider
 
 if TYPE_CHECKING:
     from ray.data import Dataset

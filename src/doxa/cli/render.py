@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from doxa.records import KINDS, Explanation, Record, UserModel
+from doxa.model.records import KINDS, Explanation, Record, UserModel
 
 
 def _ago(at: datetime) -> str:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from doxa.errors import DoxaError
-from doxa.records import KINDS
+from doxa.model.records import KINDS
 
 _NAME = r"^[a-z][a-z0-9_]{1,39}$"
 OTHER = "other"

@@ -13,19 +13,19 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from doxa.backfill import (
+from doxa.cli.ids import UserOpt
+from doxa.cli.terminal import console, err_console, labelled, print_error
+from doxa.engine import Engine
+from doxa.errors import DoxaError
+from doxa.events.spool import UserSpool
+from doxa.llm.providers import BATCH_DISCOUNT
+from doxa.runs.backfill import (
     Backfill,
     BackfillConfig,
     BackfillProgress,
     BackfillResult,
     default_state_path,
 )
-from doxa.cli_ids import UserOpt
-from doxa.engine import Engine
-from doxa.errors import DoxaError
-from doxa.providers import BATCH_DISCOUNT
-from doxa.spool import UserSpool
-from doxa.terminal import console, err_console, labelled, print_error
 
 DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
 DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
@@ -69,13 +69,13 @@ def backfill(
     up the outstanding job instead of submitting it again.
     """
     if not batch_api:
-        from doxa.cli import ingest  # the online path, exactly as `doxa ingest`
+        from doxa.cli.main import ingest  # the online path, exactly as `doxa ingest`
 
         ingest(file, user=user, model=model, db=db, base_url=base_url,
                skip_invalid=skip_invalid, concurrency=concurrency, schema=schema,
                as_json=as_json)
         return
-    from doxa.cli import open_spool, require_provider, store_url
+    from doxa.cli.main import open_spool, require_provider, store_url
 
     require_provider(model, base_url)
     state_path = state or default_state_path(file)

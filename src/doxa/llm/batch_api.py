@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from doxa.provider_errors import provider_error
-from doxa.providers import ProviderSpec
+from doxa.llm.provider_errors import provider_error
+from doxa.llm.providers import ProviderSpec
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from doxa.errors import InvalidEventError, InvalidEventsError
-from doxa.events import Event, iter_file
+from doxa.events.parse import Event, iter_file
 from doxa.store.sqlite import create_private
 from doxa.workdir import PrivateDir, exit_on_sigterm
 

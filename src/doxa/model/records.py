@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from doxa.errors import UnknownRecordError
-from doxa.events import Event
+from doxa.events.parse import Event
 
 # belief, goal and preference are built in; a model schema may add kinds of its own
 # (e.g. constraint, motivation) where a team needs the causal view.
