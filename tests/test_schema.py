@@ -284,3 +284,29 @@ async def test_a_value_that_stays_outside_the_closed_set_is_reasked_twice_then_d
     assert result.llm_calls == 3 and fake.stats.requests == 3
     assert len(await engine.model("u1")) == 0
     assert "choose one of bullets, narrative" in " ".join(result.dropped[0].reasons)
+
+
+def test_folding_is_a_pure_step_that_leaves_the_answer_as_the_model_wrote_it() -> None:
+    """Validation checks the folded answer (so the re-ask names `answers.<dimension>`), but
+    the parsed answer keeps the model's own records; `split_valid` folds it, the same way
+    every time."""
+    from doxa.llm.schema import SchemaExtraction, fold_answers
+
+    b = batch(chat("e1", "I need to show my CFO this pays back within 6 months"),
+              chat("e2", "Please keep answers short, bullet points are best", day=1))
+    answers = {**NOTHING_ANSWERED, "communication_style": {"bullets": "e2", "narrative": ""}}
+    extraction, ctx = _validated(b, {"notes": "", "records": [
+        record("budget_constraints", "business_case", "e1", "belief",
+               "Needs payback within 6 months for the CFO"),
+        record("communication_style", None, "e2")], "answers": answers})
+    assert isinstance(extraction, SchemaExtraction)
+    written = extraction.model_dump()
+    folded = fold_answers(extraction, b)
+    assert [(r.slot(), folded.where(i)) for i, r in enumerate(folded.records)] == [
+        (("budget_constraints", None), "records[0]"),
+        (("communication_style", "bullets"), "records[1]"),
+        (("purchase_stage", "business_case"), "answers.purchase_stage")]
+    assert split_valid(extraction, ctx) == split_valid(extraction, ctx)
+    assert extraction.model_dump() == written
+    assert [r.slot() for r in extraction.records] == [
+        ("budget_constraints", "business_case"), ("communication_style", None)]

@@ -20,7 +20,7 @@ from doxa.core.confidence import ConfidenceConfig, confidence_from_evidence
 from doxa.core.injection import speaking_event_ids
 from doxa.core.similarity import Similarity, content_words, lexical_similarity
 from doxa.events.parse import Event
-from doxa.llm.schema import ProposedRecord
+from doxa.llm.schema import Proposal
 from doxa.model.known_index import KnownIndexes
 from doxa.model.records import (
     Action,
@@ -104,7 +104,7 @@ def _same_state(a: Record, b: Record) -> bool:
         b.statement, b.status, b.evidence, b.valid_to, b.superseded_by)
 
 
-def _links(proposal: ProposedRecord, batch: Batch,
+def _links(proposal: Proposal, batch: Batch,
            polarity: Polarity = "supports") -> list[EvidenceLink]:
     links: list[EvidenceLink] = []
     speaking = speaking_event_ids(batch.items)
@@ -130,9 +130,9 @@ def _add_links(record: Record, links: Sequence[EvidenceLink]) -> Record:
     return record.model_copy(update={"evidence": evidence})
 
 
-def _closed_slot(work: _Working, proposal: ProposedRecord) -> Record | None:
+def _closed_slot(work: _Working, proposal: Proposal) -> Record | None:
     """The active record already holding this closed dimension (one value at a time)."""
-    dimension, value = getattr(proposal, "dimension", None), getattr(proposal, "value", None)
+    dimension, value = proposal.slot()
     if dimension is None or value is None:
         return None
     closed = work.config.closed_dimensions
@@ -156,7 +156,7 @@ _BY_STATEMENT_WORD = KnownIndexes(_statement_words, keep=_can_merge_into)
 search reads those records, not every record of the model (a cache: results are the same)."""
 
 
-def _duplicate_candidates(work: _Working, proposal: ProposedRecord,
+def _duplicate_candidates(work: _Working, proposal: Proposal,
                           similarity: Similarity) -> Iterable[Record]:
     words = content_words(proposal.statement)
     if similarity is not lexical_similarity or not words or work.config.duplicate_threshold <= 0:
@@ -165,7 +165,7 @@ def _duplicate_candidates(work: _Working, proposal: ProposedRecord,
     return [work.records[rid] for rid in ids if rid in work.records]
 
 
-def _find_duplicate(work: _Working, proposal: ProposedRecord,
+def _find_duplicate(work: _Working, proposal: Proposal,
                     similarity: Similarity) -> Record | None:
     best: tuple[float, str] | None = None
     for record in _duplicate_candidates(work, proposal, similarity):
@@ -177,7 +177,7 @@ def _find_duplicate(work: _Working, proposal: ProposedRecord,
     return work.records[best[1]] if best else None
 
 
-def merge(model: UserModel, proposals: Sequence[ProposedRecord], batch: Batch, *,
+def merge(model: UserModel, proposals: Sequence[Proposal], batch: Batch, *,
           now: datetime, prompt_version: str, config: MergeConfig | None = None,
           similarity: Similarity | None = None) -> MergeResult:
     """Apply one batch's validated proposals to the model."""
@@ -194,7 +194,7 @@ def merge(model: UserModel, proposals: Sequence[ProposedRecord], batch: Batch, *
             _reinforce(work, related, proposal, links, batch, prompt_version,
                        refine=proposal.relation == "refines")
         elif (same_slot := _closed_slot(work, proposal)) is not None:
-            if same_slot.value == getattr(proposal, "value", None):
+            if same_slot.value == proposal.slot()[1]:
                 _reinforce(work, same_slot, proposal, links, batch, prompt_version, refine=False)
             else:  # a closed dimension holds one value: a new one contradicts the old
                 _contradict(work, same_slot, proposal, links, batch, prompt_version)
@@ -211,13 +211,13 @@ def merge(model: UserModel, proposals: Sequence[ProposedRecord], batch: Batch, *
     return MergeResult(model.with_records(records), work.changes)
 
 
-def _status_for(record: Record, proposal: ProposedRecord) -> Status:
+def _status_for(record: Record, proposal: Proposal) -> Status:
     if record.kind == "goal" and proposal.status in ("achieved", "abandoned"):
         return proposal.status
     return record.status
 
 
-def _reinforce(work: _Working, record: Record, proposal: ProposedRecord,
+def _reinforce(work: _Working, record: Record, proposal: Proposal,
                links: Sequence[EvidenceLink], batch: Batch, prompt_version: str,
                *, refine: bool) -> None:
     updated = _add_links(record, links)
@@ -234,7 +234,7 @@ def _reinforce(work: _Working, record: Record, proposal: ProposedRecord,
              prompt_version, max(link.observed_at for link in links))
 
 
-def _create(work: _Working, user_id: str, proposal: ProposedRecord,
+def _create(work: _Working, user_id: str, proposal: Proposal,
             links: Sequence[EvidenceLink], batch: Batch, prompt_version: str) -> Record:
     record_id = make_record_id(user_id, proposal.kind, proposal.statement, batch.id)
     existing = work.records.get(record_id)
@@ -243,10 +243,11 @@ def _create(work: _Working, user_id: str, proposal: ProposedRecord,
         return work.records[record_id]
     first = min(link.observed_at for link in links)
     status: Status = proposal.status if proposal.kind == "goal" else "active"
+    dimension, value = proposal.slot()
     record = Record(
         id=record_id, user_id=user_id, kind=proposal.kind, statement=proposal.statement.strip(),
         context=proposal.context.strip() or "general", confidence=0.0,
-        dimension=getattr(proposal, "dimension", None), value=getattr(proposal, "value", None),
+        dimension=dimension, value=value,
         evidence=tuple(sorted(links, key=lambda e: (e.observed_at, e.event_id))),
         status=status, valid_from=first, created_at=work.now, updated_at=work.now,
         prompt_version=prompt_version)
@@ -255,7 +256,7 @@ def _create(work: _Working, user_id: str, proposal: ProposedRecord,
     return work.records[record_id]
 
 
-def _contradict(work: _Working, old: Record, proposal: ProposedRecord,
+def _contradict(work: _Working, old: Record, proposal: Proposal,
                 links: Sequence[EvidenceLink], batch: Batch, prompt_version: str) -> None:
     against = [link.model_copy(update={"polarity": "contradicts"}) for link in links]
     lowered = _add_links(old, against)

@@ -46,7 +46,7 @@ class PredictedRecord(BaseModel):
             id=record.id, kind=record.kind, statement=record.statement, context=record.context,
             confidence=record.confidence, status=record.status,
             evidence=tuple(e.event_id for e in record.supporting),
-            dimension=getattr(record, "dimension", None), value=getattr(record, "value", None),
+            dimension=record.dimension, value=record.value,
         )
 
 

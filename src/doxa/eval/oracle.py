@@ -16,7 +16,7 @@ from typing import Any
 from doxa.core.merge import MergeConfig, merge
 from doxa.eval.fixtures import Case, ExpectedRecord
 from doxa.events.parse import Event
-from doxa.llm.schema import EvidenceQuote, ProposedRecord
+from doxa.llm.schema import EvidenceQuote, Proposal
 from doxa.model.records import UserModel
 from doxa.relevance import Batch, batch_id
 
@@ -61,18 +61,20 @@ def _successor(expected: Sequence[ExpectedRecord], s: int, where: list[list[int]
             and (new.context or "") == (old.context or "") and where[t][0] > where[s][0]]
 
 
-class LabelledProposal(ProposedRecord):
+class LabelledProposal(Proposal):
     """A proposal carrying the label's kind (any, schema kinds included), dimension and value,
     as a schema-shaped extraction would: merge files it under its dimension, and the eval
     scores per-dimension value accuracy on the oracle too."""
 
-    kind: str  # type: ignore[assignment]
     dimension: str | None = None
     value: Any = None
 
+    def slot(self) -> tuple[str | None, str | None]:
+        return self.dimension, self.value
+
 
 def _proposal(record: ExpectedRecord, batch: Sequence[Event], *, final: bool,
-              contradicts: str | None) -> ProposedRecord:
+              contradicts: str | None) -> Proposal:
     cited = [e.id for e in batch if e.id in record.evidence] or [batch[0].id]
     status = record.status if final and record.status in ("achieved", "abandoned") else "active"
     return LabelledProposal(

@@ -32,9 +32,10 @@ from doxa.llm.providers import ProviderSpec
 from doxa.llm.ratelimit import RateLimiter
 from doxa.llm.schema import (
     VALIDATION,
+    BaseExtraction,
     DroppedRecord,
     Extraction,
-    ProposedRecord,
+    Proposal,
     ValidationContext,
     extraction_model,
     record_type_of,
@@ -102,7 +103,7 @@ class ExtractionOutcome:
     """What one batch's extraction produced, and what it cost."""
 
     batch_id: str
-    proposals: list[ProposedRecord]
+    proposals: list[Proposal]
     dropped: list[DroppedRecord]
     calls: int = 0
     input_tokens: int = 0
@@ -182,7 +183,8 @@ class Extractor:
             cached = _Cached.model_validate_json(hit)
             records = [self._record_type.model_validate(r)
                        for r in [*cached.records, *(r for r, _ in cached.dropped)]]
-            kept, dropped = split_valid(Extraction.model_construct(notes="", records=records), ctx)
+            kept, dropped = split_valid(BaseExtraction.model_construct(notes="", records=records),
+                                         ctx)
             return ExtractionOutcome(batch.id, kept, dropped, cache_hit=True)
         started = time.perf_counter()
         usage = _Usage()
@@ -205,7 +207,7 @@ class Extractor:
 
     async def _call_with_retries(
         self, batch: Batch, messages: Messages, ctx: ValidationContext, usage: _Usage
-    ) -> Extraction:
+    ) -> BaseExtraction:
         try:
             async for attempt in self.retry.retrying():
                 with attempt:
@@ -228,7 +230,7 @@ class Extractor:
             raise found from exc
         raise AssertionError("tenacity ended without a result")  # pragma: no cover
 
-    def _model_for(self, batch: Batch) -> type[Extraction]:
+    def _model_for(self, batch: Batch) -> type[BaseExtraction]:
         speaking = speaking_event_ids(batch.items) if self.settings.nonempty_when_text else None
         if speaking is not None and any(
                 item.text and len(item.text.split()) >= 4 and item.ref not in speaking
@@ -242,14 +244,14 @@ class Extractor:
 
     async def _call_once(
         self, batch: Batch, messages: Messages, ctx: ValidationContext, usage: _Usage
-    ) -> Extraction:
+    ) -> BaseExtraction:
         from instructor.v2.core.hooks import Hooks
 
         hooks = Hooks()
         hooks.on("completion:response", usage.add)
         token = VALIDATION.set(ctx)
         try:
-            result: Extraction = await self.client.create(
+            result: BaseExtraction = await self.client.create(
                 response_model=self._model_for(batch), max_retries=self.settings.reasks,
                 hooks=hooks, **self._request(messages),
             )
@@ -311,7 +313,7 @@ class Extractor:
         usage.add(response)
         token = VALIDATION.set(ctx)
         try:
-            extraction: Extraction = self._handlers().response_parser(
+            extraction: BaseExtraction = self._handlers().response_parser(
                 response=response, response_model=self.response_model, validation_context=None,
                 strict=True, stream=False, is_async=True)
         except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -17,7 +18,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     create_model,
     field_validator,
     model_validator,
@@ -26,9 +26,9 @@ from pydantic import (
 from doxa.core.injection import event_strings, readable_forms, speaking_event_ids, strings_in
 from doxa.core.similarity import content_words
 from doxa.model.schema import OTHER, Dimension, ModelSchema
+from doxa.prompts.limits import MAX_RECORDS
 from doxa.relevance import Batch
 
-MAX_RECORDS = 10
 MAX_EVIDENCE = 6
 NO_EVENT = frozenset({"unknown", "none", "null", "n/a", "na", "-", "no", "no event"})
 """What models write for "no event shows this value" besides the empty string."""
@@ -46,14 +46,16 @@ class EvidenceQuote(BaseModel):
     )
 
 
-class ProposedRecord(BaseModel):
-    """One belief, goal or preference the events show about the user."""
+class Proposal(BaseModel):
+    """What every proposed record holds, whichever tool schema it was asked with.
 
-    kind: Literal["belief", "goal", "preference"] = Field(
-        description="belief: what the user thinks is true (about their needs, the product, "
-        "alternatives); goal: what they are trying to achieve; preference: how they like "
-        "to interact or be served"
-    )
+    Code that takes proposals (validation, merge, the eval's oracle) takes this type; the
+    tool schema the LLM fills uses one of its two variants, `ProposedRecord` (no model
+    schema: the three built-in kinds) or `SchemaRecord` (a model schema's kinds, dimension
+    and value). `kind` is any kind name here: a model schema may declare its own kinds.
+    """
+
+    kind: str
     statement: str = Field(
         min_length=3, max_length=300,
         description="one short plain sentence about the user, starting with a verb such as "
@@ -79,6 +81,33 @@ class ProposedRecord(BaseModel):
         default="active", description="for goals: achieved or abandoned when the events show it"
     )
 
+    def slot(self) -> tuple[str | None, str | None]:
+        """(dimension, value) this proposal fills under a model schema; (None, None) when
+        it was asked without one."""
+        return None, None
+
+
+class ProposedRecord(Proposal):
+    """One belief, goal or preference the events show about the user."""
+
+    kind: Literal["belief", "goal", "preference"] = Field(
+        description="belief: what the user thinks is true (about their needs, the product, "
+        "alternatives); goal: what they are trying to achieve; preference: how they like "
+        "to interact or be served"
+    )
+
+
+class SchemaRecord(Proposal):
+    """A proposal under a model schema: it names the dimension it fills and, for a closed
+    dimension, the value. `extraction_model` narrows kind, dimension and value to the
+    schema's names (enums a grammar-constrained server can only answer with)."""
+
+    dimension: str
+    value: str | None = None
+
+    def slot(self) -> tuple[str | None, str | None]:
+        return self.dimension, self.value
+
     @model_validator(mode="before")
     @classmethod
     def _kind_from_dimension(cls, data: Any) -> Any:
@@ -98,16 +127,21 @@ class ProposedRecord(BaseModel):
         return data
 
 
-class Extraction(BaseModel):
-    """The beliefs, goals and preferences that this batch of events shows about the user."""
+class BaseExtraction(BaseModel):
+    """What every extraction holds: the model's notes and its records.
+
+    An after-validator checks the answer, answers folded in, against the batch it was shown
+    (`ValidationContext`), so that instructor re-asks with what is wrong; it changes nothing.
+    Folding itself is `fold_answers`, run again on the parsed answer by `split_valid`.
+    """
 
     notes: str = Field(
         description="first, briefly, for each event that reveals something: what it shows the "
         "user believes, wants or prefers; then write one record for each of these",
     )
-    records: list[ProposedRecord] = Field(max_length=MAX_RECORDS)
-    _answered: dict[int, str] = PrivateAttr(default_factory=dict)
-    """Index in `records` -> the closed dimension whose answer it was folded from."""
+    records: Sequence[Proposal]
+    record_type: ClassVar[type[Proposal]] = Proposal
+    """The class `records` hold (set on each generated extraction model)."""
 
     @field_validator("notes")
     @classmethod
@@ -116,15 +150,15 @@ class Extraction(BaseModel):
         return value[:2000]
 
     @model_validator(mode="after")
-    def _check_against_batch(self) -> Extraction:
-        self._fold_answers()
+    def _check_against_batch(self) -> BaseExtraction:
         ctx = VALIDATION.get(None)
         if ctx is None:
             return self
         ctx.attempts.append(self)
+        folded = fold_answers(self, ctx.batch)
         problems = [
-            f"{self._where(i)}: {reason}"
-            for i, record in enumerate(self.records)
+            f"{folded.where(i)}: {reason}"
+            for i, record in enumerate(folded.records)
             for reason in ctx.problems(record)
         ]
         if problems:
@@ -134,96 +168,19 @@ class Extraction(BaseModel):
             )
         return self
 
-    def _move_stray_values(self, answers: Answers) -> None:
-        """A closed dimension's value written on a free-text dimension's record goes home.
 
-        Free-text dimensions hold no value. Small models file "show my CFO this pays back"
-        under budget_constraints and put `business_case` on it: the statement is a budget
-        constraint, the value a purchase stage. Values name their dimension when exactly one
-        closed dimension lists them, so the record keeps its statement with no value, and the
-        value becomes a record of its own dimension on the same evidence, unless that
-        dimension already has a listed value among the records.
-        """
-        closed = {a.dimension.name: a.dimension for a in answers.per_dimension()}
-        for record in list(self.records):
-            name, value = getattr(record, "dimension", None), getattr(record, "value", None)
-            if value is None or name in closed or name == OTHER:
-                continue
-            owners = [d for d in closed.values() if value in (d.values or ())]
-            record.value = None  # type: ignore[attr-defined]
-            if len(owners) == 1 and not self._has_listed_value(owners[0]):
-                self._add_answered(value_record(type(record), owners[0], str(value),
-                                                [e.model_dump() for e in record.evidence]))
+class Extraction(BaseExtraction):
+    """The beliefs, goals and preferences that this batch of events shows about the user."""
 
-    def _has_listed_value(self, dim: Dimension) -> bool:
-        return any(getattr(r, "dimension", None) == dim.name
-                   and getattr(r, "value", None) in (dim.values or ()) for r in self.records)
-
-    def _add_answered(self, record: ProposedRecord) -> None:
-        self._answered[len(self.records)] = str(getattr(record, "dimension", ""))
-        self.records.append(record)
-
-    def _where(self, index: int) -> str:
-        """Where the model wrote record `index`, in the words of its own answer."""
-        if index in self._answered:
-            return f"answers.{self._answered[index]}"
-        return f"records[{index}]"
-
-    def _fold_answers(self) -> None:
-        """Turn the closed-dimension answers (schema-shaped extraction only) into records.
-
-        A small model asked to "write a record for every dimension" writes the salient ones
-        and skips the rest: a "show my CFO this pays back" message becomes a budget record and
-        no purchase stage, and asked for the stage outright it answers "unknown". So the tool
-        asks, for every value of every closed dimension, which event shows that value's
-        meaning: matching an event to a description is easier than classifying, and a
-        grammar-constrained server cannot skip one. An empty answer for every value is "no
-        idea", so nothing is forced. A dimension already filed in `records` keeps that
-        record, so the same slot is never proposed twice from one batch.
-        """
-        answers = getattr(self, "answers", None)
-        if not isinstance(answers, Answers):
-            return
-        ctx = VALIDATION.get(None)
-        self._move_stray_values(answers)
-        for answer in answers.per_dimension():
-            if self._has_listed_value(answer.dimension):
-                continue  # the records already give this dimension a listed value
-            record = answer.as_record(ctx.batch if ctx is not None else None,
-                                      record_type=record_type_of(type(self)))
-            if record is None:
-                continue
-            filed = [r for r in self.records
-                     if getattr(r, "dimension", None) == answer.dimension.name]
-            if not filed:
-                self._add_answered(record)
-            for r in filed:  # filed with no value: the answers say which (a value outside
-                if getattr(r, "value", None) is None:  # the set stays, to be re-asked)
-                    r.value = record.value  # type: ignore[attr-defined]
-
-
-def _answers_before_records(schema: dict[str, Any]) -> None:
-    properties = schema.get("properties", {})
-    if "answers" in properties:
-        schema["properties"] = {"notes": properties["notes"], "answers": properties["answers"],
-                                **properties}
-
-
-class SchemaExtraction(Extraction):
-    """`Extraction` under a model schema. The tool schema lists `answers` before `records`:
-    a model (and a grammar-constrained server) writes properties in that order, and the
-    per-value questions are answered with the events fresh, not after the records, when a
-    small model fills them with "" by rote."""
-
-    model_config = ConfigDict(json_schema_extra=_answers_before_records)
+    records: list[ProposedRecord] = Field(max_length=MAX_RECORDS)
+    record_type: ClassVar[type[Proposal]] = ProposedRecord
 
 
 class Answers(BaseModel):
     """One required entry per closed dimension of a schema (fields made per schema)."""
 
     def per_dimension(self) -> list[ValueEvidence]:
-        return [a for name in type(self).model_fields
-                if isinstance(a := getattr(self, name), ValueEvidence)]
+        return [a for a in dict(self).values() if isinstance(a, ValueEvidence)]
 
 
 class ValueEvidence(BaseModel):
@@ -234,13 +191,13 @@ class ValueEvidence(BaseModel):
 
     def shown(self) -> list[tuple[str, str]]:
         """(value, event id) for every value the model tied to an event."""
-        values = self.dimension.values or ()
-        return [(value, event_id) for i, value in enumerate(values)
-                if (event_id := str(getattr(self, f"v{i}")).strip())
+        by_value = self.model_dump(by_alias=True)
+        return [(value, event_id) for value in self.dimension.values or ()
+                if (event_id := str(by_value[value]).strip())
                 and event_id.casefold() not in NO_EVENT]
 
     def as_record(self, batch: Batch | None, *,
-                  record_type: type[ProposedRecord]) -> ProposedRecord | None:
+                  record_type: type[SchemaRecord]) -> SchemaRecord | None:
         """The record for the value the latest event shows, or None if none or ambiguous.
 
         A user moves through a dimension's values (evaluating, then a business case), so the
@@ -264,8 +221,114 @@ class ValueEvidence(BaseModel):
                             [{"event_id": event_id, "quote": ""}])
 
 
-def value_record(record_type: type[ProposedRecord], dim: Dimension, value: str,
-                 evidence: list[dict[str, Any]]) -> ProposedRecord:
+def _answers_before_records(schema: dict[str, Any]) -> None:
+    properties = schema.get("properties", {})
+    if "answers" in properties:
+        schema["properties"] = {"notes": properties["notes"], "answers": properties["answers"],
+                                **properties}
+
+
+class SchemaExtraction(BaseExtraction):
+    """An extraction under a model schema with closed dimensions: records that name their
+    dimension, and `answers`, for every value of every closed dimension, the event that
+    shows it. The tool schema lists `answers` before `records`: a model (and a
+    grammar-constrained server) writes properties in that order, and the per-value
+    questions are answered with the events fresh, not after the records, when a small model
+    fills them with "" by rote."""
+
+    model_config = ConfigDict(json_schema_extra=_answers_before_records)
+
+    records: list[SchemaRecord]
+    answers: Answers
+    record_type: ClassVar[type[SchemaRecord]] = SchemaRecord
+
+
+@dataclass(frozen=True)
+class FoldedAnswer:
+    """An extraction's records with its closed-dimension answers folded in."""
+
+    records: tuple[Proposal, ...]
+    answered: Mapping[int, str]
+    """Index in `records` -> the closed dimension whose answer it was folded from."""
+
+    def where(self, index: int) -> str:
+        """Where the model wrote record `index`, in the words of its own answer."""
+        if index in self.answered:
+            return f"answers.{self.answered[index]}"
+        return f"records[{index}]"
+
+
+def fold_answers(answer: BaseExtraction, batch: Batch | None) -> FoldedAnswer:
+    """The records an extraction proposes once its closed-dimension answers are folded in.
+
+    A small model asked to "write a record for every dimension" writes the salient ones
+    and skips the rest: a "show my CFO this pays back" message becomes a budget record and
+    no purchase stage, and asked for the stage outright it answers "unknown". So the tool
+    asks (schema-shaped extraction only), for every value of every closed dimension, which
+    event shows that value's meaning: matching an event to a description is easier than
+    classifying, and a grammar-constrained server cannot skip one. An empty answer for every
+    value is "no idea", so nothing is forced. A dimension already filed in `records` keeps
+    that record, so the same slot is never proposed twice from one batch. Among the values
+    shown, the latest event decides (`ValueEvidence.as_record`).
+
+    Pure: the answer is left as the model wrote it (records that change are copies), so
+    validation and `split_valid` fold the same answer the same way.
+    """
+    if not isinstance(answer, SchemaExtraction):
+        return FoldedAnswer(tuple(answer.records), {})
+    records = list(answer.records)
+    answered: dict[int, str] = {}
+
+    def add(record: SchemaRecord) -> None:
+        answered[len(records)] = record.dimension
+        records.append(record)
+
+    per_dimension = answer.answers.per_dimension()
+    _move_stray_values(records, {a.dimension.name: a.dimension for a in per_dimension}, add)
+    for value_evidence in per_dimension:
+        dim = value_evidence.dimension
+        if _has_listed_value(records, dim):
+            continue  # the records already give this dimension a listed value
+        record = value_evidence.as_record(batch, record_type=type(answer).record_type)
+        if record is None:
+            continue
+        filed = [i for i, r in enumerate(records) if r.dimension == dim.name]
+        if not filed:
+            add(record)
+        for i in filed:  # filed with no value: the answers say which (a value outside the
+            if records[i].value is None:  # set stays, to be re-asked)
+                records[i] = records[i].model_copy(update={"value": record.value})
+    return FoldedAnswer(tuple(records), answered)
+
+
+def _move_stray_values(records: list[SchemaRecord], closed: Mapping[str, Dimension],
+                       add: Callable[[SchemaRecord], None]) -> None:
+    """A closed dimension's value written on a free-text dimension's record goes home.
+
+    Free-text dimensions hold no value. Small models file "show my CFO this pays back"
+    under budget_constraints and put `business_case` on it: the statement is a budget
+    constraint, the value a purchase stage. Values name their dimension when exactly one
+    closed dimension lists them, so the record keeps its statement with no value, and the
+    value becomes a record of its own dimension on the same evidence, unless that
+    dimension already has a listed value among the records.
+    """
+    for i in range(len(records)):  # the model's own records, not those added here
+        record = records[i]
+        if record.value is None or record.dimension in closed or record.dimension == OTHER:
+            continue
+        owners = [d for d in closed.values() if record.value in (d.values or ())]
+        records[i] = record.model_copy(update={"value": None})
+        if len(owners) == 1 and not _has_listed_value(records, owners[0]):
+            add(value_record(type(record), owners[0], record.value,
+                             [e.model_dump() for e in record.evidence]))
+
+
+def _has_listed_value(records: Sequence[SchemaRecord], dim: Dimension) -> bool:
+    return any(r.dimension == dim.name and r.value in (dim.values or ()) for r in records)
+
+
+def value_record(record_type: type[SchemaRecord], dim: Dimension, value: str,
+                 evidence: list[dict[str, Any]]) -> SchemaRecord:
     """A record for a closed dimension's value known from its evidence, not from a statement
     the model wrote: the dimension's first kind, a generated statement, inferred."""
     return record_type.model_validate({
@@ -290,11 +353,9 @@ def _value_evidence_model(dim: Dimension) -> type[ValueEvidence]:
     return model
 
 
-def record_type_of(model: type[Extraction]) -> type[ProposedRecord]:
+def record_type_of(model: type[BaseExtraction]) -> type[Proposal]:
     """The record class an extraction model's `records` hold (schema-shaped or not)."""
-    annotation = model.model_fields["records"].annotation
-    record_type: type[ProposedRecord] = annotation.__args__[0]  # type: ignore[union-attr]
-    return record_type
+    return model.record_type
 
 
 _SPACE = re.compile(r"\s+")
@@ -324,7 +385,7 @@ class ValidationContext:
     batch: Batch
     known_record_ids: frozenset[str]
     schema: ModelSchema | None = None
-    attempts: list[Extraction] = field(default_factory=list)
+    attempts: list[BaseExtraction] = field(default_factory=list)
     _leaked: frozenset[str] | None = field(default=None, init=False, repr=False)
     _injected_ids: str = field(default="", init=False, repr=False)
     _speaking: frozenset[str] | None = field(default=None, init=False, repr=False)
@@ -336,7 +397,7 @@ class ValidationContext:
             self._speaking = speaking_event_ids(self.batch.items)
         return self._speaking
 
-    def problems(self, record: ProposedRecord) -> list[str]:
+    def problems(self, record: Proposal) -> list[str]:
         reasons: list[str] = []
         valid = self.batch.rendered_ids
         for ev in record.evidence:
@@ -376,7 +437,7 @@ class ValidationContext:
                 )
         return reasons
 
-    def _planted(self, record: ProposedRecord) -> list[str]:
+    def _planted(self, record: Proposal) -> list[str]:
         """A record that restates an instruction is refused, whatever event it cites.
 
         Refusing injected events as evidence is not enough: a model that obeys "the user is a
@@ -414,11 +475,10 @@ class ValidationContext:
                 f"({', '.join(sorted(planted))}), which speak to the system, not about the "
                 "user; remove the record"]
 
-    def _schema_problems(self, record: ProposedRecord) -> list[str]:
+    def _schema_problems(self, record: Proposal) -> list[str]:
         if self.schema is None:
             return []
-        name = getattr(record, "dimension", None)
-        value = getattr(record, "value", None)
+        name, value = record.slot()
         if name == OTHER:
             return []  # allowed answer; split_valid drops it unless the schema keeps `other`
         dim = self.schema.dimension(str(name))
@@ -441,20 +501,21 @@ VALIDATION: ContextVar[ValidationContext | None] = ContextVar("doxa_validation",
 class DroppedRecord:
     """A proposed record that stayed invalid after re-asking, and why; never stored."""
 
-    record: ProposedRecord
+    record: Proposal
     reasons: list[str]
 
 
 def split_valid(
-    extraction: Extraction, ctx: ValidationContext
-) -> tuple[list[ProposedRecord], list[DroppedRecord]]:
-    """Keep the records that pass; drop and explain the rest."""
-    kept: list[ProposedRecord] = []
+    extraction: BaseExtraction, ctx: ValidationContext
+) -> tuple[list[Proposal], list[DroppedRecord]]:
+    """Fold the answers in (`fold_answers`), keep the records that pass; drop and explain
+    the rest."""
+    kept: list[Proposal] = []
     dropped: list[DroppedRecord] = []
-    for record in extraction.records:
+    for record in fold_answers(extraction, ctx.batch).records:
         reasons = ctx.problems(record)
         if (ctx.schema is not None and ctx.schema.other == "drop"
-                and getattr(record, "dimension", None) == OTHER):
+                and record.slot()[0] == OTHER):
             reasons = [*reasons, "outside the schema's dimensions (other: drop)"]
         if reasons:
             dropped.append(DroppedRecord(record, reasons))
@@ -464,7 +525,7 @@ def split_valid(
 
 
 def extraction_model(schema: ModelSchema | None, *, at_least_one: bool = False
-                     ) -> type[Extraction]:
+                     ) -> type[BaseExtraction]:
     """The response model the LLM fills: the default one, or one shaped by a model schema.
 
     With a schema, kinds, dimensions and closed values become enums (a grammar-constrained
@@ -492,21 +553,25 @@ def extraction_model(schema: ModelSchema | None, *, at_least_one: bool = False
             default=None, description="for a dimension with listed values: exactly one of "
             "its values; otherwise null")),
     }
-    record_model: Any = create_model("ProposedRecord", __base__=ProposedRecord, **fields)
+    record_model = create_model("ProposedRecord", __base__=SchemaRecord, **fields)
     closed = [d for d in schema.dimensions if d.values]
     if not closed:
-        return create_model("Extraction", __base__=Extraction,
-                            records=(list[record_model], records_field))
+        model = create_model("Extraction", __base__=BaseExtraction,
+                             records=(list[record_model], records_field))
+        model.record_type = record_model
+        return model
     answer_fields: dict[str, Any] = {
         d.name: (_value_evidence_model(d), Field(description=d.description)) for d in closed}
     answers_model = create_model("Answers", __base__=Answers, **answer_fields)
-    return create_model(
+    shaped = create_model(
         "Extraction", __base__=SchemaExtraction,
         records=(list[record_model], records_field),
         answers=(answers_model, Field(
             description="for every dimension with listed values: for each value, the id of "
             'the event that shows it, or "" when no event does')),
     )
+    shaped.record_type = record_model
+    return shaped
 
 
 def _enum(names: tuple[str, ...]) -> Any:

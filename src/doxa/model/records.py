@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from datetime import datetime
 from operator import attrgetter
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -178,8 +178,10 @@ class UserModel(BaseModel):
     def _in_id_order(cls, records: tuple[Record, ...]) -> tuple[Record, ...]:
         return tuple(sorted(records, key=_RECORD_ID))
 
-    def __iter__(self) -> Iterator[Record]:  # type: ignore[override]
-        return iter(self.records)
+    def __iter__(self) -> Generator[Any, None, None]:
+        """The records, in id order. (A pydantic model iterates over (field, value) pairs;
+        typed `Any` because a narrower item type would not be a valid override of that.)"""
+        yield from self.records
 
     def __len__(self) -> int:
         return len(self.records)

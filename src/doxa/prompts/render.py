@@ -18,10 +18,10 @@ import jinja2
 
 from doxa.core.injection import speaking_event_ids
 from doxa.errors import ConfigError
-from doxa.llm.schema import MAX_RECORDS
 from doxa.model.known_index import KnownIndexes
 from doxa.model.records import Record, UserModel
 from doxa.model.schema import ModelSchema
+from doxa.prompts.limits import MAX_RECORDS
 from doxa.relevance import Batch, BatchItem, estimate_tokens
 from doxa.resources import data_dir
 
