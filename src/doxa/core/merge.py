@@ -21,7 +21,6 @@ from doxa.core.injection import speaking_event_ids
 from doxa.core.similarity import Similarity, content_words, lexical_similarity
 from doxa.events.parse import Event
 from doxa.llm.schema import Proposal
-from doxa.model.known_index import KnownIndexes
 from doxa.model.records import (
     Action,
     Basis,
@@ -151,17 +150,19 @@ def _can_merge_into(record: Record) -> bool:
     return record.status in ("active", "achieved")
 
 
-_BY_STATEMENT_WORD = KnownIndexes(_statement_words, keep=_can_merge_into)
-"""Each user's records by content word: a lexical duplicate shares at least one, so the
-search reads those records, not every record of the model (a cache: results are the same)."""
-
-
 def _duplicate_candidates(work: _Working, proposal: Proposal,
                           similarity: Similarity) -> Iterable[Record]:
+    """The records a duplicate of `proposal` may be among.
+
+    A lexical duplicate shares at least one content word with the proposal, so the search
+    reads the records that do (the model's word index, a view kept with the model: the
+    same result as reading every record) and those put during this merge.
+    """
     words = content_words(proposal.statement)
     if similarity is not lexical_similarity or not words or work.config.duplicate_threshold <= 0:
         return work.records.values()  # any record could score: read them all
-    ids = _BY_STATEMENT_WORD.sharing(work.model, words) | work.touched
+    ids = work.model.views.sharing(work.model.records, words, words_of=_statement_words,
+                                   keep=_can_merge_into) | work.touched
     return [work.records[rid] for rid in ids if rid in work.records]
 
 

@@ -13,12 +13,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     field_validator,
 )
 
 from doxa.errors import UnknownRecordError
 from doxa.events.parse import Event
+from doxa.model.views import ModelViews
 
 # belief, goal and preference are built in; a model schema may add kinds of its own
 # (e.g. constraint, motivation) where a team needs the causal view.
@@ -172,6 +174,13 @@ class UserModel(BaseModel):
     """In id order, always (a model built by hand is sorted here; `with_records` sorts)."""
     version: int = 0
     events: Mapping[str, Event] = Field(default_factory=dict, exclude=True)
+    _views: ModelViews[Record] = PrivateAttr(default_factory=ModelViews)
+
+    @property
+    def views(self) -> ModelViews[Record]:
+        """Word indexes and version differences derived from `records`, kept with this
+        model and handed on to the versions copied from it (see `doxa.model.views`)."""
+        return self._views
 
     @field_validator("records")
     @classmethod

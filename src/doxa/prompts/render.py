@@ -18,7 +18,6 @@ import jinja2
 
 from doxa.core.injection import speaking_event_ids
 from doxa.errors import ConfigError
-from doxa.model.known_index import KnownIndexes
 from doxa.model.records import Record, UserModel
 from doxa.model.schema import ModelSchema
 from doxa.prompts.limits import MAX_RECORDS
@@ -138,8 +137,8 @@ def _record_words(record: Record) -> frozenset[str]:
     return _words(record.statement) | _words(record.context)
 
 
-_KNOWN = KnownIndexes(_record_words)
-"""Each user's latest word index: ranking touches only records that share a batch word."""
+def _is_active(record: Record) -> bool:
+    return record.status == "active"
 
 
 def select_known_records(
@@ -158,7 +157,9 @@ def select_known_records(
         if item.context:
             batch_words |= _words(item.context)
 
-    ranked = _KNOWN.ranked(model, batch_words, limit * 4)
+    # The model's word index (a view kept with it): only records sharing a batch word are read.
+    ranked = model.views.ranked(model.records, batch_words, limit * 4,
+                                words_of=_record_words, keep=_is_active)
 
     chosen: list[Record] = []
     used = 0

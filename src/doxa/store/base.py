@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from doxa.events.parse import Event
-from doxa.model.diff import record_difference
 from doxa.model.records import Change, UserModel
 
 
@@ -99,7 +98,7 @@ def carried_events(model: UserModel, committed: UserModel | None,
     evidence on every commit.
     """
     if committed is not None:
-        gone, replaced = record_difference(committed.records, model.records)
+        gone, replaced = model.views.difference(committed.records, model.records)
         by_id = {r.id: r for r in replaced}
         if all(r.id in by_id and r.evidence_ids() <= by_id[r.id].evidence_ids() for r in gone):
             cited = {e.event_id for r in replaced for e in r.evidence}

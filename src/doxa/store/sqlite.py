@@ -36,7 +36,6 @@ from typing import Any, NamedTuple, TypeVar
 
 from doxa.errors import StoreConflictError, StoreError, UserErasedError
 from doxa.events.parse import Event
-from doxa.model.diff import record_difference
 from doxa.model.records import Change, Record, UserModel
 from doxa.store.base import carried_events, erasure_key
 
@@ -355,7 +354,7 @@ def _write_records(db: sqlite3.Connection, model: UserModel,
         hashes: dict[str, tuple[Record, str]] = {}
     else:
         known = snapshot.hashes
-        changed = record_difference(snapshot.model.records, model.records)[1]
+        changed = model.views.difference(snapshot.model.records, model.records)[1]
         stored = {r.id: known[r.id][1] for r in changed if r.id in known}
         hashes = dict(known)
     still_there = len(model.records) - len(changed) + len(stored)
