@@ -33,9 +33,6 @@ class ConfidenceConfig(BaseModel):
         "preference": 180.0, "belief": 90.0, "goal": 45.0})
 
 
-DEFAULT = ConfidenceConfig()
-
-
 def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
@@ -48,8 +45,10 @@ def _diminished(weights: Sequence[float], r: float) -> float:
     return float(sum(w * r**i for i, w in enumerate(sorted(weights, reverse=True))))
 
 
-def evidence_score(evidence: Sequence[EvidenceLink], config: ConfidenceConfig = DEFAULT) -> float:
+def evidence_score(evidence: Sequence[EvidenceLink],
+                   config: ConfidenceConfig | None = None) -> float:
     """Log-odds of the record from its evidence; one link per event id counts."""
+    config = config or ConfidenceConfig()
     by_event: dict[str, EvidenceLink] = {}
     for link in evidence:
         by_event.setdefault(link.event_id, link)
@@ -62,10 +61,11 @@ def evidence_score(evidence: Sequence[EvidenceLink], config: ConfidenceConfig = 
 
 
 def decay(confidence: float, kind: Kind, elapsed_days: float,
-          config: ConfidenceConfig = DEFAULT) -> float:
+          config: ConfidenceConfig | None = None) -> float:
     """Fade toward the prior with the kind's half-life (no change for elapsed ≤ 0)."""
     if elapsed_days <= 0:
         return confidence
+    config = config or ConfidenceConfig()
     half_life = config.half_life_days.get(kind, 90.0)
     factor: float = 0.5 ** (elapsed_days / half_life)
     return config.prior + (confidence - config.prior) * factor
@@ -75,7 +75,7 @@ def confidence_from_evidence(evidence: Sequence[EvidenceLink], kind: Kind, *,
                              at: datetime | None = None,
                              config: ConfidenceConfig | None = None) -> float:
     """Confidence from the evidence alone, decayed to `at` when given."""
-    cfg = config or DEFAULT
+    cfg = config or ConfidenceConfig()
     raw = _sigmoid(evidence_score(evidence, cfg)) if evidence else cfg.prior
     value = min(cfg.cap, max(cfg.floor, raw))
     if at is not None and evidence:
@@ -87,7 +87,7 @@ def confidence_from_evidence(evidence: Sequence[EvidenceLink], kind: Kind, *,
 def current_confidence(record: Record, at: datetime,
                        config: ConfidenceConfig | None = None) -> float:
     """The record's confidence today: its stored value decayed since its last evidence."""
-    cfg = config or DEFAULT
+    cfg = config or ConfidenceConfig()
     elapsed = (at - record.last_evidence_at).total_seconds() / 86400.0
     return round(decay(record.confidence, record.kind, elapsed, cfg), 6)
 

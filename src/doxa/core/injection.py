@@ -25,9 +25,10 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
-_PATTERNS = [
+_PATTERNS = (
     # role markers and fake delimiters
     r"(^|[\s>\]\"'])(system|assistant|developer)\s*(prompt|message|override)?\s*:",
     r"</?\s*(events?|system|instructions?|tool_call|function_call)\b",
@@ -122,7 +123,7 @@ _PATTERNS = [
     r"(تجاهل|انس).{0,40}(التعليمات|الأوامر|القواعد|تعليمات)",
     r"(سجل|اكتب|دون)\s+(أن|ان)\s", r"\bأنت\s+الآن\b",
     r"(ملاحظة|تعليمات|رسالة)\s+(إلى|الى|لل)\s*(الذكاء|ذكاء|المساعد|مساعد|النموذج|نموذج|النظام)",
-]
+)
 # One regex each, not one alternation: each keeps its own literal-prefix scan, which makes
 # the set about ten times faster on long text than a single combined pattern.
 _INJECTION = tuple(re.compile(p, re.IGNORECASE | re.DOTALL) for p in _PATTERNS)
@@ -137,10 +138,10 @@ _INVISIBLE = re.compile(
     "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
     "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000\U000e0002-\U000e001f"
     "\U000e0080-\U000e01ef]")
-_TAGS = {cp: cp - 0xE0000 for cp in range(0xE0020, 0xE007F)}
+_TAGS = MappingProxyType({cp: cp - 0xE0000 for cp in range(0xE0020, 0xE007F)})
 # Look-alikes of Latin letters in other scripts (Unicode TR39 confusables.txt, lower case,
 # after case folding), so "іgnоrе" written with Cyrillic letters reads as "ignore".
-_LOOKALIKES = str.maketrans({
+_LOOKALIKES = MappingProxyType(str.maketrans({
     # Cyrillic
     "а": "a", "в": "b", "г": "r", "д": "d", "е": "e", "ё": "e", "з": "3", "и": "u", "і": "i",
     "ї": "i", "ј": "j", "к": "k", "л": "n", "м": "m", "н": "h", "о": "o", "п": "n", "р": "p",
@@ -155,7 +156,7 @@ _LOOKALIKES = str.maketrans({
     "ա": "w", "հ": "h", "ո": "n", "ս": "u", "օ": "o", "ı": "i", "ɑ": "a", "ɡ": "g", "ɩ": "i",
     "ʟ": "l", "ɴ": "n", "ʀ": "r", "ꜱ": "s", "ᴏ": "o", "ᴄ": "c", "ᴠ": "v", "ᴡ": "w", "ᴢ": "z",
     "ℓ": "l", "_": " ",
-})
+}))
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX_RUN = re.compile(r"(?<![0-9A-Za-z])(?:(?:\\x|0x)?[0-9a-fA-F]{2}[\s:,-]?){8,}")
 _MAX_DECODE_DEPTH = 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from types import MappingProxyType
 
 Similarity = Callable[[str, str], float]
 
@@ -21,12 +22,12 @@ her wants want wanted believes believe thinks think prefers prefer likes like ne
 would should could can will to about into than then so very more most less just also not
 no
 """.split())  # noqa: SIM905 - a word list reads better as text
-SYNONYMS = {
+SYNONYMS = MappingProxyType({
     "reply": "answer", "response": "answer", "concise": "short", "brief": "short",
     "mail": "email", "e-mail": "email", "call": "phone", "phones": "phone",
     "cost": "price", "pricing": "price", "cheap": "price", "expensive": "price",
     "monthly": "month", "annually": "annual", "yearly": "annual",
-}
+})
 
 
 def _stem(word: str) -> str:
