@@ -35,10 +35,15 @@ Action = Literal[
 ]
 
 
-class EvidenceLink(BaseModel):
-    """One event's bearing on a record; a record holds at most one link per event id."""
+class Frozen(BaseModel):
+    """A value: its fields cannot be set once made (copies with changes are new objects,
+    which is what lets merge keep every record it does not change as the same object)."""
 
     model_config = ConfigDict(frozen=True)
+
+
+class EvidenceLink(Frozen):
+    """One event's bearing on a record; a record holds at most one link per event id."""
 
     event_id: str
     quote: str = ""
@@ -48,10 +53,8 @@ class EvidenceLink(BaseModel):
     batch_id: str = ""
 
 
-class Revision(BaseModel):
+class Revision(Frozen):
     """One change to a record: when (event and system time), what, and why."""
-
-    model_config = ConfigDict(frozen=True)
 
     action: Action
     recorded_at: AwareDatetime
@@ -65,10 +68,8 @@ class Revision(BaseModel):
     note: str = ""
 
 
-class Record(BaseModel):
+class Record(Frozen):
     """A belief, goal or preference with doxa's confidence and its evidence chain."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     user_id: str
@@ -164,10 +165,8 @@ COLD_MIN_RECORDS = 3
 COLD_MIN_CONFIDENCE = 0.6
 
 
-class UserModel(BaseModel):
+class UserModel(Frozen):
     """Everything doxa holds about one user; the query side that delivery code calls."""
-
-    model_config = ConfigDict(frozen=True)
 
     user_id: str
     records: tuple[Record, ...] = ()
@@ -343,10 +342,8 @@ class UserModel(BaseModel):
         return self.model_copy(update={"records": tuple(sorted(records, key=_RECORD_ID))})
 
 
-class Change(BaseModel):
+class Change(Frozen):
     """What one merge step did to one record, for ingest results and logs."""
-
-    model_config = ConfigDict(frozen=True)
 
     record_id: str
     kind: Kind
