@@ -48,14 +48,9 @@ def create_app(engine: Engine, keys: KeyRing, limits: ServerLimits | None = None
     app.include_router(build_router(limits))
     problems.install(app)
     app.add_middleware(Gate, keys=keys, max_body_bytes=limits.max_body_bytes)
-    plain_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = _finish(plain_openapi(), limits)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    # Every route is in: the document is made (and finished) now, and FastAPI serves the
+    # one it holds, so no method of the app is replaced.
+    app.openapi_schema = _finish(app.openapi(), limits)
     return app
 
 
