@@ -1,8 +1,10 @@
-"""The schema the LLM fills, and its validation against the batch it was shown.
+"""The schema the LLM fills, its validation against the batch it was shown, and the
+folding of its closed-dimension answers into records.
 
 The LLM proposes; doxa decides. Nothing here is a stored record: confidence is computed
 later from the evidence. A validator raising here is what instructor re-asks with, so its
-messages are written for the model to act on.
+messages are written for the model to act on. Validation only checks; folding
+(`fold_answers`) is a pure step, run on the parsed answer by `split_valid`.
 """
 
 from __future__ import annotations
