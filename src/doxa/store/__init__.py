@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from doxa.errors import ConfigError
-from doxa.store.base import Store
+from doxa.store.base import ResponseCache, Store
 from doxa.store.memory import MemoryStore
 from doxa.store.sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
+__all__ = ["MemoryStore", "ResponseCache", "SqliteStore", "Store", "open_store"]
 
 
 def open_store(url: str) -> Store:
