@@ -1,4 +1,11 @@
-"""Stores: where user models, the event ledger and cached LLM answers live."""
+"""Stores: where user models, the event ledger and cached LLM answers live.
+
+The end of the flow: the engine commits a merged model, the events it cites and the ids
+it processed in one transaction (`base.Store`), and a cached LLM answer is kept beside
+them (`base.ResponseCache`) so that deleting a user erases it too. SQLite is the default,
+PostgreSQL the shared option (one table definition for both in `tables`), memory the one
+for tests and the demo; `open_store(url)` picks one from a URL.
+"""
 
 from __future__ import annotations
 
