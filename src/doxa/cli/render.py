@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -21,10 +21,11 @@ def model_table(model: UserModel, *, include_inactive: bool = False,
     cold = " (cold start: little evidence, treat as tentative)" if model.is_cold() else ""
     table = Table(title=f"User {model.user_id}: {len(model.active())} active records{cold}",
                   title_justify="left")
-    for col, justify in (("id", "left"), ("kind", "left"), ("statement", "left"),
-                         ("context", "left"), ("conf.", "right"), ("evidence", "right"),
-                         ("status", "left"), ("last seen", "left")):
-        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("id", "left"), ("kind", "left"), ("statement", "left"), ("context", "left"),
+        ("conf.", "right"), ("evidence", "right"), ("status", "left"), ("last seen", "left"))
+    for col, justify in columns:
+        table.add_column(col, justify=justify, overflow="fold")
     for kind in sorted({r.kind for r in model.records}, key=lambda k: (k not in KINDS, k)):
         rows = [r for r in model.records if r.kind == kind
                 and (include_inactive or r.status == "active") and r.confidence >= min_confidence]
