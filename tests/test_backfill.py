@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from doxa.engine import Engine
+from doxa.errors import BackfillStateError
 from doxa.events.parse import Event
 from doxa.llm.extractor import RetryPolicy
 from doxa.llm.providers import ProviderSpec
@@ -23,7 +24,6 @@ from doxa.runs.backfill import (
     BackfillConfig,
     BackfillProgress,
     BackfillState,
-    BackfillStateError,
     custom_id,
     events_by_user,
 )

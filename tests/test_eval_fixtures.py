@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from doxa.eval.fixtures import InvalidFixtureError, load_case, load_suite, parse_case
+from doxa.errors import InvalidFixtureError
+from doxa.eval.fixtures import load_case, load_suite, parse_case
 
 
 def case_data(**overrides: Any) -> dict[str, Any]:

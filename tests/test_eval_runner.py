@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from doxa.errors import ConfigError
+from doxa.errors import ConfigError, InvalidRunFileError
 from doxa.eval.fixtures import Case, parse_case
-from doxa.eval.runfile import InvalidRunFileError, read_run, write_run
+from doxa.eval.runfile import read_run, write_run
 from doxa.eval.runner import (
     RunSettings,
     default_engine_factory,

@@ -10,9 +10,10 @@ import pytest
 
 from builders import NOW, batch, chat
 from doxa.core.merge import merge
+from doxa.errors import SchemaError
 from doxa.llm.schema import ValidationContext, extraction_model, split_valid
 from doxa.model.records import UserModel
-from doxa.model.schema import SchemaError, load_schema
+from doxa.model.schema import load_schema
 from doxa.resources import data_dir
 
 STARTER = data_dir("schemas") / "b2b_saas.yaml"

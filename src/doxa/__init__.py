@@ -2,51 +2,105 @@
 
 Events in; beliefs, goals and preferences out, each with a confidence doxa computes from
 the evidence and the chain of events that supports it.
+
+Everything a caller needs is importable from here and listed in `__all__`: the engine and
+what its constructor takes (configs, store, schema, redactor), the models it returns, and
+every error it raises on purpose (tests/test_public_api.py keeps the list whole).
 """
 
+from doxa.core.confidence import ConfidenceConfig
+from doxa.core.merge import MergeConfig, Outcome
 from doxa.engine import DroppedInfo, Engine, IngestResult
 from doxa.errors import (
+    BackfillStateError,
     ConfigError,
+    ContextLengthError,
     DoxaError,
     ExtractionValidationError,
     InvalidEventError,
     InvalidEventsError,
+    InvalidFixtureError,
+    InvalidRunFileError,
+    MissingCredentialsError,
     ProviderAuthError,
     ProviderError,
+    SchemaError,
     StoreConflictError,
+    StoreDataError,
     StoreError,
+    SyncInEventLoopError,
     UnknownRecordError,
+    UserErasedError,
 )
 from doxa.events.parse import Event, load_events, load_file
-from doxa.model.records import Change, EvidenceLink, Explanation, Record, Revision, UserModel
+from doxa.events.redaction import Redactor, default_redactor
+from doxa.llm.extractor import ExtractionSettings, RetryPolicy
+from doxa.model.records import (
+    Change,
+    EvidenceLink,
+    Explanation,
+    Record,
+    Revision,
+    UserModel,
+)
+from doxa.model.schema import Dimension, ModelSchema, load_schema
 from doxa.relevance import Batch, RelevanceConfig
+from doxa.store import (
+    MemoryStore,
+    SqliteStore,
+    Store,
+    open_store,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackfillStateError",
     "Batch",
     "Change",
+    "ConfidenceConfig",
     "ConfigError",
+    "ContextLengthError",
+    "Dimension",
     "DoxaError",
     "DroppedInfo",
     "Engine",
     "Event",
     "EvidenceLink",
     "Explanation",
+    "ExtractionSettings",
     "ExtractionValidationError",
     "IngestResult",
     "InvalidEventError",
     "InvalidEventsError",
+    "InvalidFixtureError",
+    "InvalidRunFileError",
+    "MemoryStore",
+    "MergeConfig",
+    "MissingCredentialsError",
+    "ModelSchema",
+    "Outcome",
     "ProviderAuthError",
     "ProviderError",
     "Record",
+    "Redactor",
     "RelevanceConfig",
+    "RetryPolicy",
     "Revision",
+    "SchemaError",
+    "SqliteStore",
+    "Store",
     "StoreConflictError",
+    "StoreDataError",
     "StoreError",
+    "SyncInEventLoopError",
     "UnknownRecordError",
+    "UserErasedError",
     "UserModel",
     "__version__",
+    "default_redactor",
     "load_events",
     "load_file",
+    "load_schema",
+    "open_store",
 ]

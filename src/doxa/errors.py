@@ -1,8 +1,19 @@
-"""One exception hierarchy: catch `DoxaError` for everything, or a leaf for exactly what failed."""
+"""One exception hierarchy: catch `DoxaError` for everything, or a leaf for exactly what failed.
+
+Every exception class doxa defines lives here (tests/test_errors_home.py checks it), so a
+caller finds the whole tree in one place and no module has to import another layer's
+module only to catch its error. `ApiError` is the one class outside `DoxaError`: it is the
+HTTP server's way for a route to answer with a problem response, never raised to a caller.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the server's response model; importing it at run time needs FastAPI
+    from doxa.server.problems import FieldError
 
 
 class DoxaError(Exception):
@@ -173,3 +184,52 @@ class UnknownRecordError(DoxaError):
         self.user_id = user_id
         self.record_id = record_id
         super().__init__(f"user {user_id} has no record {record_id}")
+
+
+class SchemaError(DoxaError):
+    """A schema file that cannot be used, with the line (when known) and the problem."""
+
+    def __init__(self, path: str, problem: str, line: int | None = None) -> None:
+        self.path, self.problem, self.line = path, problem, line
+        where = f"{path}, line {line}" if line else path
+        super().__init__(f"{where}: {problem}")
+
+
+class InvalidFixtureError(DoxaError):
+    """A fixture file cannot be used: `path` is the file, `key` the JSON path within it."""
+
+    def __init__(self, path: str | Path, message: str, *, key: str | None = None) -> None:
+        self.path = str(path)
+        self.key = key
+        self.reason = message
+        where = f"{self.path}, key '{key}'" if key else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class InvalidRunFileError(DoxaError):
+    """A run file cannot be read: missing, not JSON, or not a doxa eval run."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = str(path)
+        self.reason = message
+        super().__init__(f"{path}: {message}")
+
+
+class BackfillStateError(DoxaError):
+    """The state file cannot be used for this run: another input, model or prompt."""
+
+
+class ApiError(Exception):
+    """Raised by the HTTP server's routes: becomes a problem response with this status and
+    slug (doxa.server.problems). Not a `DoxaError`: it is an answer to an HTTP client,
+    already worded for it, not a failure for a Python caller to catch."""
+
+    def __init__(self, status: int, slug: str, detail: str, *,
+                 errors: Sequence[FieldError] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
+        super().__init__(detail)

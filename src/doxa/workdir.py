@@ -114,3 +114,10 @@ def exit_on_sigterm() -> Callable[[], None]:
 
     signal.signal(signal.SIGTERM, stop)
     return restore
+
+
+def create_private(path: str) -> None:
+    """Create the file readable by its owner only (it holds personal data) before anything
+    writes to it: the SQLite store's database (SQLite gives the -wal and -shm files the
+    database file's mode) and the spool's files."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))

@@ -4,17 +4,15 @@ price, with progress and a summary; re-running the same command resumes it."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from doxa.cli.ids import UserOpt
-from doxa.cli.terminal import console, err_console, labelled, print_error
+from doxa.cli import options
+from doxa.cli.ingest import ingest_file, open_spool, require_provider
+from doxa.cli.terminal import console, err_console, print_error, print_labelled
 from doxa.engine import Engine
 from doxa.errors import DoxaError
 from doxa.events.spool import UserSpool
@@ -26,9 +24,7 @@ from doxa.runs.backfill import (
     BackfillResult,
     default_state_path,
 )
-
-DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
-DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
+from doxa.runs.ingest import IngestJob
 
 
 def backfill(
@@ -37,17 +33,13 @@ def backfill(
                          "provider's batch API (OpenAI Batch API, Anthropic Message Batches): "
                          "half price, results within 24 h; without it, the same as `doxa "
                          "ingest`")] = False,
-    user: UserOpt = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="provider/model, e.g. "
-                     "openai/gpt-4o-mini, anthropic/claude-haiku-4-5")] = DEFAULT_MODEL,
-    db: Annotated[str, typer.Option("--db", help="SQLite path or store URL (sqlite:///x.db, "
-                  "postgresql://..., memory://)")] = DEFAULT_DB,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL; default "
-                        "OPENAI_BASE_URL / ANTHROPIC_BASE_URL")] = None,
+    user: options.UserOpt = None,
+    model: options.ModelOpt = options.DEFAULT_MODEL,
+    db: options.DbOpt = options.DEFAULT_DB,
+    base_url: options.BaseUrlOpt = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar="",
                             help="backfill the valid events and report the invalid ones")] = False,
-    schema: Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
-                      "extract only its dimensions")] = None,
+    schema: options.SchemaOpt = None,
     state: Annotated[Path | None, typer.Option("--state", help="resume file (default "
                      "FILE.backfill-state.json); exists only while a backfill is under way")
                      ] = None,
@@ -58,9 +50,7 @@ def backfill(
                        "request is submitted again, in the next round")] = 1,
     concurrency: Annotated[int, typer.Option(min=1, help="without --batch-api: users ingested at "
                            "once")] = 4,
-    as_json: Annotated[bool, typer.Option("--json", metavar="",
-                       help="print JSON instead of a summary")
-                       ] = False,
+    as_json: options.JsonOpt = False,
 ) -> None:
     """Backfill a history at half price through the provider's batch API; resumable.
 
@@ -68,20 +58,16 @@ def backfill(
     previous rounds merged. Interrupted (Ctrl-C, a kill, a reboot), the same command picks
     up the outstanding job instead of submitting it again.
     """
-    if not batch_api:
-        from doxa.cli.main import ingest  # the online path, exactly as `doxa ingest`
-
-        ingest(file, user=user, model=model, db=db, base_url=base_url,
-               skip_invalid=skip_invalid, concurrency=concurrency, schema=schema,
-               as_json=as_json)
+    if not batch_api:  # the online path, exactly as `doxa ingest`
+        ingest_file(file, IngestJob(model=model, store=options.store_url(db), base_url=base_url,
+                                    concurrency=concurrency, schema=schema),
+                    user=user, skip_invalid=skip_invalid, as_json=as_json)
         return
-    from doxa.cli.main import open_spool, require_provider, store_url
-
     require_provider(model, base_url)
     state_path = state or default_state_path(file)
 
     with open_spool(file, skip_invalid=skip_invalid, user=user) as spool:
-        engine = Engine(model=model, store=store_url(db),
+        engine = Engine(model=model, store=options.store_url(db),
                         base_url=base_url, schema=schema)
         config = BackfillConfig(poll_interval_s=poll_interval, retries=retries)
         try:
@@ -121,8 +107,7 @@ async def _run(engine: Engine, spool: UserSpool, state_path: Path, config: Backf
 
 def _report(result: BackfillResult, skipped: int, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(result.model_dump(mode="json") | {
-            "skipped_events": skipped}, indent=2) + "\n")
+        options.print_json(result.model_dump(mode="json") | {"skipped_events": skipped})
     else:
         def usd(value: float | None) -> str:
             return "unknown" if value is None else f"${value:.4f}"
@@ -136,7 +121,7 @@ def _report(result: BackfillResult, skipped: int, as_json: bool) -> None:
             f"{int(BATCH_DISCOUNT * 100)}% batch price (online {usd(result.online_cost_usd)}), "
             f"{result.dropped} invalid record(s) dropped, {skipped} event(s) skipped")
         for user, reason in result.failed_users.items():
-            err_console.print(labelled("failed", "red", f"{user}: {reason}"))
+            print_labelled("failed", "red", f"{user}: {reason}")
         if result.failed_users:
             err_console.print("their remaining events are unprocessed: run the same command "
                               "again (or `doxa ingest`) to retry them")

@@ -8,21 +8,21 @@ option value, missing API key, or a case that errored); 2 a usage error from typ
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from doxa.errors import DoxaError
+from doxa.cli.options import DEFAULT_MODEL, JsonOpt, print_json
+from doxa.cli.terminal import EXIT_ERROR, err_console, exit_on_error, fail, print_labelled
 from doxa.eval.baselines import BASELINES, check_baseline
 from doxa.eval.compare import CaseChange, Comparison, MetricDelta, RunLabel, compare_runs
 from doxa.eval.fixtures import load_suite
@@ -37,34 +37,21 @@ from doxa.eval.views import RecordView
 
 T = TypeVar("T")
 EXIT_OK = 0
-EXIT_ERROR = 1
 EXIT_UNDER_THRESHOLD = 100
 
 app = typer.Typer(
     help="Evaluate doxa on labelled fixtures. Exit codes: 0 pass, 100 ran but under a "
     "--fail-under threshold, 1 crash or bad input.",
     no_args_is_help=True, pretty_exceptions_enable=False)
+# The tables here style their cells with rich markup (escaping what a case or a model
+# wrote); everything on stderr goes through cli/terminal.py's plain console.
 console = Console()
-err_console = Console(stderr=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
-
-
-def _fail(message: str) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(EXIT_ERROR)
 
 
 def _guard(make: Callable[[], T]) -> T:
     """Run a step; doxa's typed errors become a message and exit code 1."""
-    try:
+    with exit_on_error():
         return make()
-    except DoxaError as exc:
-        _fail(str(exc))
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _default_out(suite: Path) -> Path:
@@ -80,10 +67,10 @@ def _execute(settings: RunSettings, cases: list[Any], quiet: bool) -> RunFile:
         task = progress.add_task("cases", total=len(cases))
 
         def done(result: CaseResult) -> None:
-            mark = "[red]error[/red]" if result.error else (
+            mark = Text("error", "red") if result.error else Text(
                 f"F1 {result.metrics.overall.f1:.2f}" if result.metrics else "")
             if not quiet:
-                progress.console.print(f"  {result.case_id}: {mark}")
+                progress.console.print(Text.assemble(f"  {result.case_id}: ", mark))
             progress.advance(task)
 
         return asyncio.run(run_eval(settings, cases, on_done=done))
@@ -137,33 +124,29 @@ def _exit_code(run: RunFile, failures: list[str]) -> int:
 
 def _report_run(run: RunFile, path: Path, failures: list[str], as_json: bool) -> None:
     if as_json:
-        _print_json({"run_file": str(path), "baseline": run.baseline,
-                     "metrics": run.metrics.model_dump(mode="json"),
-                     "usage": run.usage.model_dump(mode="json"),
-                     "usage_ratios": usage_values(run.usage, run.metrics),
-                     "errored": [c.case_id for c in run.cases if c.error],
-                     "warnings": {c.case_id: c.warning for c in run.cases if c.warning},
-                     "threshold_failures": failures})
+        print_json({"run_file": str(path), "baseline": run.baseline,
+                    "metrics": run.metrics.model_dump(mode="json"),
+                    "usage": run.usage.model_dump(mode="json"),
+                    "usage_ratios": usage_values(run.usage, run.metrics),
+                    "errored": [c.case_id for c in run.cases if c.error],
+                    "warnings": {c.case_id: c.warning for c in run.cases if c.warning},
+                    "threshold_failures": failures})
         return
     console.print(summary_table(run))
     for case in run.cases:
         if case.error:
-            err_console.print(
-                f"[red]case {escape(case.case_id)} errored:[/red] {escape(case.error)}",
-                soft_wrap=True)
+            print_labelled(f"case {case.case_id} errored:", "red", case.error)
         elif case.warning:
-            err_console.print(f"[yellow]case {escape(case.case_id)}:[/yellow] "
-                              f"{escape(case.warning)}", soft_wrap=True)
+            print_labelled(f"case {case.case_id}:", "yellow", case.warning)
     for failure in failures:
-        err_console.print(f"[yellow]under threshold:[/yellow] {failure}", soft_wrap=True)
-    console.print(f"run file: {path}", soft_wrap=True)
+        print_labelled("under threshold:", "yellow", failure)
+    console.print(escape(f"run file: {path}"), soft_wrap=True)
 
 
 @app.command("run")
 def run_command(
     suite: Annotated[Path, typer.Argument(help="folder of case *.json files (or one case file)")],
-    model: Annotated[str, typer.Option("--model", "-m", help="provider/model")] = os.environ.get(
-        "DOXA_MODEL", "openai/gpt-4o-mini"),
+    model: Annotated[str, typer.Option("--model", "-m", help="provider/model")] = DEFAULT_MODEL,
     prompt: Annotated[Path | None, typer.Option(
         "--prompt", help="prompt template folder (default: the packaged prompts)")] = None,
     matcher: Annotated[str, typer.Option(
@@ -358,11 +341,11 @@ def compare_command(
     comparison = compare_runs(a, b, path_a=str(run_a), path_b=str(run_b))
     if markdown:
         if comparison.side_by_side is None:
-            _fail("--markdown needs one doxa run and one run written with --baseline")
+            fail("--markdown needs one doxa run and one run written with --baseline")
         sys.stdout.write(markdown_table(comparison.side_by_side))
         return
     if as_json:
-        _print_json(comparison.model_dump(mode="json"))
+        print_json(comparison.model_dump(mode="json"))
     else:
         print_comparison(comparison)
 
@@ -374,6 +357,7 @@ def report_command(
     baseline: Annotated[Path | None, typer.Option(
         "--baseline", help="a run file written by `doxa eval run --baseline`: the page sets "
         "the run beside it (baseline-only finds first, then per suite and per kind)")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write one self-contained HTML page for a run: summary, cases, reliability plot."""
     loaded = _guard(lambda: read_run(run))
@@ -381,11 +365,14 @@ def report_command(
     if baseline is not None:
         reference = _guard(lambda: read_run(baseline))
         if reference.baseline is None:
-            _fail(f"{baseline}: not a baseline run (write one with `doxa eval run SUITE "
+            fail(f"{baseline}: not a baseline run (write one with `doxa eval run SUITE "
                   "--baseline naive`)")
         if loaded.baseline is not None:
-            _fail(f"{run}: a baseline run itself; give doxa's run first, the baseline's "
+            fail(f"{run}: a baseline run itself; give doxa's run first, the baseline's "
                   "with --baseline")
         beside = _guard(lambda: side_by_side(loaded, reference))
     path = write_report(loaded, html, beside=beside)
-    console.print(f"report: {path}", soft_wrap=True)
+    if as_json:
+        print_json({"report": str(path)})
+    else:
+        console.print(escape(f"report: {path}"), soft_wrap=True)

@@ -1,34 +1,44 @@
-"""`doxa` command line: a thin typer app over the engine; no logic of its own."""
+"""`doxa` command line: a thin typer app over the engine; no logic of its own.
+
+One command per module where a command has helpers of its own (cli/ingest.py,
+cli/backfill.py, cli/serve.py, cli/eval.py, cli/demo.py); the read commands over one
+store live here. Options and defaults are shared from cli/options.py, and every failure
+is reported by cli/terminal.py's `print_error`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar, cast, get_args
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from doxa import __version__
 from doxa.cli.backfill import backfill
 from doxa.cli.eval import app as eval_app
-from doxa.cli.ids import UserOpt
+from doxa.cli.ingest import ingest
+from doxa.cli.options import (
+    DEFAULT_DB,
+    BaseUrlOpt,
+    DbOpt,
+    JsonOpt,
+    TenantOpt,
+    UserArg,
+    print_json,
+    store_url,
+)
 from doxa.cli.render import history_table, model_table, print_explanation
 from doxa.cli.serve import serve
-from doxa.cli.terminal import console, err_console, labelled, print_error
-from doxa.engine import Engine, IngestResult
-from doxa.errors import DoxaError
+from doxa.cli.terminal import console, err_console, exit_on_error, fail, run
+from doxa.core.merge import Outcome
+from doxa.core.trajectories import GroupBy, aggregate
+from doxa.engine import Engine
 from doxa.events.fields import tenant_scoped_user_ids
-from doxa.events.spool import UserSpool
-from doxa.llm.providers import parse_provider, require_credentials
-from doxa.model.records import UserModel
+from doxa.model.records import KINDS, UserModel
 from doxa.model.schema import load_schema, starter_schema_text
 from doxa.server.tenancy import SEPARATOR as TENANT_SEPARATOR
 
@@ -39,26 +49,9 @@ app.add_typer(eval_app, name="eval", help="Score extraction against labelled fix
 schema_app = typer.Typer(help="Model schemas: declare the dimensions worth knowing.",
                          no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+app.command("ingest")(ingest)  # doxa/cli/ingest.py: the file's users through the engine
 app.command("serve")(serve)  # FastAPI and uvicorn load inside it: the `server` extra
-app.command("backfill")(backfill)  # doxa/backfill_command.py: --batch-api, resume
-
-DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
-DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
-
-DbOpt = Annotated[str, typer.Option("--db", help="SQLite path or store URL "
-                                    "(sqlite:///x.db, postgresql://..., memory://)")]
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="provider/model, e.g. "
-                                       "openai/gpt-4o-mini, anthropic/claude-haiku-4-5, "
-                                       "ollama/llama3.1")]
-BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server "
-                                                "URL (vLLM, llama.cpp); default OPENAI_BASE_URL")]
-# metavar "": a flag, shown as `--json` (typer would show `--json <bool>`, which reads as if
-# it took a value).
-JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="print JSON instead of "
-                                       "tables")]
-UserArg = Annotated[str, typer.Argument(help="user id")]
-TenantOpt = Annotated[str | None, typer.Option("--tenant", help="the tenant whose user this "
-                      "is: `doxa serve` stores tenant T's user u as T/u")]
+app.command("backfill")(backfill)  # doxa/cli/backfill.py: --batch-api, resume
 
 
 def _print_version(value: bool) -> None:
@@ -73,193 +66,6 @@ def _options(
                        is_eager=True, help="print doxa's version and exit")] = False,
 ) -> None:
     """doxa: build a queryable model of each user from their events."""
-
-
-def store_url(db: str) -> str:
-    return db if "://" in db else f"sqlite:///{db}"
-
-
-def require_provider(model: str, base_url: str | None) -> None:
-    """Exit 1 naming the three ways forward when the model has no key: before any input is
-    read or a store is created, so a first try without a key leaves nothing behind."""
-    try:
-        require_credentials(parse_provider(model, base_url))
-    except DoxaError as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
-
-
-def run(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine; turn doxa's typed errors into a clear message and exit code 1."""
-    async def main() -> T:
-        return await make()
-    try:
-        return asyncio.run(main())
-    except DoxaError as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-@app.command()
-def ingest(
-    file: Annotated[Path, typer.Argument(help="JSONL or JSON-array file of events")],
-    user: UserOpt = None,
-    model: ModelOpt = DEFAULT_MODEL,
-    db: DbOpt = DEFAULT_DB,
-    base_url: BaseUrlOpt = None,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar="",
-                            help="ingest the valid events and report the invalid ones")] = False,
-    concurrency: Annotated[int, typer.Option(min=1, help="users ingested at once")] = 4,
-    schema: Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
-                      "extract only its dimensions")] = None,
-    rpm: Annotated[float | None, typer.Option("--rpm", min=0.001, help="the provider's "
-                   "requests-per-minute limit: calls are paced to stay under it")] = None,
-    tpm: Annotated[float | None, typer.Option("--tpm", min=1, help="the provider's tokens-per-"
-                   "minute limit (prompt + completion)")] = None,
-    on_ray: Annotated[bool, typer.Option("--ray", metavar="", help="spread users over Ray workers "
-                      "(doxa[ray]); --db must be a store they all reach")] = False,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to "
-                           "join (ray://head:10001, auto); default: a local Ray")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Extract beliefs, goals and preferences from a file of events into the store.
-
-    The file is streamed (validated line by line and grouped by user on disk), so its size
-    does not bound memory; a file with any invalid line is refused whole.
-    """
-    require_provider(model, base_url)
-    if on_ray or ray_address:
-        _ingest_on_ray(file, as_json, store=store_url(db), model=model, base_url=base_url,
-                       concurrency=concurrency, address=ray_address, skip_invalid=skip_invalid,
-                       only_user=user, engine_options={
-                           k: v for k, v in {"schema": schema, "rpm": rpm, "tpm": tpm}.items()
-                           if v is not None} or None)
-        return
-    with open_spool(file, skip_invalid=skip_invalid, user=user) as spool:
-        totals = _Totals()
-        if not spool.events:
-            _say_no_events(file, spool, user)
-            _report_ingest({}, totals, spool.invalid, as_json)
-            return
-        results = run(lambda: _ingest_all(spool, model, store_url(db), base_url,
-                                          concurrency, schema, show_progress=not as_json,
-                                          totals=totals, keep_results=as_json,
-                                          rpm=rpm, tpm=tpm))
-    _report_ingest(results, totals, spool.invalid, as_json)
-
-
-def _ingest_on_ray(file: Path, as_json: bool, **options: Any) -> None:
-    """`doxa ingest --ray`: the same ingest, users spread over Ray tasks (doxa.runs.distributed)."""
-    from doxa.runs.distributed import ingest_ray  # Ray itself is imported only on this path
-
-    try:
-        summary = ingest_ray(file, **options)
-    except DoxaError as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
-    if as_json:
-        _print_json(summary.model_dump(mode="json"))
-    else:
-        console.print(f"{summary.users} user(s) ingested by {summary.workers} Ray worker(s): "
-                      f"{summary.changes} change(s), {summary.llm_calls} LLM call(s), "
-                      f"{summary.input_tokens} input + {summary.output_tokens} output tokens")
-    for user, error in summary.errors.items():
-        err_console.print(labelled("failed", "red", f"{user}: {error}"))
-    if summary.errors:
-        raise typer.Exit(1)
-
-
-@contextmanager
-def open_spool(file: Path, *, skip_invalid: bool, user: str | None) -> Iterator[UserSpool]:
-    """The file grouped by user on disk, its skipped lines reported; exit 1 on bad input."""
-    try:
-        spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
-                                    only_user=user)
-    except DoxaError as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
-    with spool:
-        for skipped in spool.skipped:
-            err_console.print(labelled("skipped", "yellow", str(skipped)))
-        yield spool
-
-
-def _say_no_events(file: Path, spool: UserSpool, user: str | None) -> None:
-    """An events file with nothing to ingest is not an error (a nightly export can be
-    empty), but it is said, on stderr, and no store is created for it."""
-    valid = " valid" if spool.invalid else ""
-    whose = f" for user {user}" if user else ""
-    err_console.print(f"{file} holds no{valid} events{whose}: nothing to ingest")
-
-
-@dataclass
-class _Totals:
-    """What `doxa ingest` prints, summed as users finish: a file of any size, flat memory."""
-
-    users: int = 0
-    changes: int = 0
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost: float | None = 0.0
-    dropped: int = 0
-
-    def add(self, result: IngestResult) -> None:
-        self.users += 1
-        self.changes += len(result.changes)
-        self.calls += result.llm_calls
-        self.tokens_in += result.input_tokens
-        self.tokens_out += result.output_tokens
-        self.dropped += len(result.dropped)
-        self.cost = None if self.cost is None or result.cost_usd is None else (
-            self.cost + result.cost_usd)
-
-
-async def _ingest_all(spool: UserSpool, model: str, db: str, base_url: str | None,
-                      concurrency: int, schema: Path | None, *, show_progress: bool,
-                      totals: _Totals, keep_results: bool,
-                      rpm: float | None = None, tpm: float | None = None,
-                      ) -> dict[str, IngestResult | BaseException]:
-    engine = Engine(model=model, store=db, base_url=base_url, schema=schema, rpm=rpm, tpm=tpm)
-    try:
-        with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("users"), TimeElapsedColumn(), console=err_console,
-                      disable=not show_progress) as progress:
-            task = progress.add_task("users", total=spool.user_count())
-
-            def done(_user: str, result: IngestResult | BaseException) -> None:
-                if isinstance(result, IngestResult):
-                    totals.add(result)
-                progress.advance(task)
-
-            return await engine.ingest_many(spool.users(), concurrency=concurrency,
-                                            on_done=done, keep_results=keep_results)
-    finally:
-        await engine.close()
-
-
-def _report_ingest(results: dict[str, IngestResult | BaseException], totals: _Totals,
-                   skipped: int, as_json: bool) -> None:
-    ok = {u: r for u, r in results.items() if isinstance(r, IngestResult)}
-    failed = {u: r for u, r in results.items() if not isinstance(r, IngestResult)}
-    if as_json:
-        _print_json({"users": {u: r.model_dump(mode="json") for u, r in ok.items()},
-                     "errors": {u: str(e) for u, e in failed.items()},
-                     "skipped_events": skipped})
-    else:
-        cost = "unknown" if totals.cost is None else f"${totals.cost:.4f}"
-        console.print(f"{totals.users} user(s) ingested: {totals.changes} change(s), "
-                      f"{totals.calls} LLM call(s), {totals.tokens_in} input + "
-                      f"{totals.tokens_out} output tokens, cost {cost}, "
-                      f"{totals.dropped} invalid record(s) dropped, {skipped} event(s) skipped")
-        for u, exc in failed.items():
-            err_console.print(labelled("failed", "red", f"{u}: {exc}"))
-    if failed:
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -281,7 +87,7 @@ def show(
     if dimensions:
         values = [model.value(d, min_confidence=min_confidence) for d in model.dimensions()]
         if as_json:
-            _print_json([v.model_dump(mode="json") for v in values])
+            print_json([v.model_dump(mode="json") for v in values])
             return
         if not values:
             _say_none(f"dimension values for user {user}", db)
@@ -290,8 +96,8 @@ def show(
                           f"{', '.join(v.evidence) or '-'})")
         return
     if as_json:
-        _print_json(model.model_dump(mode="json", exclude={"events"})
-                    | {"is_cold": model.is_cold(), "readiness": model.readiness()})
+        print_json(model.model_dump(mode="json", exclude={"events"})
+                   | {"is_cold": model.is_cold(), "readiness": model.readiness()})
         return
     if not model.records:
         _say_none(f"records for user {user}", db)
@@ -311,25 +117,25 @@ def explain(
 ) -> None:
     """Why doxa holds a record: each piece of evidence with its event, and the history."""
     model = _load(db, stored_user(user, tenant))
-    try:
+    with exit_on_error():
         explanation = model.explain(record_id)
-    except DoxaError as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
     if as_json:
-        _print_json(explanation.model_dump(mode="json"))
+        print_json(explanation.model_dump(mode="json"))
     else:
         print_explanation(console, explanation)
 
 
 @schema_app.command("check")
-def schema_check(file: Annotated[Path, typer.Argument(help="schema file (YAML or TOML)")]) -> None:
+def schema_check(
+    file: Annotated[Path, typer.Argument(help="schema file (YAML or TOML)")],
+    as_json: JsonOpt = False,
+) -> None:
     """Validate a model schema; a malformed one is refused naming the line and the problem."""
-    try:
+    with exit_on_error():
         loaded = load_schema(file)
-    except DoxaError as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
+    if as_json:  # the schema as doxa read it, defaults filled in
+        print_json(loaded.model_dump(mode="json"))
+        return
     closed = sum(1 for d in loaded.dimensions if d.closed)
     console.print(f"{file}: ok, {len(loaded.dimensions)} dimension(s) ({closed} closed), "
                   f"kinds {', '.join(loaded.all_kinds)}, other: {loaded.other}")
@@ -343,8 +149,7 @@ def schema_init(
 ) -> None:
     """Write the commented starter schema for a B2B SaaS product, for a team to edit."""
     if path.exists() and not force:
-        print_error(f"{path} exists; pass --force to overwrite it")
-        raise typer.Exit(1)
+        fail(f"{path} exists; pass --force to overwrite it")
     path.write_text(starter_schema_text(), encoding="utf-8")
     console.print(f"wrote {path}; edit it, then: doxa schema check {path}")
 
@@ -360,15 +165,12 @@ def history(
     """The trajectory of a user's records: every change, when, what and why, oldest first."""
     user = stored_user(user, tenant)
     model = _load(db, user)
-    try:
+    with exit_on_error():
         chosen = [model.get(record_id)] if record_id else list(model.records)
-    except DoxaError as exc:
-        print_error(exc)
-        raise typer.Exit(1) from None
     chosen.sort(key=lambda r: min((rev.recorded_at, rev.observed_at) for rev in r.history)
                 if r.history else (r.last_evidence_at, r.last_evidence_at))
     if as_json:
-        _print_json({r.id: [rev.model_dump(mode="json") for rev in r.history] for r in chosen})
+        print_json({r.id: [rev.model_dump(mode="json") for rev in r.history] for r in chosen})
     elif not any(r.history for r in chosen):
         _say_none(f"history for user {user}", db)
     else:
@@ -389,18 +191,18 @@ def outcome(
     as_json: JsonOpt = False,
 ) -> None:
     """Feed a delivery outcome back into the record's confidence."""
-    if result not in ("engaged", "ignored", "converted", "dismissed"):
-        print_error("outcome must be engaged, ignored, converted or dismissed")
-        raise typer.Exit(1)
+    if result not in get_args(Outcome):
+        fail("outcome must be engaged, ignored, converted or dismissed")
+    outcome_ = cast(Outcome, result)
     user = stored_user(user, tenant)
     # A tenant's user is `T/u`, which only the server's scope accepts as a user id; --tenant
     # is the operator saying "the server's user", so the same scope applies.
     with tenant_scoped_user_ids() if tenant is not None else nullcontext():
         changes = _with_engine(db, lambda engine: engine.record_outcome(
-            user, record_id, result, event_id=event_id))  # type: ignore[arg-type]
+            user, record_id, outcome_, event_id=event_id))
     if as_json:
-        _print_json({"already_recorded": not changes,
-                     "changes": [c.model_dump(mode="json") for c in changes]})
+        print_json({"already_recorded": not changes,
+                    "changes": [c.model_dump(mode="json") for c in changes]})
         return
     if not changes:
         console.print(f"already recorded: this {result} outcome for {record_id} changed "
@@ -419,18 +221,16 @@ def trajectories(
     as_json: JsonOpt = False,
 ) -> None:
     """How records move across all users: counted transitions and the common paths."""
-    from doxa.core.trajectories import aggregate
 
-    if kind not in ("belief", "goal", "preference") or by not in ("context", "statement"):
-        print_error("--kind belief|goal|preference, --by context|statement")
-        raise typer.Exit(1)
+    if kind not in KINDS or by not in get_args(GroupBy):
+        fail("--kind belief|goal|preference, --by context|statement")
 
-    async def models(engine: Engine) -> list[Any]:
+    async def models(engine: Engine) -> list[UserModel]:
         return [await engine.model(u) for u in await engine.users()]
     report = aggregate(_with_engine(db, models), kind=kind,
-                       group_by=by, top=top)  # type: ignore[arg-type]
+                       group_by=cast(GroupBy, by), top=top)
     if as_json:
-        _print_json(report.model_dump(mode="json"))
+        print_json(report.model_dump(mode="json"))
         return
     console.print(f"{report.users} user(s) with {kind} records, grouped by {by}")
     for t in report.transitions[:top]:
@@ -453,7 +253,7 @@ def users(
         prefix = stored_user("", tenant)
         found = [u.removeprefix(prefix) for u in found if u.startswith(prefix)]
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
     if not found:
         _say_none("users" + (f" of tenant {tenant}" if tenant is not None else ""), db)
@@ -467,6 +267,7 @@ def delete(
     db: DbOpt = DEFAULT_DB,
     tenant: TenantOpt = None,
     yes: Annotated[bool, typer.Option("--yes", metavar="", help="do not ask")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Erase everything held about a user: records, evidence, history, events, ledger, cache."""
     user = stored_user(user, tenant)
@@ -474,14 +275,17 @@ def delete(
     if not yes and not typer.confirm(f"Erase everything doxa holds about {user}?"):
         raise typer.Exit(1)
     _with_engine(url, lambda engine: engine.delete_user(user))
-    console.print(f"Erased user {user}.")
+    if as_json:
+        print_json({"erased": user})
+    else:
+        console.print(f"Erased user {user}.")
 
 
 @app.command()
 def export(user: UserArg, db: DbOpt = DEFAULT_DB, tenant: TenantOpt = None) -> None:
     """Print everything held about a user as JSON."""
     user = stored_user(user, tenant)
-    _print_json(_with_engine(db, lambda engine: engine.export_user(user)))
+    print_json(_with_engine(db, lambda engine: engine.export_user(user)))
 
 
 @app.command()
@@ -502,8 +306,8 @@ def demo(
 
     result, model_ = run(lambda: run_demo(model=model, base_url=base_url, record_to=record))
     if as_json:
-        _print_json({"ingest": result.model_dump(mode="json"),
-                     "model": model_.model_dump(mode="json", exclude={"events"})})
+        print_json({"ingest": result.model_dump(mode="json"),
+                    "model": model_.model_dump(mode="json", exclude={"events"})})
         return
     console.print(f"{result.model} · prompt {result.prompt_version} · "
                   f"{result.llm_calls} LLM call(s) · {result.input_tokens} input + "
@@ -522,9 +326,7 @@ def existing_store(db: str) -> str:
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite:///").removeprefix("sqlite://").partition("?")[0]
         if path not in ("", ":memory:") and not Path(path).exists():
-            print_error(f"no store at {path}: check --db (or DOXA_DB); `doxa ingest` "
-                        "creates one")
-            raise typer.Exit(1)
+            fail(f"no store at {path}: check --db (or DOXA_DB); `doxa ingest` creates one")
     return url
 
 

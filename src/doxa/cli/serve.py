@@ -7,29 +7,32 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-from doxa.cli.terminal import err_console, print_error
+from doxa.cli.options import (
+    DEFAULT_DB,
+    DEFAULT_MODEL,
+    BaseUrlOpt,
+    DbOpt,
+    ModelOpt,
+    SchemaOpt,
+    store_url,
+)
+from doxa.cli.terminal import err_console, fail
 from doxa.errors import DoxaError
 
-DEFAULT_DB = os.environ.get("DOXA_DB", "doxa.db")
-DEFAULT_MODEL = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
 INSTALL_HINT = "doxa serve needs the server extra: pip install 'doxa[server]'"
 
 
 def serve(
-    db: Annotated[str, typer.Option("--db", help="SQLite path or store URL (sqlite:///x.db, "
-                                    "postgresql://..., memory://)")] = DEFAULT_DB,
+    db: DbOpt = DEFAULT_DB,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8080,
-    model: Annotated[str, typer.Option("--model", "-m", help="provider/model that extracts "
-                                       "from ingested events")] = DEFAULT_MODEL,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server "
-                                                 "URL (vLLM, llama.cpp)")] = None,
-    schema: Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
-                                                "extract only its dimensions")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    base_url: BaseUrlOpt = None,
+    schema: SchemaOpt = None,
     keys: Annotated[Path | None, typer.Option("--keys", help="keys file: 'tenant sha256:<hex> "
                     "scopes' lines (default DOXA_API_KEYS_FILE); DOXA_API_KEYS adds "
                     "tenant:key pairs")] = None,
@@ -61,8 +64,7 @@ def serve(
         from doxa.server.auth import load_keys
         from doxa.server.settings import ServerLimits
     except ImportError:
-        print_error(INSTALL_HINT)
-        raise typer.Exit(1) from None
+        fail(INSTALL_HINT)
     from doxa.engine import Engine
     from doxa.llm.providers import parse_provider, require_credentials
 
@@ -76,12 +78,12 @@ def serve(
         require_credentials(parse_provider(model, base_url))
         ring = load_keys(keys, os.environ)
         if not len(ring):
-            _fail("no API keys: pass --keys FILE (lines 'tenant sha256:<hex>', see "
+            fail("no API keys: pass --keys FILE (lines 'tenant sha256:<hex>', see "
                   "`doxa serve --new-key TENANT`) or set DOXA_API_KEYS=tenant:key")
-        engine = Engine(model=model, store=db if "://" in db else f"sqlite:///{db}",
+        engine = Engine(model=model, store=store_url(db),
                         base_url=base_url, schema=schema)
     except (DoxaError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
     err_console.print(f"doxa serving {engine.spec.label} on http://{host}:{port} "
                       f"({len(ring)} key(s), tenants: {', '.join(sorted(ring.tenants))})")
     app = create_app(engine, ring, limits, close_engine=True)
@@ -100,7 +102,7 @@ def _mint_key(tenant: str, keys_file: str | Path | None) -> None:
     try:
         KeyRing().add_hashed(tenant, hash_key(key))
     except DoxaError as exc:
-        _fail(exc)
+        fail(exc)
     if keys_file is None:
         sys.stdout.write(f"key (give it to the client; it is not stored): {key}\n"
                          f"line for the keys file: {line}")
@@ -111,12 +113,7 @@ def _mint_key(tenant: str, keys_file: str | Path | None) -> None:
                        encoding="utf-8") as fh:
             fh.write(line)
     except OSError as exc:
-        _fail(f"cannot write the keys file {path}: {exc.strerror}")
+        fail(f"cannot write the keys file {path}: {exc.strerror}")
     sys.stdout.write(f"{key}\n")
     err_console.print(f"added a key for tenant {tenant} to {path} (only its hash); the key "
                       "above is shown once: give it to the client now")
-
-
-def _fail(message: str | BaseException) -> NoReturn:
-    print_error(message)
-    raise typer.Exit(1)

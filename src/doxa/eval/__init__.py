@@ -4,11 +4,11 @@
 `load_suite`, then `run_eval` with `RunSettings`, then `write_run`.
 """
 
+from doxa.errors import InvalidFixtureError, InvalidRunFileError
 from doxa.eval.fixtures import (
     Case,
     ExpectedRecord,
     ForbiddenRecord,
-    InvalidFixtureError,
     load_case,
     load_suite,
 )
@@ -22,7 +22,7 @@ from doxa.eval.match import (
     match_case,
 )
 from doxa.eval.metrics import SuiteMetrics, Usage, case_metrics, suite_metrics
-from doxa.eval.runfile import CaseResult, InvalidRunFileError, RunFile, read_run, write_run
+from doxa.eval.runfile import CaseResult, RunFile, read_run, write_run
 from doxa.eval.runner import (
     EngineFactory,
     EngineLike,

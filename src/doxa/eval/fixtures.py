@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from doxa.errors import DoxaError, InvalidEventError
+from doxa.errors import DoxaError, InvalidEventError, InvalidFixtureError
 from doxa.events.parse import Event, parse_event
 from doxa.model.records import Status
 
@@ -23,17 +23,6 @@ from doxa.model.records import Status
 Kind = Literal["belief", "goal", "preference", "constraint", "motivation"]
 
 log = logging.getLogger(__name__)
-
-
-class InvalidFixtureError(DoxaError):
-    """A fixture file cannot be used: `path` is the file, `key` the JSON path within it."""
-
-    def __init__(self, path: str | Path, message: str, *, key: str | None = None) -> None:
-        self.path = str(path)
-        self.key = key
-        self.reason = message
-        where = f"{self.path}, key '{key}'" if key else self.path
-        super().__init__(f"{where}: {message}")
 
 
 class ExpectedRecord(BaseModel):

@@ -13,22 +13,13 @@ from typing import Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
-from doxa.errors import DoxaError
+from doxa.errors import InvalidRunFileError
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord, read_json
 from doxa.eval.match import Matching, PredictedRecord
 from doxa.eval.metrics import CaseMetrics, ScoredCase, SuiteMetrics, Usage
 
 FORMAT: Final = "doxa-eval-run"
 FORMAT_VERSION = 1
-
-
-class InvalidRunFileError(DoxaError):
-    """A run file cannot be read: missing, not JSON, or not a doxa eval run."""
-
-    def __init__(self, path: str | Path, message: str) -> None:
-        self.path = str(path)
-        self.reason = message
-        super().__init__(f"{path}: {message}")
 
 
 class CaseResult(BaseModel):

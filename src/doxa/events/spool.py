@@ -19,8 +19,7 @@ from pathlib import Path
 
 from doxa.errors import InvalidEventError, InvalidEventsError
 from doxa.events.parse import Event, iter_file
-from doxa.store.sqlite import create_private
-from doxa.workdir import PrivateDir, exit_on_sigterm
+from doxa.workdir import PrivateDir, create_private, exit_on_sigterm
 
 MAX_REPORTED = 1000
 _CHUNK = 5000

@@ -16,20 +16,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from doxa.errors import DoxaError
+from doxa.errors import SchemaError
 from doxa.model.records import KINDS
 
 _NAME = r"^[a-z][a-z0-9_]{1,39}$"
 OTHER = "other"
-
-
-class SchemaError(DoxaError):
-    """A schema file that cannot be used, with the line (when known) and the problem."""
-
-    def __init__(self, path: str, problem: str, line: int | None = None) -> None:
-        self.path, self.problem, self.line = path, problem, line
-        where = f"{path}, line {line}" if line else path
-        super().__init__(f"{where}: {problem}")
 
 
 class Dimension(BaseModel):

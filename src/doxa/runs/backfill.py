@@ -36,7 +36,12 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, Field
 
 from doxa.engine import Engine, IngestResult
-from doxa.errors import DoxaError, ExtractionValidationError, UserErasedError
+from doxa.errors import (
+    BackfillStateError,
+    DoxaError,
+    ExtractionValidationError,
+    UserErasedError,
+)
 from doxa.events.parse import Event
 from doxa.llm.batch_api import Answer, BatchAPI, JobStatus, batch_api_for
 from doxa.llm.extractor import ExtractionOutcome, token_usage
@@ -47,10 +52,6 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
-
-
-class BackfillStateError(DoxaError):
-    """The state file cannot be used for this run: another input, model or prompt."""
 
 
 class UserSource(Protocol):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -21,20 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from doxa.errors import (
-    ConfigError,
-    DoxaError,
-    ExtractionValidationError,
-    InvalidEventError,
-    InvalidEventsError,
-    ProviderAuthError,
-    ProviderError,
-    StoreConflictError,
-    StoreDataError,
-    StoreError,
-    UnknownRecordError,
-    UserErasedError,
-)
+from doxa import errors as doxa_errors
+from doxa.errors import ApiError, DoxaError, InvalidEventError, InvalidEventsError
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -59,20 +47,6 @@ class Problem(BaseModel):
     detail: str = ""
     instance: str | None = None
     errors: list[FieldError] | None = None
-
-
-class ApiError(Exception):
-    """Raised by routes: becomes a problem response with this status and slug."""
-
-    def __init__(self, status: int, slug: str, detail: str, *,
-                 errors: Sequence[FieldError] | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        self.status = status
-        self.slug = slug
-        self.detail = detail
-        self.errors = list(errors) if errors is not None else None
-        self.headers = dict(headers or {})
-        super().__init__(detail)
 
 
 def problem(status: int, slug: str, detail: str, *, instance: str | None = None,
@@ -141,34 +115,34 @@ def doxa_error(exc: DoxaError) -> ApiError:
     """What a doxa error means to an API caller (details that name store ids are not sent)."""
     if isinstance(exc, InvalidEventsError | InvalidEventError):
         return invalid_events(exc)
-    if isinstance(exc, UnknownRecordError):
+    if isinstance(exc, doxa_errors.UnknownRecordError):
         return ApiError(404, "not-found", f"no record {exc.record_id} for this user")
-    if isinstance(exc, ProviderAuthError):
+    if isinstance(exc, doxa_errors.ProviderAuthError):
         return ApiError(502, "provider-refused", "the model provider refused the request; "
                         "the server's provider configuration needs fixing")
-    if isinstance(exc, ProviderError):
+    if isinstance(exc, doxa_errors.ProviderError):
         wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RETRY_AFTER_S
         return ApiError(503, "provider-unavailable", "the model provider is unavailable or "
                         "rate limited; nothing was ingested, retry later",
                         headers={"Retry-After": str(max(1, math.ceil(wait)))})
-    if isinstance(exc, ExtractionValidationError):
+    if isinstance(exc, doxa_errors.ExtractionValidationError):
         return ApiError(502, "extraction-invalid", "the model's answer could not be used even "
                         "after re-asking; nothing was ingested")
-    if isinstance(exc, UserErasedError):
+    if isinstance(exc, doxa_errors.UserErasedError):
         return ApiError(409, "user-erased", "the user was deleted while this request was in "
                         "flight; nothing from it was stored (send it again to start a new "
                         "model for this user id)")
-    if isinstance(exc, StoreDataError):
+    if isinstance(exc, doxa_errors.StoreDataError):
         log.warning("the store refused a value: %s", exc)
         return ApiError(422, "unstorable-value", "the store cannot hold a value in this "
                         "request (e.g. a NUL character); nothing was stored")
-    if isinstance(exc, StoreConflictError):
+    if isinstance(exc, doxa_errors.StoreConflictError):
         return ApiError(503, "busy", "the user's model is being written by others; retry",
                         headers={"Retry-After": "1"})
-    if isinstance(exc, StoreError):
+    if isinstance(exc, doxa_errors.StoreError):
         return ApiError(503, "store-unavailable", "the store is unavailable; retry later",
                         headers={"Retry-After": str(DEFAULT_RETRY_AFTER_S)})
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, doxa_errors.ConfigError):
         log.error("server misconfigured: %s", exc)
         return ApiError(503, "misconfigured", "the server is not configured to do this")
     log.exception("unexpected doxa error", exc_info=exc)

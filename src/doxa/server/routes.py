@@ -15,12 +15,12 @@ from pydantic import AwareDatetime
 
 from doxa import __version__
 from doxa.engine import Engine, IngestResult
-from doxa.errors import DoxaError
+from doxa.errors import ApiError, DoxaError
 from doxa.events.fields import tenant_scoped_user_ids
 from doxa.model.records import Explanation, Record, UserModel
 from doxa.server.auth import Principal, Scope
 from doxa.server.gate import PRINCIPAL
-from doxa.server.problems import ApiError, FieldError, doxa_error, responses
+from doxa.server.problems import FieldError, doxa_error, responses
 from doxa.server.schemas import (
     EventBatch,
     Health,

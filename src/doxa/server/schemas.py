@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from doxa.core.merge import Outcome
 from doxa.events.fields import MAX_TEXT_CHARS, EventId, EventText, Label, Properties
 from doxa.model.records import Change, Record
 
@@ -48,7 +49,7 @@ class OutcomeIn(BaseModel):
     """What happened when delivery acted on a record."""
 
     record_id: str = Field(min_length=1, max_length=128)
-    outcome: Literal["engaged", "ignored", "converted", "dismissed"]
+    outcome: Outcome
     event_id: EventId | None = Field(
         default=None,
         description="id of the delivery event; recording the same id twice changes nothing")

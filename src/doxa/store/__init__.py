@@ -1,13 +1,20 @@
-"""Stores: where user models, the event ledger and cached LLM answers live."""
+"""Stores: where user models, the event ledger and cached LLM answers live.
+
+The end of the flow: the engine commits a merged model, the events it cites and the ids
+it processed in one transaction (`base.Store`), and a cached LLM answer is kept beside
+them (`base.ResponseCache`) so that deleting a user erases it too. SQLite is the default,
+PostgreSQL the shared option (one table definition for both in `tables`), memory the one
+for tests and the demo; `open_store(url)` picks one from a URL.
+"""
 
 from __future__ import annotations
 
 from doxa.errors import ConfigError
-from doxa.store.base import Store
+from doxa.store.base import ResponseCache, Store
 from doxa.store.memory import MemoryStore
 from doxa.store.sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
+__all__ = ["MemoryStore", "ResponseCache", "SqliteStore", "Store", "open_store"]
 
 
 def open_store(url: str) -> Store:

@@ -1,4 +1,4 @@
-"""The `Store` protocol: durability for user models, the event ledger and the response cache.
+"""The `Store` protocol: durability for user models and the event ledger; `ResponseCache`.
 
 An ingest commits in ONE transaction: the user's records (with evidence and history), the
 events the batch referenced, and the ids of every event processed. A crash before commit
@@ -24,8 +24,30 @@ from doxa.model.records import Change, UserModel
 
 
 @runtime_checkable
-class Store(Protocol):
-    """Where user models live. Implementations: memory, sqlite, postgres."""
+class ResponseCache(Protocol):
+    """LLM answers kept by request key, so the same request is not paid for twice (the
+    engine's `cache=True`, the eval harness).
+
+    A protocol of its own because it is a different concern from the models: the extractor
+    only reads and writes answers, and an engine may keep them in another store than its
+    models (`cache_store=`). Every store implements it in the same database as the models
+    because a cached answer is personal data too: `delete_user` removes it in the same
+    transaction, and the erasure generation refuses an answer to work begun before a delete.
+    """
+
+    async def cache_get(self, key: str) -> str | None:
+        """A cached LLM response body by key."""
+
+    async def cache_put(self, key: str, user_id: str, value: str, *,
+                        generation: int = 0) -> None:
+        """Store an LLM response body under key, owned by user_id (deleted with the user);
+        nothing is stored when the user's erasure generation is no longer `generation`."""
+
+
+@runtime_checkable
+class Store(ResponseCache, Protocol):
+    """Where user models live, with their response cache. Implementations: memory, sqlite,
+    postgres."""
 
     async def load(self, user_id: str) -> UserModel:
         """The user's model with its version (0 and no records for an unknown user).
@@ -68,14 +90,6 @@ class Store(Protocol):
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
         """Everything held about the user as JSON-ready data."""
-
-    async def cache_get(self, key: str) -> str | None:
-        """A cached LLM response body by key."""
-
-    async def cache_put(self, key: str, user_id: str, value: str, *,
-                        generation: int = 0) -> None:
-        """Store an LLM response body under key, owned by user_id (deleted with the user);
-        nothing is stored when the user's erasure generation is no longer `generation`."""
 
     async def close(self) -> None:
         """Release connections; the store is not used afterwards."""

@@ -24,35 +24,8 @@ from doxa.errors import StoreConflictError, StoreDataError, StoreError, UserEras
 from doxa.events.parse import Event
 from doxa.model.records import Change, Record, UserModel
 from doxa.store.base import erasure_key
-from doxa.store.sqlite import USER_TABLES, content_hash
+from doxa.store.tables import POSTGRES, USER_TABLES, content_hash, schema
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS doxa_schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, version BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-  user_id TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
-  context TEXT NOT NULL, confidence DOUBLE PRECISION NOT NULL, statement TEXT NOT NULL,
-  content_hash TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (user_id, record_id));
-CREATE TABLE IF NOT EXISTS evidence (
-  user_id TEXT NOT NULL, record_id TEXT NOT NULL, event_id TEXT NOT NULL,
-  polarity TEXT NOT NULL, basis TEXT NOT NULL, quote TEXT NOT NULL, observed_at TEXT NOT NULL,
-  batch_id TEXT NOT NULL, PRIMARY KEY (user_id, record_id, event_id),
-  FOREIGN KEY (user_id, record_id) REFERENCES records (user_id, record_id) ON DELETE CASCADE);
-CREATE TABLE IF NOT EXISTS revisions (
-  user_id TEXT NOT NULL, record_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
-  PRIMARY KEY (user_id, record_id, seq),
-  FOREIGN KEY (user_id, record_id) REFERENCES records (user_id, record_id) ON DELETE CASCADE);
-CREATE TABLE IF NOT EXISTS events (
-  user_id TEXT NOT NULL, event_id TEXT NOT NULL, data TEXT NOT NULL,
-  PRIMARY KEY (user_id, event_id));
-CREATE TABLE IF NOT EXISTS ledger (
-  user_id TEXT NOT NULL, event_id TEXT NOT NULL, processed_at TEXT NOT NULL,
-  PRIMARY KEY (user_id, event_id));
-CREATE TABLE IF NOT EXISTS cache (
-  key TEXT PRIMARY KEY, user_id TEXT NOT NULL, value TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS cache_user ON cache (user_id);
-CREATE TABLE IF NOT EXISTS erasures (user_key TEXT PRIMARY KEY, generation BIGINT NOT NULL);
-"""
 P = ParamSpec("P")
 R = TypeVar("R")
 # pg_advisory_xact_lock(int, int) keys: this namespace and a digest of the user id. A commit
@@ -113,7 +86,7 @@ class PostgresStore:
                 async with self._pool.connection() as conn:
                     await conn.execute("SELECT pg_advisory_lock(4242)")
                     try:
-                        for statement in filter(str.strip, SCHEMA.split(";")):
+                        for statement in schema(POSTGRES):
                             await conn.execute(statement)
                     finally:
                         await conn.execute("SELECT pg_advisory_unlock(4242)")

@@ -19,10 +19,8 @@ deleted user's pages.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import os
 import random
 import sqlite3
 import threading
@@ -38,38 +36,11 @@ from doxa.errors import StoreConflictError, StoreError, UserErasedError
 from doxa.events.parse import Event
 from doxa.model.records import Change, Record, UserModel
 from doxa.store.base import carried_events, erasure_key
+from doxa.store.tables import SCHEMA_VERSION, SQLITE, USER_TABLES, content_hash, schema
+from doxa.workdir import create_private
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-  user_id TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
-  context TEXT NOT NULL, confidence REAL NOT NULL, statement TEXT NOT NULL,
-  content_hash TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (user_id, record_id));
-CREATE TABLE IF NOT EXISTS evidence (
-  user_id TEXT NOT NULL, record_id TEXT NOT NULL, event_id TEXT NOT NULL,
-  polarity TEXT NOT NULL, basis TEXT NOT NULL, quote TEXT NOT NULL, observed_at TEXT NOT NULL,
-  batch_id TEXT NOT NULL, PRIMARY KEY (user_id, record_id, event_id),
-  FOREIGN KEY (user_id, record_id) REFERENCES records (user_id, record_id) ON DELETE CASCADE);
-CREATE TABLE IF NOT EXISTS revisions (
-  user_id TEXT NOT NULL, record_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,
-  PRIMARY KEY (user_id, record_id, seq),
-  FOREIGN KEY (user_id, record_id) REFERENCES records (user_id, record_id) ON DELETE CASCADE);
-CREATE TABLE IF NOT EXISTS events (
-  user_id TEXT NOT NULL, event_id TEXT NOT NULL, data TEXT NOT NULL,
-  PRIMARY KEY (user_id, event_id));
-CREATE TABLE IF NOT EXISTS ledger (
-  user_id TEXT NOT NULL, event_id TEXT NOT NULL, processed_at TEXT NOT NULL,
-  PRIMARY KEY (user_id, event_id));
-CREATE TABLE IF NOT EXISTS cache (
-  key TEXT PRIMARY KEY, user_id TEXT NOT NULL, value TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS cache_user ON cache (user_id);
-CREATE TABLE IF NOT EXISTS erasures (user_key TEXT PRIMARY KEY, generation INTEGER NOT NULL);
-"""
-USER_TABLES = ("records", "evidence", "revisions", "events", "ledger", "cache", "users")
 SNAPSHOT_USERS = 256
 
 
@@ -80,10 +51,6 @@ class _Snapshot(NamedTuple):
     commit_id: str
     model: UserModel
     hashes: dict[str, tuple[Record, str]]
-
-
-def content_hash(record: Record) -> str:
-    return hashlib.sha256(record.model_dump_json().encode()).hexdigest()[:24]
 
 
 class SqliteStore:
@@ -275,12 +242,6 @@ class SqliteStore:
         await self._run(lambda db: db.close())
 
 
-def create_private(path: str) -> None:
-    """Create the database file readable by its owner only (it holds personal data) before
-    SQLite does: SQLite gives the -wal and -shm files the database file's mode."""
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-
-
 def _enter_wal(db: sqlite3.Connection, patience_s: float = 30.0) -> None:
     """Switch to WAL (it stays set in the file). On a new file several processes switch
     at once, and SQLite answers "database is locked" to the losers at once, without the
@@ -301,13 +262,13 @@ def _set_up_schema(db: sqlite3.Connection) -> None:
     file at once each wait their turn, and all but the first find everything in place."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        for statement in filter(str.strip, SCHEMA.split(";")):
+        for statement in schema(SQLITE):
             db.execute(statement)
         columns = {r[1] for r in db.execute("PRAGMA table_info(users)")}
         if "commit_id" not in columns:  # stores made before snapshots existed
             db.execute("ALTER TABLE users ADD COLUMN commit_id TEXT")
-        if not db.execute("SELECT 1 FROM schema_version").fetchone():
-            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        if not db.execute(f"SELECT 1 FROM {SQLITE.version_table}").fetchone():
+            db.execute(f"INSERT INTO {SQLITE.version_table} VALUES (?)", (SCHEMA_VERSION,))
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

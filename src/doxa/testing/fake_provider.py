@@ -30,8 +30,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiohttp import web
-from aiohttp.web_request import FileField
+try:
+    from aiohttp import web
+    from aiohttp.web_request import FileField
+except ImportError as exc:  # the wheel ships this module; aiohttp comes with the extra
+    raise ImportError("doxa.testing.fake_provider needs the testing extra: "
+                      "pip install 'doxa[testing]'") from exc
 
 Fault = Literal[
     "429", "429-no-retry-after", "500", "502", "503", "timeout", "drop", "truncated",
