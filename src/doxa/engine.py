@@ -27,7 +27,7 @@ from doxa.events.redaction import Redactor, default_redactor, redact_event
 from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
-from doxa.model.records import Change, UserModel
+from doxa.model.records import Change, UserModel, cited_event_ids
 from doxa.model.schema import ModelSchema, load_schema
 from doxa.prompts.render import SCHEMA_PROMPT, PromptSet
 from doxa.relevance import Batch, RelevanceConfig, make_batches
@@ -471,6 +471,6 @@ def _referenced_events(model: UserModel, changes: Sequence[Change],
 
     Only records this ingest changed can cite this ingest's events, so the scan is over
     the changes, not the whole model."""
-    cited = {e.event_id for rid in {c.record_id for c in changes}
-             if (r := model.find(rid)) is not None for e in r.evidence}
+    changed = {c.record_id for c in changes}
+    cited = cited_event_ids(r for rid in changed if (r := model.find(rid)) is not None)
     return [ev for b in batches for eid, ev in b.events.items() if eid in cited]
