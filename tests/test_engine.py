@@ -97,3 +97,110 @@ async def test_ingest_many_without_kept_results_returns_only_failures() -> None:
     assert sorted(seen) == ["u1", "u2", "u3"]
     kept = await engine.ingest_many([("u4", noise(2))])
     assert kept["u4"].batches == 1  # type: ignore[union-attr]
+
+
+# -- the engine as a resource, its settings as one value, one commit-retry loop ----------------
+
+
+class ClosingStore:
+    """A memory store that records being closed and can lose every commit race."""
+
+    def __init__(self, *, always_conflict: bool = False) -> None:
+        from doxa.store.memory import MemoryStore
+
+        self.inner = MemoryStore()
+        self.always_conflict = always_conflict
+        self.closed = False
+        self.commits = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def commit(self, model: Any, *, expected_version: int, **kwargs: Any) -> int:
+        from doxa.errors import StoreConflictError
+
+        self.commits += 1
+        if self.always_conflict:  # another writer always got there first
+            raise StoreConflictError(model.user_id, expected_version, expected_version + 1)
+        return int(await self.inner.commit(model, expected_version=expected_version, **kwargs))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_async_with_closes_the_engine_even_when_the_block_fails() -> None:
+    store = ClosingStore()
+    async with Engine(store=store, client=NoCalls()) as engine:  # type: ignore[arg-type]
+        assert (await engine.ingest("u1", noise(2))).batches == 1
+    assert store.closed
+    failing = ClosingStore()
+    with pytest.raises(RuntimeError, match="boom"):
+        async with Engine(store=failing, client=NoCalls()):  # type: ignore[arg-type]
+            raise RuntimeError("boom")
+    assert failing.closed
+
+
+def test_with_closes_an_engine_used_through_the_sync_wrappers() -> None:
+    store = ClosingStore()
+    with Engine(store=store, client=NoCalls()) as engine:  # type: ignore[arg-type]
+        assert engine.ingest_sync("u1", noise(2)).batches == 1
+    assert store.closed
+
+
+def test_engine_config_and_the_old_keywords_are_the_same_settings() -> None:
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from doxa.core.merge import MergeConfig
+    from doxa.engine import EngineConfig, EngineOptions
+    from doxa.relevance import RelevanceConfig
+
+    merging = MergeConfig(max_records_per_kind=7)
+    by_keyword = Engine(store="memory://", rpm=60, max_context_records=3,
+                        merge_config=merging, relevance=RelevanceConfig(max_events=2))
+    by_config = Engine(store="memory://", config=EngineConfig(
+        rpm=60, max_context_records=3, merge_config=merging,
+        relevance=RelevanceConfig(max_events=2)))
+    assert by_keyword.config == by_config.config
+    assert by_config.merge_config is merging and by_config.max_context_records == 3
+    assert by_config.relevance.max_events == 2 and by_config.limiter.rpm == 60
+    # A keyword given with a config replaces that one field; None still means the default.
+    both = Engine(store="memory://", config=EngineConfig(rpm=60, tpm=1000), rpm=30,
+                  relevance=None)
+    assert (both.config.rpm, both.config.tpm) == (30, 1000)
+    assert both.relevance == RelevanceConfig()
+    # The typed keywords are exactly the config's fields.
+    assert get_type_hints(EngineOptions) == {
+        f.name: get_type_hints(EngineConfig)[f.name] for f in fields(EngineConfig)}
+    with pytest.raises(TypeError, match="rmp"):
+        Engine(store="memory://", rmp=60)  # type: ignore[call-arg]
+    assert "sk-secret" not in repr(EngineConfig(api_key="sk-secret"))
+
+
+async def test_a_commit_that_loses_every_race_raises_with_the_versions_it_met() -> None:
+    """Ingest and outcomes share one retry loop: a bounded number of attempts, then the
+    store's own conflict (the versions it expected and found), never a made-up one."""
+    from doxa.engine import COMMIT_ATTEMPTS
+    from doxa.errors import StoreConflictError
+
+    store = ClosingStore(always_conflict=True)
+    engine = Engine(store=store, client=NoCalls())  # type: ignore[arg-type]
+    with pytest.raises(StoreConflictError) as ingesting:
+        await engine.ingest("u1", noise(2))
+    assert store.commits == COMMIT_ATTEMPTS
+    assert (ingesting.value.expected_version, ingesting.value.found_version) == (0, 1)
+
+    from builders import batch, chat, said
+    from doxa.core.merge import merge
+
+    b = batch(chat("e1", "Is there an ROI calculator?"))
+    seeded = merge(await engine.model("u1"), [said("belief", "Believes ROI proof matters",
+                                                   "e1")], b, now=T0, prompt_version="p")
+    await store.inner.commit(seeded.model, expected_version=0, changes=seeded.changes,
+                             events=list(b.events.values()), processed_ids=["e1"])
+    [belief] = (await engine.model("u1")).beliefs()
+    store.commits = 0
+    with pytest.raises(StoreConflictError) as recording:
+        await engine.record_outcome("u1", belief.id, "ignored", at=T0, event_id="o1")
+    assert store.commits == COMMIT_ATTEMPTS
+    assert (recording.value.expected_version, recording.value.found_version) == (1, 2)
