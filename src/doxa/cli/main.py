@@ -224,8 +224,8 @@ async def _ingest_all(spool: UserSpool, model: str, db: str, base_url: str | Non
                       totals: _Totals, keep_results: bool,
                       rpm: float | None = None, tpm: float | None = None,
                       ) -> dict[str, IngestResult | BaseException]:
-    engine = Engine(model=model, store=db, base_url=base_url, schema=schema, rpm=rpm, tpm=tpm)
-    try:
+    async with Engine(model=model, store=db, base_url=base_url, schema=schema, rpm=rpm,
+                      tpm=tpm) as engine:
         with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("users"), TimeElapsedColumn(), console=err_console,
                       disable=not show_progress) as progress:
@@ -238,8 +238,6 @@ async def _ingest_all(spool: UserSpool, model: str, db: str, base_url: str | Non
 
             return await engine.ingest_many(spool.users(), concurrency=concurrency,
                                             on_done=done, keep_results=keep_results)
-    finally:
-        await engine.close()
 
 
 def _report_ingest(results: dict[str, IngestResult | BaseException], totals: _Totals,
@@ -533,11 +531,8 @@ def _with_engine(db: str, use: Callable[[Engine], Awaitable[T]]) -> T:
     url = existing_store(db)
 
     async def go() -> T:
-        engine = Engine(store=url)
-        try:
+        async with Engine(store=url) as engine:
             return await use(engine)
-        finally:
-            await engine.close()
     return run(go)
 
 
