@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from doxa.engine import Engine
+from doxa.engine import Engine, Prepared
 from doxa.errors import InvalidEventError, InvalidEventsError
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -204,3 +204,50 @@ async def test_a_commit_that_loses_every_race_raises_with_the_versions_it_met() 
         await engine.record_outcome("u1", belief.id, "ignored", at=T0, event_id="o1")
     assert store.commits == COMMIT_ATTEMPTS
     assert (recording.value.expected_version, recording.value.found_version) == (1, 2)
+
+
+async def test_prepare_and_apply_carry_a_batch_answered_elsewhere() -> None:
+    """The batch-API transport's half of the pipeline: prepare renders the next batch with
+    signal against the stored model (the ones before it need no LLM), apply validates the
+    provider's answer as online and commits it; an answer that does not parse stores nothing."""
+    from openai.types.chat import ChatCompletion
+
+    from doxa.errors import ExtractionValidationError
+    from doxa.relevance import RelevanceConfig
+    from doxa.testing.fake_provider import _openai_body
+
+    # Page views weigh too little for a call: the first batch has no signal.
+    engine = Engine(model="openai/fake", store="memory://", base_url="http://127.0.0.1:9/v1",
+                    api_key="x", relevance=RelevanceConfig(max_events=2,
+                                                           weights={"page_view": 0.2}))
+    viewed = [{"id": f"n{i}", "type": "page_view", "timestamp": T0 + timedelta(seconds=i),
+               "properties": {"path": f"/p{i}"}} for i in range(2)]
+    said = [{"id": f"c{i}", "type": "chat_message", "timestamp": T0 + timedelta(hours=i),
+             "text": text} for i, text in enumerate(["We need SSO before the security review",
+                                                     "Please keep replies short"], start=1)]
+    events = [*viewed, *said]
+    prepared = await engine.prepare("u1", events)
+    [quiet] = prepared.without_signal
+    request = prepared.request
+    assert not quiet.has_signal and request is not None and request.batch.has_signal
+    assert request.known_record_ids == frozenset() and request.body["model"] == "fake"
+    assert "We need SSO" in request.body["messages"][1]["content"]
+    assert await engine.store.processed("u1", ["n0", "c1"]) == set()  # prepare writes nothing
+
+    assert (await engine.apply(quiet, None)).batches_without_signal == 1
+    garbage = ChatCompletion.model_validate(_openai_body({"records": "nope"}, 10, 2))
+    with pytest.raises(ExtractionValidationError):
+        await engine.apply(request.batch, garbage, known_record_ids=request.known_record_ids)
+    assert await engine.store.processed("u1", ["c1", "c2"]) == set()
+
+    answer = ChatCompletion.model_validate(_openai_body({"notes": "", "records": [
+        {"kind": "goal", "statement": "Wants SSO before the security review",
+         "context": "security", "basis": "explicit", "evidence": [{"event_id": "c1"}]}]},
+        100, 20))
+    result = await engine.apply(request.batch, answer,
+                                known_record_ids=request.known_record_ids)
+    assert (result.input_tokens, result.output_tokens, len(result.changes)) == (100, 20, 1)
+    assert await engine.pending_batches("u1", events) == []
+    [goal] = (await engine.model("u1")).goals()
+    assert goal.statement == "Wants SSO before the security review"
+    assert (await engine.prepare("u1", events)) == Prepared((), None)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import takewhile
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
@@ -26,12 +27,13 @@ from doxa.core.merge import MergeConfig, apply_outcome, merge
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
 from doxa.events.parse import Event, load_events, parse_event
 from doxa.events.redaction import Redactor, default_redactor, redact_event
+from doxa.llm.batch_api import BatchAPI, batch_api_for
 from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
 from doxa.model.records import Change, UserModel, cited_event_ids
 from doxa.model.schema import ModelSchema, load_schema
-from doxa.prompts.render import SCHEMA_PROMPT, PromptSet
+from doxa.prompts.render import SCHEMA_PROMPT, Messages, PromptSet
 from doxa.relevance import Batch, RelevanceConfig, make_batches
 from doxa.resources import data_dir
 from doxa.store import Store, open_store
@@ -130,6 +132,41 @@ class EngineOptions(TypedDict, total=False):
     redact: Redactor | None
     rpm: float | None
     tpm: float | None
+
+
+@dataclass(frozen=True)
+class ExtractionRequest:
+    """One batch's request to the LLM, rendered against the model it will extend (online,
+    the model as merged so far in this ingest; for a batch API, the model in the store)."""
+
+    batch: Batch
+    messages: Messages
+
+    @property
+    def known_record_ids(self) -> frozenset[str]:
+        """The records the prompt showed: the only ones an answer may update."""
+        return self.messages.known_record_ids
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request for a transport that answers elsewhere (a provider's batch API): `body` is
+    the JSON the online path sends for the same batch and model, to the byte."""
+
+    batch: Batch
+    known_record_ids: frozenset[str]
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A user's next step for such a transport (see `Engine.prepare`)."""
+
+    without_signal: tuple[Batch, ...]
+    """Pending batches before the request that need no LLM: `apply` each, with no answer,
+    before the request's answer (the ledger stays in event order)."""
+    request: PreparedRequest | None
+    """The first pending batch with signal; None when there is none."""
 
 
 class Engine:
@@ -256,8 +293,50 @@ class Engine:
 
     async def generation(self, user_id: str) -> int:
         """The user's erasure generation now: read it when work for the user begins and
-        hand it to `merge_batch`, so a delete in between refuses the work."""
+        hand it to `apply` (or `merge_batch`), so a delete in between refuses the work."""
         return await self.store.generation(user_id)
+
+    # -- transports that answer elsewhere: prepare, then apply ------------------------------
+
+    async def prepare(self, user_id: str,
+                      events: Iterable[Event | Mapping[str, Any]]) -> Prepared:
+        """The user's next request for a transport that answers elsewhere (a provider's
+        batch API), made by the same steps as `ingest`'s.
+
+        A user's batch k is prompted with the model after batch k-1, so only the first
+        pending batch with signal can be asked now: it is rendered against the model in the
+        store, and its body is what the online path sends for that batch and model. The
+        pending batches before it need no LLM; they come back to be applied first.
+        """
+        batches = await self.pending_batches(user_id, events)
+        leading = tuple(takewhile(lambda b: not b.has_signal, batches))
+        if len(leading) == len(batches):
+            return Prepared(leading, None)
+        batch = batches[len(leading)]
+        asked = self._request(batch, await self.store.load(user_id))
+        return Prepared(leading, PreparedRequest(
+            batch, asked.known_record_ids,
+            self.extractor.request_body(batch, asked.messages)))
+
+    async def apply(self, batch: Batch, answer: Any | None, *,
+                    known_record_ids: Iterable[str] = (),
+                    generation: int | None = None) -> IngestResult:
+        """Merge a prepared batch's answer into the stored model and commit it.
+
+        `answer` is the provider's own response object (`ChatCompletion` or Anthropic
+        `Message`), None for a batch without signal. It is validated exactly as an online
+        answer, against the records its prompt showed (`known_record_ids`); only the re-ask
+        is impossible, so an invalid record is dropped and counted, and an answer that does
+        not parse raises `ExtractionValidationError` with nothing stored. Then the merge and
+        commit of `merge_batch`.
+        """
+        outcome = None if answer is None else self.extractor.parse_answer(
+            batch, frozenset(known_record_ids), answer)
+        return await self.merge_batch(batch, outcome, generation=generation)
+
+    def batch_api(self) -> BatchAPI:
+        """The provider's batch API over this engine's own SDK client and credentials."""
+        return batch_api_for(self.spec, self.extractor.client.client)
 
     async def merge_batch(self, batch: Batch, outcome: ExtractionOutcome | None, *,
                           generation: int | None = None) -> IngestResult:
@@ -293,6 +372,11 @@ class Engine:
             return generation
         return await cache.generation(user_id)
 
+    def _request(self, batch: Batch, model: UserModel) -> ExtractionRequest:
+        """The one place a batch's prompt is rendered, for every transport."""
+        return ExtractionRequest(batch, self.prompts.render(
+            batch, model, max_records=self.max_context_records))
+
     async def _extract(self, batch: Batch, model: UserModel, result: IngestResult,
                        cache_generation: int) -> ExtractionOutcome | None:
         """One LLM call for a batch with signal (none without); the prompt sees `model`."""
@@ -300,7 +384,7 @@ class Engine:
         if not batch.has_signal:
             result.batches_without_signal += 1
             return None
-        messages = self.prompts.render(batch, model, max_records=self.max_context_records)
+        request = self._request(batch, model)
         cache = self._cache_store
 
         async def put(key: str, value: str) -> None:
@@ -308,7 +392,7 @@ class Engine:
             await cache.cache_put(key, batch.user_id, value, generation=cache_generation)
 
         outcome = await self.extractor.extract(
-            batch, messages, cache_get=cache.cache_get if cache else None,
+            batch, request.messages, cache_get=cache.cache_get if cache else None,
             cache_put=put if cache else None,
         )
         _account(result, outcome)
