@@ -9,6 +9,7 @@ import pytest
 
 from doxa.engine import Engine, Prepared
 from doxa.errors import InvalidEventError, InvalidEventsError
+from doxa.model.records import Record
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -65,17 +66,23 @@ def test_reading_a_model_needs_no_api_key(monkeypatch: pytest.MonkeyPatch) -> No
     engine.close_sync()
 
 
-async def test_record_outcome_is_evidence_stored_once_in_the_ledger() -> None:
+async def seed_belief(store: Any) -> Record:
+    """Store one belief for u1, citing event e1 (version 1), and return it."""
     from builders import batch, chat, said
     from doxa.core.merge import merge
 
-    engine = Engine(store="memory://", client=NoCalls())
     b = batch(chat("e1", "Is there an ROI calculator?"))
-    seeded = merge(await engine.model("u1"), [said("belief", "Believes ROI proof matters",
-                                                   "e1")], b, now=T0, prompt_version="p")
-    await engine.store.commit(seeded.model, expected_version=0, changes=seeded.changes,
-                              events=list(b.events.values()), processed_ids=["e1"])
-    [belief] = (await engine.model("u1")).beliefs()
+    seeded = merge(await store.load("u1"), [said("belief", "Believes ROI proof matters",
+                                                 "e1")], b, now=T0, prompt_version="p")
+    await store.commit(seeded.model, expected_version=0, changes=seeded.changes,
+                       events=list(b.events.values()), processed_ids=["e1"])
+    [belief] = (await store.load("u1")).beliefs()
+    return belief
+
+
+async def test_record_outcome_is_evidence_stored_once_in_the_ledger() -> None:
+    engine = Engine(store="memory://", client=NoCalls())
+    belief = await seed_belief(engine.store)
     changes = await engine.record_outcome("u1", belief.id, "ignored", at=T0, event_id="o1")
     assert changes[0].confidence_after < belief.confidence
     assert await engine.record_outcome("u1", belief.id, "ignored", at=T0, event_id="o1") == []
@@ -190,15 +197,7 @@ async def test_a_commit_that_loses_every_race_raises_with_the_versions_it_met() 
     assert store.commits == COMMIT_ATTEMPTS
     assert (ingesting.value.expected_version, ingesting.value.found_version) == (0, 1)
 
-    from builders import batch, chat, said
-    from doxa.core.merge import merge
-
-    b = batch(chat("e1", "Is there an ROI calculator?"))
-    seeded = merge(await engine.model("u1"), [said("belief", "Believes ROI proof matters",
-                                                   "e1")], b, now=T0, prompt_version="p")
-    await store.inner.commit(seeded.model, expected_version=0, changes=seeded.changes,
-                             events=list(b.events.values()), processed_ids=["e1"])
-    [belief] = (await engine.model("u1")).beliefs()
+    belief = await seed_belief(store.inner)
     store.commits = 0
     with pytest.raises(StoreConflictError) as recording:
         await engine.record_outcome("u1", belief.id, "ignored", at=T0, event_id="o1")
