@@ -13,9 +13,12 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import takewhile
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from types import TracebackType
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel, Field
 
@@ -24,12 +27,13 @@ from doxa.core.merge import MergeConfig, apply_outcome, merge
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
 from doxa.events.parse import Event, load_events, parse_event
 from doxa.events.redaction import Redactor, default_redactor, redact_event
+from doxa.llm.batch_api import BatchAPI, batch_api_for
 from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
-from doxa.model.records import Change, UserModel
+from doxa.model.records import Change, UserModel, cited_event_ids
 from doxa.model.schema import ModelSchema, load_schema
-from doxa.prompts.render import SCHEMA_PROMPT, PromptSet
+from doxa.prompts.render import SCHEMA_PROMPT, Messages, PromptSet
 from doxa.relevance import Batch, RelevanceConfig, make_batches
 from doxa.resources import data_dir
 from doxa.store import Store, open_store
@@ -74,11 +78,105 @@ class IngestResult(BaseModel):
 ProgressCallback = Callable[[str, IngestResult | BaseException], None]
 
 
+@dataclass(frozen=True)
+class EngineConfig:
+    """Every setting of an `Engine`, in one value that can be built once, kept and shipped
+    (a Ray task gets a copy); `Engine(model, store, config=...)`. The engine's collaborators
+    (the store, an SDK client, a clock) are not settings and stay `Engine` arguments."""
+
+    base_url: str | None = None
+    """The provider's endpoint, for OpenAI-compatible servers (None: the provider's own)."""
+    api_key: str | None = field(default=None, repr=False)
+    """None: read from the provider's environment variable when the first call is made."""
+    prompt_dir: str | Path | None = None
+    """A folder of prompt templates (None: the shipped prompt, or its schema variant)."""
+    schema: ModelSchema | str | Path | None = None
+    """A model schema, or the file holding one: extraction is then schema-shaped."""
+    relevance: RelevanceConfig | None = None
+    """Which events reach the LLM and how batches are cut (None: `RelevanceConfig()`)."""
+    merge_config: MergeConfig | None = None
+    """How proposals merge into the model (None: `MergeConfig()`)."""
+    settings: ExtractionSettings | None = None
+    """How an extraction is asked for (None: `ExtractionSettings()`)."""
+    retry: RetryPolicy | None = None
+    """How transient provider errors are retried (None: `RetryPolicy()`)."""
+    max_context_records: int = 12
+    """Known records a prompt shows, so the model can update rather than repeat them."""
+    cache: bool = False
+    """Keep LLM answers, so the same prompt is answered from the store (evals, re-runs)."""
+    cache_store: str | Store | None = None
+    """Where answers are cached when `cache` is on (None: the engine's own store)."""
+    redact: Redactor | None = default_redactor
+    """Applied to event text before it reaches the LLM or the store (None: kept as is)."""
+    rpm: float | None = None
+    """Requests per minute to stay under (None: no client-side limit)."""
+    tpm: float | None = None
+    """Tokens per minute to stay under (None: no client-side limit)."""
+
+
+class EngineOptions(TypedDict, total=False):
+    """`EngineConfig`'s fields as `Engine` keyword arguments (typed for callers); a test
+    keeps the two in step."""
+
+    base_url: str | None
+    api_key: str | None
+    prompt_dir: str | Path | None
+    schema: ModelSchema | str | Path | None
+    relevance: RelevanceConfig | None
+    merge_config: MergeConfig | None
+    settings: ExtractionSettings | None
+    retry: RetryPolicy | None
+    max_context_records: int
+    cache: bool
+    cache_store: str | Store | None
+    redact: Redactor | None
+    rpm: float | None
+    tpm: float | None
+
+
+@dataclass(frozen=True)
+class ExtractionRequest:
+    """One batch's request to the LLM, rendered against the model it will extend (online,
+    the model as merged so far in this ingest; for a batch API, the model in the store)."""
+
+    batch: Batch
+    messages: Messages
+
+    @property
+    def known_record_ids(self) -> frozenset[str]:
+        """The records the prompt showed: the only ones an answer may update."""
+        return self.messages.known_record_ids
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request for a transport that answers elsewhere (a provider's batch API): `body` is
+    the JSON the online path sends for the same batch and model, to the byte."""
+
+    batch: Batch
+    known_record_ids: frozenset[str]
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A user's next step for such a transport (see `Engine.prepare`)."""
+
+    without_signal: tuple[Batch, ...]
+    """Pending batches before the request that need no LLM: `apply` each, with no answer,
+    before the request's answer (the ledger stays in event order)."""
+    request: PreparedRequest | None
+    """The first pending batch with signal; None when there is none."""
+
+
 class Engine:
     """doxa's front door: ingest events, record outcomes, read user models.
 
-    `Engine(model="openai/gpt-4o-mini", store="sqlite:///doxa.db")`. Async methods are the
-    core; `*_sync` wrappers run them on a private event loop for scripts and notebooks.
+    `async with Engine(model="openai/gpt-4o-mini", store="sqlite:///doxa.db") as engine:`
+    closes the store and the HTTP client on the way out (`close()` does it by hand).
+    Settings come as an `EngineConfig` or as its fields, by keyword (a keyword given with
+    `config` replaces that field). Async methods are the core; `*_sync` wrappers run them
+    on a private event loop for scripts and notebooks (`with Engine(...)` closes them).
     """
 
     def __init__(
@@ -86,47 +184,37 @@ class Engine:
         model: str = "openai/gpt-4o-mini",
         store: str | Store = "sqlite:///doxa.db",
         *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        prompt_dir: str | Path | None = None,
-        relevance: RelevanceConfig | None = None,
-        merge_config: MergeConfig | None = None,
-        settings: ExtractionSettings | None = None,
-        retry: RetryPolicy | None = None,
-        max_context_records: int = 12,
-        cache: bool = False,
-        cache_store: str | Store | None = None,
+        config: EngineConfig | None = None,
         client: Any | None = None,
         clock: Callable[[], datetime] | None = None,
-        redact: Redactor | None = default_redactor,
-        schema: ModelSchema | str | Path | None = None,
-        rpm: float | None = None,
-        tpm: float | None = None,
+        **options: Unpack[EngineOptions],
     ) -> None:
-        self.spec = parse_provider(model, base_url)
+        self.config = replace(config or EngineConfig(), **options)
+        config = self.config
+        self.spec = parse_provider(model, config.base_url)
         self.store: Store = open_store(store) if isinstance(store, str) else store
         self._cache_store: Store | None = None
-        if cache:
+        if config.cache:
             self._cache_store = (
-                open_store(cache_store) if isinstance(cache_store, str)
-                else cache_store or self.store
+                open_store(config.cache_store) if isinstance(config.cache_store, str)
+                else config.cache_store or self.store
             )
-        self.schema = load_schema(schema) if isinstance(schema, str | Path) else schema
+        self.schema = (load_schema(config.schema) if isinstance(config.schema, str | Path)
+                       else config.schema)
+        prompt_dir = config.prompt_dir
         if prompt_dir is None and self.schema is not None:
             prompt_dir = data_dir("prompts") / SCHEMA_PROMPT
         self.prompts = PromptSet(prompt_dir, schema=self.schema)
-        self.relevance = relevance or RelevanceConfig()
-        self.merge_config = merge_config or MergeConfig()
-        self.max_context_records = max_context_records
-        self._settings = settings or ExtractionSettings()
-        self._retry = retry or RetryPolicy()
-        self._api_key = api_key
+        self.relevance = config.relevance or RelevanceConfig()
+        self.merge_config = config.merge_config or MergeConfig()
+        self.max_context_records = config.max_context_records
+        self._settings = config.settings or ExtractionSettings()
+        self._retry = config.retry or RetryPolicy()
         self._client = client
         self._extractor: Extractor | None = None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._runner: asyncio.Runner | None = None
-        self._redact = redact
-        self.limiter = RateLimiter(rpm=rpm, tpm=tpm)
+        self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm)
 
     @property
     def prompt_version(self) -> str:
@@ -136,10 +224,24 @@ class Engine:
     def extractor(self) -> Extractor:
         """Built on first use, so reading models needs no API key."""
         if self._extractor is None:
-            client = self._client or build_client(self.spec, api_key=self._api_key)
+            client = self._client or build_client(self.spec, api_key=self.config.api_key)
             self._extractor = Extractor(self.spec, client, self._settings, self._retry,
                                         schema=self.schema, limiter=self.limiter)
         return self._extractor
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close_sync()
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -159,16 +261,13 @@ class Engine:
         if not fresh:
             return result
         now = self._clock()
-        model = await self.store.load(user_id)
-        base_version = model.version
+        draft = _Draft.of(await self.store.load(user_id))
         outcomes: list[ExtractionOutcome | None] = []
-        changes: list[Change] = []
         for batch in batches:
-            outcome = await self._extract(batch, model, result, cache_generation)
+            outcome = await self._extract(batch, draft.model, result, cache_generation)
             outcomes.append(outcome)
-            model, changes = self._merge(model, changes, batch, outcome, now)
-        await self._commit(user_id, model, base_version, changes, batches, outcomes, now, result,
-                           generation)
+            draft = self._merge(draft, batch, outcome, now)
+        await self._commit(user_id, draft, batches, outcomes, now, result, generation)
         result.cost_usd = self.spec.cost(result.input_tokens, result.output_tokens)
         result.latency_s = time.perf_counter() - started
         return result
@@ -179,8 +278,8 @@ class Engine:
         accepted = _own_events(user_id, events, skip_invalid)
         seen = await self.store.processed(user_id, (e.id for e in accepted))
         fresh = [e for e in accepted if e.id not in seen]
-        if self._redact is not None:  # before any text reaches the LLM or the store
-            fresh = [redact_event(e, self._redact) for e in fresh]
+        if self.config.redact is not None:  # before any text reaches the LLM or the store
+            fresh = [redact_event(e, self.config.redact) for e in fresh]
         return len(accepted), fresh, make_batches(user_id, fresh, self.relevance) if fresh else []
 
     async def pending_batches(self, user_id: str,
@@ -194,8 +293,50 @@ class Engine:
 
     async def generation(self, user_id: str) -> int:
         """The user's erasure generation now: read it when work for the user begins and
-        hand it to `merge_batch`, so a delete in between refuses the work."""
+        hand it to `apply` (or `merge_batch`), so a delete in between refuses the work."""
         return await self.store.generation(user_id)
+
+    # -- transports that answer elsewhere: prepare, then apply ------------------------------
+
+    async def prepare(self, user_id: str,
+                      events: Iterable[Event | Mapping[str, Any]]) -> Prepared:
+        """The user's next request for a transport that answers elsewhere (a provider's
+        batch API), made by the same steps as `ingest`'s.
+
+        A user's batch k is prompted with the model after batch k-1, so only the first
+        pending batch with signal can be asked now: it is rendered against the model in the
+        store, and its body is what the online path sends for that batch and model. The
+        pending batches before it need no LLM; they come back to be applied first.
+        """
+        batches = await self.pending_batches(user_id, events)
+        leading = tuple(takewhile(lambda b: not b.has_signal, batches))
+        if len(leading) == len(batches):
+            return Prepared(leading, None)
+        batch = batches[len(leading)]
+        asked = self._request(batch, await self.store.load(user_id))
+        return Prepared(leading, PreparedRequest(
+            batch, asked.known_record_ids,
+            self.extractor.request_body(batch, asked.messages)))
+
+    async def apply(self, batch: Batch, answer: Any | None, *,
+                    known_record_ids: Iterable[str] = (),
+                    generation: int | None = None) -> IngestResult:
+        """Merge a prepared batch's answer into the stored model and commit it.
+
+        `answer` is the provider's own response object (`ChatCompletion` or Anthropic
+        `Message`), None for a batch without signal. It is validated exactly as an online
+        answer, against the records its prompt showed (`known_record_ids`); only the re-ask
+        is impossible, so an invalid record is dropped and counted, and an answer that does
+        not parse raises `ExtractionValidationError` with nothing stored. Then the merge and
+        commit of `merge_batch`.
+        """
+        outcome = None if answer is None else self.extractor.parse_answer(
+            batch, frozenset(known_record_ids), answer)
+        return await self.merge_batch(batch, outcome, generation=generation)
+
+    def batch_api(self) -> BatchAPI:
+        """The provider's batch API over this engine's own SDK client and credentials."""
+        return batch_api_for(self.spec, self.extractor.client.client)
 
     async def merge_batch(self, batch: Batch, outcome: ExtractionOutcome | None, *,
                           generation: int | None = None) -> IngestResult:
@@ -220,11 +361,8 @@ class Engine:
         else:
             _account(result, outcome)
         now = self._clock()
-        model = await self.store.load(batch.user_id)
-        base_version = model.version
-        model, changes = self._merge(model, [], batch, outcome, now)
-        await self._commit(batch.user_id, model, base_version, changes, [batch], [outcome], now,
-                           result, generation)
+        draft = self._merge(_Draft.of(await self.store.load(batch.user_id)), batch, outcome, now)
+        await self._commit(batch.user_id, draft, [batch], [outcome], now, result, generation)
         return result
 
     async def _cache_generation(self, user_id: str, generation: int) -> int:
@@ -234,6 +372,11 @@ class Engine:
             return generation
         return await cache.generation(user_id)
 
+    def _request(self, batch: Batch, model: UserModel) -> ExtractionRequest:
+        """The one place a batch's prompt is rendered, for every transport."""
+        return ExtractionRequest(batch, self.prompts.render(
+            batch, model, max_records=self.max_context_records))
+
     async def _extract(self, batch: Batch, model: UserModel, result: IngestResult,
                        cache_generation: int) -> ExtractionOutcome | None:
         """One LLM call for a batch with signal (none without); the prompt sees `model`."""
@@ -241,7 +384,7 @@ class Engine:
         if not batch.has_signal:
             result.batches_without_signal += 1
             return None
-        messages = self.prompts.render(batch, model, max_records=self.max_context_records)
+        request = self._request(batch, model)
         cache = self._cache_store
 
         async def put(key: str, value: str) -> None:
@@ -249,45 +392,55 @@ class Engine:
             await cache.cache_put(key, batch.user_id, value, generation=cache_generation)
 
         outcome = await self.extractor.extract(
-            batch, messages, cache_get=cache.cache_get if cache else None,
+            batch, request.messages, cache_get=cache.cache_get if cache else None,
             cache_put=put if cache else None,
         )
         _account(result, outcome)
         return outcome
 
-    def _merge(self, model: UserModel, changes: list[Change], batch: Batch,
-               outcome: ExtractionOutcome | None, now: datetime) -> tuple[UserModel, list[Change]]:
+    def _merge(self, draft: _Draft, batch: Batch, outcome: ExtractionOutcome | None,
+               now: datetime) -> _Draft:
         if outcome is None:
-            return model, changes
-        merged = merge(model, outcome.proposals, batch, now=now,
+            return draft
+        merged = merge(draft.model, outcome.proposals, batch, now=now,
                        prompt_version=self.prompt_version, config=self.merge_config)
-        return merged.model, changes + merged.changes
+        return _Draft(draft.base_version, merged.model, draft.changes + merged.changes)
 
-    async def _commit(self, user_id: str, model: UserModel, base_version: int,
-                      changes: list[Change], batches: Sequence[Batch],
+    async def _commit(self, user_id: str, draft: _Draft, batches: Sequence[Batch],
                       outcomes: Sequence[ExtractionOutcome | None], now: datetime,
                       result: IngestResult, generation: int) -> None:
-        """Commit once; if another writer got there first, reload and merge the same
-        extractions again (no new LLM calls), a bounded number of times. The reloaded
-        model is only ever committed under the generation the work began with: a model
-        emptied by a delete is refused (`UserErasedError`), never merged into."""
+        """Commit the merged draft; if another writer got there first, reload and merge the
+        same extractions again (no new LLM calls). The reloaded model is only ever committed
+        under the generation the work began with: a model emptied by a delete is refused
+        (`UserErasedError`), never merged into."""
         processed = [eid for b in batches for eid in b.events]
-        for attempt in range(COMMIT_ATTEMPTS):
+
+        async def attempt(retry: int) -> None:
+            nonlocal draft
+            if retry:
+                result.commit_retries += 1
+                draft = _Draft.of(await self.store.load(user_id))
+                for batch, outcome in zip(batches, outcomes, strict=True):
+                    draft = self._merge(draft, batch, outcome, now)
+            await self.store.commit(draft.model, expected_version=draft.base_version,
+                                    changes=draft.changes,
+                                    events=_cited_events(draft, batches),
+                                    processed_ids=processed, generation=generation)
+            result.changes = draft.changes
+
+        await self._retrying_conflicts(user_id, attempt)
+
+    async def _retrying_conflicts(self, user_id: str,
+                                  attempt: Callable[[int], Awaitable[T]]) -> T:
+        """Run `attempt(retry)` (which reads the stored model and commits what it made of it)
+        until no other writer commits first, at most COMMIT_ATTEMPTS times; the last
+        `StoreConflictError`, with the versions it met, goes to the caller."""
+        for retry in range(COMMIT_ATTEMPTS - 1):
             try:
-                await self.store.commit(model, expected_version=base_version, changes=changes,
-                                        events=_referenced_events(model, changes, batches),
-                                        processed_ids=processed, generation=generation)
-                result.changes = changes
-                return
+                return await attempt(retry)
             except StoreConflictError:
-                if attempt == COMMIT_ATTEMPTS - 1:
-                    raise
-            result.commit_retries += 1
-            log.info("user %s: concurrent write, reloading and merging again", user_id)
-            model = await self.store.load(user_id)
-            base_version, changes = model.version, []
-            for batch, outcome in zip(batches, outcomes, strict=True):
-                model, changes = self._merge(model, changes, batch, outcome, now)
+                log.info("user %s: concurrent write, reloading and merging again", user_id)
+        return await attempt(COMMIT_ATTEMPTS - 1)
 
     async def ingest_many(
         self,
@@ -343,20 +496,19 @@ class Engine:
                              "properties": {"record_id": record_id, "outcome": outcome,
                                             **dict(properties or {})}})
         generation = await self.store.generation(user_id)
-        for _ in range(COMMIT_ATTEMPTS):
+
+        async def attempt(_retry: int) -> list[Change]:
             if await self.store.processed(user_id, [eid]):
                 return []
             model = await self.store.load(user_id)
             result = apply_outcome(model, record_id, event, outcome, now=self._clock(),
                                    config=self.merge_config)
-            try:
-                await self.store.commit(result.model, expected_version=model.version,
-                                        changes=result.changes, events=[event],
-                                        processed_ids=[eid], generation=generation)
-            except StoreConflictError:
-                continue
+            await self.store.commit(result.model, expected_version=model.version,
+                                    changes=result.changes, events=[event],
+                                    processed_ids=[eid], generation=generation)
             return result.changes
-        raise StoreConflictError(user_id, -1, -1)
+
+        return await self._retrying_conflicts(user_id, attempt)
 
     # -- queries and housekeeping ---------------------------------------------------------
 
@@ -384,6 +536,8 @@ class Engine:
         return await self.store.export_user(user_id)
 
     async def close(self) -> None:
+        """Release the store (and the cache's own store) and the HTTP client doxa built;
+        `async with Engine(...)` calls it on the way out."""
         if self._extractor is not None and self._client is None:
             # The SDK client doxa built holds an HTTP connection pool: closing it here, on
             # the loop that used it, avoids "Event loop is closed" noise at garbage collection.
@@ -465,12 +619,25 @@ def _account(result: IngestResult, outcome: ExtractionOutcome) -> None:
     ]
 
 
-def _referenced_events(model: UserModel, changes: Sequence[Change],
-                       batches: Sequence[Batch]) -> list[Event]:
+@dataclass(frozen=True)
+class _Draft:
+    """A user's model as merged so far, the stored version it was merged from, and the
+    changes made to it: what one commit writes."""
+
+    base_version: int
+    model: UserModel
+    changes: list[Change]
+
+    @classmethod
+    def of(cls, stored: UserModel) -> _Draft:
+        return cls(stored.version, stored, [])
+
+
+def _cited_events(draft: _Draft, batches: Sequence[Batch]) -> list[Event]:
     """The batches' events that a changed record cites: stored so `explain` can show them.
 
     Only records this ingest changed can cite this ingest's events, so the scan is over
     the changes, not the whole model."""
-    cited = {e.event_id for rid in {c.record_id for c in changes}
-             if (r := model.find(rid)) is not None for e in r.evidence}
+    changed = {c.record_id for c in draft.changes}
+    cited = cited_event_ids(r for rid in changed if (r := draft.model.find(rid)) is not None)
     return [ev for b in batches for eid, ev in b.events.items() if eid in cited]

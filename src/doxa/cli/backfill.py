@@ -87,7 +87,7 @@ def backfill(
 
 async def _run(engine: Engine, spool: UserSpool, state_path: Path, config: BackfillConfig,
                show_progress: bool) -> BackfillResult:
-    try:
+    async with engine:
         with Progress(TextColumn("[bold]backfill"), TextColumn("{task.description}"),
                       BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, disable=not show_progress) as progress:
@@ -101,8 +101,6 @@ async def _run(engine: Engine, spool: UserSpool, state_path: Path, config: Backf
 
             return await Backfill(engine, spool, state_path, config=config,
                                   on_progress=show).run()
-    finally:
-        await engine.close()
 
 
 def _report(result: BackfillResult, skipped: int, as_json: bool) -> None:

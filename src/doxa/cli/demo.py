@@ -25,8 +25,7 @@ async def run_demo(model: str | None = None, base_url: str | None = None,
     folder = data_dir("demo")
     events = load_file(folder / "events.jsonl").events
     if model is not None:
-        engine = Engine(model=model, store=store, base_url=base_url)
-        try:
+        async with Engine(model=model, store=store, base_url=base_url) as engine:
             if record_to is None:
                 result = await engine.ingest(DEMO_USER, events)
             else:
@@ -36,14 +35,9 @@ async def run_demo(model: str | None = None, base_url: str | None = None,
                 write_meta(record_to, CassetteMeta(model=model, base_url=engine.spec.base_url,
                                                    recorded_with="doxa demo --record"))
             return result, await engine.model(DEMO_USER)
-        finally:
-            await engine.close()
     recording = folder / "cassette.yaml"
     meta = read_meta(recording)
-    engine = Engine(model=meta.model, store=store, base_url=meta.base_url)
-    try:
+    async with Engine(model=meta.model, store=store, base_url=meta.base_url) as engine:
         with cassette(recording, "none"):
             result = await engine.ingest(DEMO_USER, events)
         return result, await engine.model(DEMO_USER)
-    finally:
-        await engine.close()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -102,19 +103,26 @@ async def score_predicted(case: Case, predicted: tuple[PredictedRecord, ...], *,
 async def run_case(case: Case, engine_factory: EngineFactory, *,
                    matcher: Matcher | None = None) -> CaseResult:
     """One ingest per batch, in order, into a fresh engine; then score its final model."""
-    engine = engine_factory(case.id)
     usage = Usage()
-    try:
+    async with _closing(engine_factory(case.id)) as engine:
         for batch in case.batches:
             started = time.perf_counter()
             result = await engine.ingest(case.user_id, list(batch))
             usage = usage + usage_of(result, time.perf_counter() - started)
         model = await engine.model(case.user_id)
         prompt_version = str(getattr(engine, "prompt_version", ""))
-    finally:
-        await engine.close()
     return await score_case(case, model.records, matcher=matcher or LexicalMatcher(),
                             usage=usage, prompt_version=prompt_version)
+
+
+@asynccontextmanager
+async def _closing(engine: EngineLike) -> AsyncIterator[EngineLike]:
+    """`async with` over any `EngineLike` (an `Engine` is its own context manager; a test's
+    fake need only have `close`): closed however the case ends."""
+    try:
+        yield engine
+    finally:
+        await engine.close()
 
 
 async def run_oracle_case(case: Case, *, matcher: Matcher | None = None) -> CaseResult:

@@ -107,6 +107,11 @@ class Record(Frozen):
         return {e.event_id for e in self.evidence}
 
 
+def cited_event_ids(records: Iterable[Record]) -> set[str]:
+    """The ids of the events these records cite: the events a store keeps with them."""
+    return {e.event_id for r in records for e in r.evidence}
+
+
 class DimensionValue(BaseModel):
     """A typed answer for delivery: `communication_style → bullets, 0.82`."""
 

@@ -2,10 +2,11 @@
 
 A user's batch k is prompted with the model after batch k-1 (its known records), so a
 user's batches cannot all be submitted at once. The backfill runs in rounds: round k holds
-the next pending batch of every user that has one. It is submitted as one job (more when
-it passes the provider's size limits), polled until it ends, and each answer is validated
-exactly like an online one (`Extractor.parse_answer`), then merged and committed per user
-with the engine's own merge (`Engine.merge_batch`). Round k+1 is built from the store.
+the next pending batch of every user that has one, as the engine prepares it
+(`Engine.prepare`: rendered against the stored model, the body the online path sends). It
+is submitted as one job (more when it passes the provider's size limits), polled until it
+ends, and each answer goes back to the engine (`Engine.apply`), which validates it exactly
+like an online one, merges and commits it per user. Round k+1 is built from the store.
 
 Failures stay per user and nothing is half-written: a request that errored, expired or
 answered something that does not parse leaves that user's batch unprocessed (earlier
@@ -35,7 +36,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from doxa.engine import Engine, IngestResult
+from doxa.engine import Engine, IngestResult, PreparedRequest
 from doxa.errors import (
     BackfillStateError,
     DoxaError,
@@ -43,8 +44,8 @@ from doxa.errors import (
     UserErasedError,
 )
 from doxa.events.parse import Event
-from doxa.llm.batch_api import Answer, BatchAPI, JobStatus, batch_api_for
-from doxa.llm.extractor import ExtractionOutcome, token_usage
+from doxa.llm.batch_api import Answer, BatchAPI, JobStatus
+from doxa.llm.extractor import token_usage
 from doxa.relevance import Batch
 from doxa.workdir import PrivateDir
 
@@ -204,7 +205,7 @@ class Backfill:
     @property
     def api(self) -> BatchAPI:
         if self._api is None:
-            self._api = batch_api_for(self.engine.spec, self.engine.extractor.client.client)
+            self._api = self.engine.batch_api()
         return self._api
 
     async def run(self) -> BackfillResult:
@@ -298,36 +299,32 @@ class Backfill:
                 continue
             if user_id not in state.generations:
                 state.generations[user_id] = await engine.generation(user_id)
-            batch = await self._next_batch(state, user_id, events)
-            if batch is None:
+            request = await self._next_request(state, user_id, events)
+            if request is None:
                 continue
-            model = await engine.model(user_id)
-            messages = engine.prompts.render(batch, model, max_records=engine.max_context_records)
-            body = engine.extractor.request_body(batch, messages)
             cid = custom_id(user_id, number)
-            ref = RequestRef(user_id=user_id, batch_id=batch.id,
-                             known_record_ids=sorted(messages.known_record_ids))
-            yield cid, ref, (json.dumps(self.api.line(cid, body)) + "\n").encode()
+            ref = RequestRef(user_id=user_id, batch_id=request.batch.id,
+                             known_record_ids=sorted(request.known_record_ids))
+            yield cid, ref, (json.dumps(self.api.line(cid, request.body)) + "\n").encode()
 
-    async def _next_batch(self, state: BackfillState, user_id: str,
-                          events: list[Event]) -> Batch | None:
-        """The user's next batch worth a request; batches without signal before it are
-        committed here (they need no LLM), so the ledger stays in event order."""
-        for batch in await self.engine.pending_batches(user_id, events):
-            if batch.has_signal:
-                return batch
-            if await self._merge(state, batch, None) is None:
+    async def _next_request(self, state: BackfillState, user_id: str,
+                            events: list[Event]) -> PreparedRequest | None:
+        """The user's next request; the batches without signal before it are committed
+        first (they need no LLM), so the ledger stays in event order."""
+        prepared = await self.engine.prepare(user_id, events)
+        for batch in prepared.without_signal:
+            if await self._apply(state, batch, None) is None:
                 return None
             state.totals.batches_without_signal += 1
-        return None
+        return prepared.request
 
-    async def _merge(self, state: BackfillState, batch: Batch,
-                     outcome: ExtractionOutcome | None) -> IngestResult | None:
+    async def _apply(self, state: BackfillState, batch: Batch, answer: Answer | None,
+                     known_record_ids: Iterable[str] = ()) -> IngestResult | None:
         """Merge under the generation the run first saw; a user deleted since is set aside
         for the rest of the run (None), so the run cannot bring the user back."""
         try:
-            return await self.engine.merge_batch(
-                batch, outcome, generation=state.generations.get(batch.user_id))
+            return await self.engine.apply(batch, answer, known_record_ids=known_record_ids,
+                                           generation=state.generations.get(batch.user_id))
         except UserErasedError:
             state.gave_up[batch.user_id] = ("deleted while the backfill ran; nothing more "
                                             "of this user was stored")
@@ -419,16 +416,14 @@ class Backfill:
         if isinstance(answer, str):
             self._failed(state, ref, answer)
             return
-        tokens_in, tokens_out = token_usage(answer)
         try:
-            outcome = self.engine.extractor.parse_answer(
-                batch, frozenset(ref.known_record_ids), answer)
+            result = await self._apply(state, batch, answer, ref.known_record_ids)
         except ExtractionValidationError as exc:
+            tokens_in, tokens_out = token_usage(answer)
             totals.input_tokens += tokens_in  # billed all the same
             totals.output_tokens += tokens_out
             self._failed(state, ref, "extraction invalid: " + "; ".join(exc.reasons[:5]))
             return
-        result = await self._merge(state, batch, outcome)
         if result is None:
             return
         self._count_answer(state, answer)

@@ -261,23 +261,21 @@ def _ingest_rows(batch: Batch, *, config: WorkerConfig) -> Batch:
 
 
 async def _ingest_all(rows: list[tuple[Any, Any]], config: WorkerConfig) -> list[tuple[Any, ...]]:
-    engine = Engine(model=config.model, store=config.store, base_url=config.base_url,
-                    api_key=config.api_key, **config.engine_options)
-    gate = asyncio.Semaphore(max(1, config.concurrency))
+    """The rows' users through `Engine.ingest_many`, one outcome tuple per row, in the
+    order they finish (a user in two rows is ingested twice: the ledger makes it safe)."""
+    outcomes: list[tuple[Any, ...]] = []
 
-    async def one(user: str, events: Iterable[Any]) -> tuple[Any, ...]:
-        async with gate:
-            parsed = [json.loads(e) if isinstance(e, str) else e for e in events]
-            try:
-                result = await engine.ingest(str(user), parsed)
-            except Exception as exc:  # reported per user, as ingest_many does; others go on
-                return (str(user), 0, 0, 0, 0, 0, math.nan, 0, 0, f"{type(exc).__name__}: {exc}")
-            return _outcome(result)
+    def done(user: str, result: IngestResult | BaseException) -> None:
+        outcomes.append(_outcome(result) if isinstance(result, IngestResult) else (
+            user, 0, 0, 0, 0, 0, math.nan, 0, 0, f"{type(result).__name__}: {result}"))
 
-    try:
-        return list(await asyncio.gather(*(one(u, evs) for u, evs in rows)))
-    finally:
-        await engine.close()
+    pairs = ((str(user), [json.loads(e) if isinstance(e, str) else e for e in events])
+             for user, events in rows)
+    async with Engine(model=config.model, store=config.store, base_url=config.base_url,
+                      api_key=config.api_key, **config.engine_options) as engine:
+        await engine.ingest_many(pairs, concurrency=config.concurrency, on_done=done,
+                                 keep_results=False)
+    return outcomes
 
 
 def _outcome(r: IngestResult) -> tuple[Any, ...]:

@@ -68,19 +68,16 @@ async def ingest_spool(job: IngestJob, spool: UserSpool, totals: IngestTotals, *
     """Every user of the spool through one engine, `job.concurrency` at once. `totals` sums
     each finished user; `on_done(user)` follows (a progress bar). The per-user results are
     kept only with `keep_results` (a failed user's error always is)."""
-    engine = Engine(model=job.model, store=job.store, base_url=job.base_url, schema=job.schema,
-                    rpm=job.rpm, tpm=job.tpm)
-    try:
-        def done(user: str, result: IngestResult | BaseException) -> None:
-            if isinstance(result, IngestResult):
-                totals.add(result)
-            if on_done is not None:
-                on_done(user)
+    def done(user: str, result: IngestResult | BaseException) -> None:
+        if isinstance(result, IngestResult):
+            totals.add(result)
+        if on_done is not None:
+            on_done(user)
 
+    async with Engine(model=job.model, store=job.store, base_url=job.base_url,
+                      schema=job.schema, rpm=job.rpm, tpm=job.tpm) as engine:
         return await engine.ingest_many(spool.users(), concurrency=job.concurrency,
                                         on_done=done, keep_results=keep_results)
-    finally:
-        await engine.close()
 
 
 def ingest_on_ray(job: IngestJob, file: Path, *, address: str | None, skip_invalid: bool,

@@ -34,9 +34,11 @@ def create_app(engine: Engine, keys: KeyRing, limits: ServerLimits | None = None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        if close_engine:
-            await engine.close()
+        if not close_engine:
+            yield
+            return
+        async with engine:
+            yield
 
     # /docs (Swagger UI) and /redoc load their scripts and styles from the installed
     # fastapi-offline package, not a CDN: an explorer that works offline and behind firewalls.

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from doxa.events.parse import Event
-from doxa.model.records import Change, UserModel
+from doxa.model.records import Change, UserModel, cited_event_ids
 
 
 @runtime_checkable
@@ -115,7 +115,7 @@ def carried_events(model: UserModel, committed: UserModel | None,
         gone, replaced = model.views.difference(committed.records, model.records)
         by_id = {r.id: r for r in replaced}
         if all(r.id in by_id and r.evidence_ids() <= by_id[r.id].evidence_ids() for r in gone):
-            cited = {e.event_id for r in replaced for e in r.evidence}
+            cited = cited_event_ids(replaced)
             return {**committed.events, **{k: pool[k] for k in cited if k in pool}}
-    cited = {e.event_id for r in model.records for e in r.evidence}
+    cited = cited_event_ids(model.records)
     return {k: pool[k] for k in cited if k in pool}

@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from doxa.errors import StoreConflictError, StoreDataError, StoreError, UserErasedError
 from doxa.events.parse import Event
-from doxa.model.records import Change, Record, UserModel
+from doxa.model.records import Change, Record, UserModel, cited_event_ids
 from doxa.store.base import erasure_key
 from doxa.store.tables import POSTGRES, USER_TABLES, content_hash, schema
 
@@ -104,7 +104,7 @@ class PostgresStore:
                 "SELECT data FROM records WHERE user_id = %s ORDER BY record_id",
                 (user_id,))).fetchall()
             records = tuple(Record.model_validate_json(r[0]) for r in rows)
-            cited = sorted({e.event_id for r in records for e in r.evidence})
+            cited = sorted(cited_event_ids(records))
             events = await _select_events(conn, user_id, cited)
         return UserModel(user_id=user_id, records=records, version=int(row[0]) if row else 0,
                          events=events)

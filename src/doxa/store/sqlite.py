@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from doxa.errors import StoreConflictError, StoreError, UserErasedError
 from doxa.events.parse import Event
-from doxa.model.records import Change, Record, UserModel
+from doxa.model.records import Change, Record, UserModel, cited_event_ids
 from doxa.store.base import carried_events, erasure_key
 from doxa.store.tables import SCHEMA_VERSION, SQLITE, USER_TABLES, content_hash, schema
 from doxa.workdir import create_private
@@ -107,7 +107,7 @@ class SqliteStore:
                 "SELECT data, content_hash FROM records WHERE user_id = ? ORDER BY record_id",
                 (user_id,))]
             records = tuple(record for record, _ in rows)
-            cited = sorted({e.event_id for r in records for e in r.evidence})
+            cited = sorted(cited_event_ids(records))
             events = _select_events(db, user_id, cited)
             model = UserModel(user_id=user_id, records=records, version=version, events=events)
             if commit_id:
