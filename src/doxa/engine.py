@@ -33,6 +33,7 @@ from doxa.prompts.render import SCHEMA_PROMPT, PromptSet
 from doxa.relevance import Batch, RelevanceConfig, make_batches
 from doxa.resources import data_dir
 from doxa.store import Store, open_store
+from doxa.usage import FlatUsage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +51,7 @@ class DroppedInfo(BaseModel):
     reasons: list[str]
 
 
-class IngestResult(BaseModel):
+class IngestResult(FlatUsage):
     """What one ingest did and what it cost."""
 
     user_id: str

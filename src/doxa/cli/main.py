@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,6 +31,7 @@ from doxa.llm.providers import parse_provider, require_credentials
 from doxa.model.records import UserModel
 from doxa.model.schema import load_schema, starter_schema_text
 from doxa.server.tenancy import SEPARATOR as TENANT_SEPARATOR
+from doxa.usage import Usage
 
 T = TypeVar("T")
 app = typer.Typer(help="doxa: build a queryable model of each user from their events.",
@@ -202,21 +203,14 @@ class _Totals:
 
     users: int = 0
     changes: int = 0
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost: float | None = 0.0
     dropped: int = 0
+    usage: Usage = field(default_factory=Usage)
 
     def add(self, result: IngestResult) -> None:
         self.users += 1
         self.changes += len(result.changes)
-        self.calls += result.llm_calls
-        self.tokens_in += result.input_tokens
-        self.tokens_out += result.output_tokens
         self.dropped += len(result.dropped)
-        self.cost = None if self.cost is None or result.cost_usd is None else (
-            self.cost + result.cost_usd)
+        self.usage = self.usage + result.usage
 
 
 async def _ingest_all(spool: UserSpool, model: str, db: str, base_url: str | None,
@@ -251,10 +245,11 @@ def _report_ingest(results: dict[str, IngestResult | BaseException], totals: _To
                      "errors": {u: str(e) for u, e in failed.items()},
                      "skipped_events": skipped})
     else:
-        cost = "unknown" if totals.cost is None else f"${totals.cost:.4f}"
+        usage = totals.usage
+        cost = "unknown" if usage.cost_usd is None else f"${usage.cost_usd:.4f}"
         console.print(f"{totals.users} user(s) ingested: {totals.changes} change(s), "
-                      f"{totals.calls} LLM call(s), {totals.tokens_in} input + "
-                      f"{totals.tokens_out} output tokens, cost {cost}, "
+                      f"{usage.llm_calls} LLM call(s), {usage.input_tokens} input + "
+                      f"{usage.output_tokens} output tokens, cost {cost}, "
                       f"{totals.dropped} invalid record(s) dropped, {skipped} event(s) skipped")
         for u, exc in failed.items():
             err_console.print(labelled("failed", "red", f"{u}: {exc}"))

@@ -32,7 +32,6 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from doxa.errors import ConfigError, ContextLengthError, ProviderError
 from doxa.eval.fixtures import Case
 from doxa.eval.match import Matcher, PredictedRecord
-from doxa.eval.metrics import Usage
 from doxa.eval.runfile import CaseResult
 from doxa.events.parse import Event
 from doxa.llm.extractor import ExtractionSettings, RetryPolicy, token_usage
@@ -41,6 +40,7 @@ from doxa.llm.providers import ProviderSpec, build_client, parse_provider
 from doxa.model.records import KINDS
 from doxa.resources import data_dir
 from doxa.store import Store, open_store
+from doxa.usage import Usage
 
 if TYPE_CHECKING:
     from doxa.eval.runner import RunSettings
