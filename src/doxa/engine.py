@@ -24,7 +24,8 @@ from doxa.core.merge import MergeConfig, apply_outcome, merge
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
 from doxa.events.parse import Event, load_events, parse_event
 from doxa.events.redaction import Redactor, default_redactor, redact_event
-from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
+from doxa.llm.client import RetryPolicy
+from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
 from doxa.model.records import Change, UserModel
@@ -455,10 +456,7 @@ def _own_events(user_id: str, events: Iterable[Event | Mapping[str, Any]],
 
 
 def _account(result: IngestResult, outcome: ExtractionOutcome) -> None:
-    result.llm_calls += outcome.calls
-    result.cache_hits += int(outcome.cache_hit)
-    result.input_tokens += outcome.input_tokens
-    result.output_tokens += outcome.output_tokens
+    result.count(outcome.usage)
     result.dropped += [
         DroppedInfo(batch_id=outcome.batch_id, kind=d.record.kind,
                     statement=d.record.statement, reasons=d.reasons)

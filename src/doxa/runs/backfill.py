@@ -38,9 +38,10 @@ from pydantic import BaseModel, Field
 from doxa.engine import Engine, IngestResult
 from doxa.errors import DoxaError, ExtractionValidationError, UserErasedError
 from doxa.events.parse import Event
-from doxa.llm.batch_api import Answer, BatchAPI, JobStatus, batch_api_for
-from doxa.llm.extractor import ExtractionOutcome, token_usage
+from doxa.llm.batch_api import Answer, BatchAPI, JobStatus
+from doxa.llm.extractor import ExtractionOutcome
 from doxa.relevance import Batch
+from doxa.usage import FlatUsage
 from doxa.workdir import PrivateDir
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class RoundState(BaseModel):
     jobs: list[JobState] = Field(default_factory=list)
 
 
-class Totals(BaseModel):
+class Totals(FlatUsage):
     """Counters over the whole backfill, across resumed runs."""
 
     rounds: int = 0
@@ -203,7 +204,7 @@ class Backfill:
     @property
     def api(self) -> BatchAPI:
         if self._api is None:
-            self._api = batch_api_for(self.engine.spec, self.engine.extractor.client.client)
+            self._api = self.engine.spec.batch_api(self.engine.extractor.client.client)
         return self._api
 
     async def run(self) -> BackfillResult:
@@ -418,13 +419,11 @@ class Backfill:
         if isinstance(answer, str):
             self._failed(state, ref, answer)
             return
-        tokens_in, tokens_out = token_usage(answer)
         try:
             outcome = self.engine.extractor.parse_answer(
                 batch, frozenset(ref.known_record_ids), answer)
         except ExtractionValidationError as exc:
-            totals.input_tokens += tokens_in  # billed all the same
-            totals.output_tokens += tokens_out
+            totals.count(self.engine.spec.provider.usage(answer))  # billed all the same
             self._failed(state, ref, "extraction invalid: " + "; ".join(exc.reasons[:5]))
             return
         result = await self._merge(state, batch, outcome)
@@ -438,11 +437,9 @@ class Backfill:
         """Count a merged answer: the counters survive a kill between merge and save."""
         if isinstance(answer, str):
             return
-        tokens_in, tokens_out = token_usage(answer)
         state.totals.answered += 1
         state.totals.batches_merged += 1
-        state.totals.input_tokens += tokens_in
-        state.totals.output_tokens += tokens_out
+        state.totals.count(self.engine.spec.provider.usage(answer))
 
     def _failed(self, state: BackfillState, ref: RequestRef, reason: str) -> None:
         key = f"{ref.user_id} {ref.batch_id}"
