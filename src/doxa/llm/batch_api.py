@@ -57,12 +57,9 @@ class BatchAPI(Protocol):
         """Each answered request by custom_id, once the job has ended."""
 
 
-class SDKBatches:
-    """A batch API reached through a provider's SDK client: the limits of one job, and the
-    client (`ProviderSpec.batch_api` sets its retries and timeout)."""
-
-    max_requests: int
-    max_bytes: int
+class SDKBatches(BatchAPI):
+    """A batch API reached through a provider's SDK client (`ProviderSpec.batch_api` sets
+    its retries and timeout); a subclass sets the limits and implements the calls."""
 
     def __init__(self, client: Any) -> None:
         self.client = client

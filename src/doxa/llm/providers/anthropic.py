@@ -13,47 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from doxa.llm.batch_api import Answer, JobStatus, SDKBatches, sdk_call
-from doxa.llm.providers.base import Prompt, Provider, ProviderSpec, tokens_of
-from doxa.usage import Usage
-
-
-class AnthropicProvider(Provider):
-    """Anthropic's Messages, through the `anthropic` SDK and instructor's TOOLS mode."""
-
-    name = "anthropic"
-    key_variable = "ANTHROPIC_API_KEY"
-    base_url_variable = "ANTHROPIC_BASE_URL"
-    instructor_provider = "anthropic"
-    prices = MappingProxyType({
-        "claude-3-5-haiku-latest": (0.80, 4.00), "claude-haiku-4-5": (1.00, 5.00),
-        "claude-sonnet-4-5": (3.00, 15.00), "claude-sonnet-4-0": (3.00, 15.00),
-        "claude-opus-4-1": (15.00, 75.00),
-    })
-
-    def client(self, spec: ProviderSpec, api_key: str, *, timeout_s: float,
-               http_client: Any | None) -> Any:
-        import anthropic
-        import instructor
-
-        sdk = anthropic.AsyncAnthropic(api_key=api_key, base_url=spec.base_url,
-                                       timeout=timeout_s, max_retries=0, http_client=http_client)
-        return instructor.from_anthropic(sdk, mode=instructor.Mode.TOOLS)
-
-    def request(self, model: str, prompt: Prompt) -> dict[str, Any]:
-        request: dict[str, Any] = {"model": model, "max_tokens": prompt.max_tokens}
-        if prompt.timeout_s is not None:
-            request["timeout"] = prompt.timeout_s
-        if prompt.system is not None:
-            request["system"] = [{"type": "text", "text": prompt.system,
-                                  "cache_control": {"type": "ephemeral"}}]
-        request["messages"] = [{"role": "user", "content": prompt.user}]
-        return request
-
-    def usage(self, response: Any) -> Usage:
-        return tokens_of(response, "input_tokens", "output_tokens")
-
-    def batch_api(self, sdk_client: Any) -> AnthropicBatches:
-        return AnthropicBatches(sdk_client)
+from doxa.llm.providers.base import Prompt, Provider, ProviderSpec
 
 
 class AnthropicBatches(SDKBatches):
@@ -96,3 +56,38 @@ class AnthropicBatches(SDKBatches):
             else:
                 answers[item.custom_id] = str(result.type)
         return answers
+
+
+class AnthropicProvider(Provider):
+    """Anthropic's Messages, through the `anthropic` SDK and instructor's TOOLS mode."""
+
+    name = "anthropic"
+    key_variable = "ANTHROPIC_API_KEY"
+    base_url_variable = "ANTHROPIC_BASE_URL"
+    instructor_provider = "anthropic"
+    usage_fields = ("input_tokens", "output_tokens")
+    batches = AnthropicBatches
+    prices = MappingProxyType({
+        "claude-3-5-haiku-latest": (0.80, 4.00), "claude-haiku-4-5": (1.00, 5.00),
+        "claude-sonnet-4-5": (3.00, 15.00), "claude-sonnet-4-0": (3.00, 15.00),
+        "claude-opus-4-1": (15.00, 75.00),
+    })
+
+    def client(self, spec: ProviderSpec, api_key: str, *, timeout_s: float,
+               http_client: Any | None) -> Any:
+        import anthropic
+        import instructor
+
+        sdk = anthropic.AsyncAnthropic(api_key=api_key, base_url=spec.base_url,
+                                       timeout=timeout_s, max_retries=0, http_client=http_client)
+        return instructor.from_anthropic(sdk, mode=instructor.Mode.TOOLS)
+
+    def request(self, model: str, prompt: Prompt) -> dict[str, Any]:
+        request: dict[str, Any] = {"model": model, "max_tokens": prompt.max_tokens}
+        if prompt.timeout_s is not None:
+            request["timeout"] = prompt.timeout_s
+        if prompt.system is not None:
+            request["system"] = [{"type": "text", "text": prompt.system,
+                                  "cache_control": {"type": "ephemeral"}}]
+        request["messages"] = [{"role": "user", "content": prompt.user}]
+        return request

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from doxa.errors import ConfigError, MissingCredentialsError
-from doxa.llm.batch_api import SDK_RETRIES, SDK_TIMEOUT_S, BatchAPI
+from doxa.llm.batch_api import SDK_RETRIES, SDK_TIMEOUT_S, BatchAPI, SDKBatches
 from doxa.usage import Usage
 
 Price = tuple[float, float]
@@ -88,6 +88,10 @@ class Provider(ABC):
     provider's public price page."""
     instructor_provider: ClassVar[str] = "openai"
     """instructor's name for the wire, for its request and response handlers."""
+    usage_fields: ClassVar[tuple[str, str]] = ("prompt_tokens", "completion_tokens")
+    """Where its responses report tokens: `response.usage.<input>`, `.<output>`."""
+    batches: ClassVar[type[SDKBatches] | None] = None
+    """Its batch API over its SDK client, if it has one."""
 
     def spec(self, model: str, base_url: str | None = None) -> ProviderSpec:
         """The spec for `model`, sent to `base_url` or the provider's environment's choice."""
@@ -112,9 +116,13 @@ class Provider(ABC):
         """The keyword arguments of one call on this provider's wire (instructor adds the
         tool and the response model)."""
 
-    @abstractmethod
     def usage(self, response: Any) -> Usage:
         """One call and the tokens its SDK response reports (none when it reports none)."""
+        reported = getattr(response, "usage", None)
+        input_field, output_field = self.usage_fields
+        return Usage(llm_calls=1,
+                     input_tokens=int(getattr(reported, input_field, 0) or 0),
+                     output_tokens=int(getattr(reported, output_field, 0) or 0))
 
     def handlers(self, client: Any) -> Any:
         """instructor's request and response handlers for `client` (TOOLS mode), to build a
@@ -127,8 +135,11 @@ class Provider(ABC):
         return mode_registry.get_handlers(wire, getattr(client, "mode", Mode.TOOLS))
 
     def batch_api(self, sdk_client: Any) -> BatchAPI:
-        """The provider's batch API over its SDK client; most providers have none."""
-        raise ConfigError(f"provider '{self.name}' has no batch API; run without --batch-api")
+        """The provider's batch API over its SDK client, or a ConfigError when it has none."""
+        if self.batches is None:
+            raise ConfigError(f"provider '{self.name}' has no batch API; run without "
+                              "--batch-api")
+        return self.batches(sdk_client)
 
     def price(self, model: str) -> Price | None:
         """The model's price, or None when it is not in the table."""
@@ -151,10 +162,3 @@ def is_loopback(url: str | None) -> bool:
     """Whether `url` is a server on this machine (local inference costs nothing)."""
     return bool(url) and any(h in str(url) for h in ("://127.", "://localhost", "://[::1]"))
 
-
-def tokens_of(response: Any, input_field: str, output_field: str) -> Usage:
-    """One call, and the tokens `response.usage` reports under these field names."""
-    reported = getattr(response, "usage", None)
-    return Usage(llm_calls=1,
-                 input_tokens=int(getattr(reported, input_field, 0) or 0),
-                 output_tokens=int(getattr(reported, output_field, 0) or 0))

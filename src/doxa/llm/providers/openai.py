@@ -13,57 +13,11 @@ from types import MappingProxyType
 from typing import Any
 
 from doxa.llm.batch_api import Answer, JobStatus, SDKBatches, sdk_call
-from doxa.llm.providers.base import Prompt, Provider, ProviderSpec, tokens_of
-from doxa.usage import Usage
+from doxa.llm.providers.base import Prompt, Provider, ProviderSpec
 
 ENDPOINT = "/v1/chat/completions"
 NO_KEY = "not-needed"
 """What is sent as the key to a server at a chosen base URL: local servers ignore it."""
-
-
-class OpenAIProvider(Provider):
-    """OpenAI's chat completions, through the `openai` SDK and instructor's TOOLS mode."""
-
-    name = "openai"
-    key_variable = "OPENAI_API_KEY"
-    base_url_variable = "OPENAI_BASE_URL"
-    instructor_provider = "openai"
-    prices = MappingProxyType({
-        "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
-        "gpt-4.1": (2.00, 8.00), "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40),
-        "gpt-5": (1.25, 10.00), "gpt-5-mini": (0.25, 2.00), "gpt-5-nano": (0.05, 0.40),
-    })
-
-    def api_key(self, spec: ProviderSpec, api_key: str | None = None) -> str:
-        """The key to send; a server at a chosen base URL may need none."""
-        key = api_key or os.environ.get(self.key_variable)
-        if key is None and spec.base_url:
-            return NO_KEY
-        return super().api_key(spec, key)
-
-    def client(self, spec: ProviderSpec, api_key: str, *, timeout_s: float,
-               http_client: Any | None) -> Any:
-        import instructor
-        import openai
-
-        sdk = openai.AsyncOpenAI(api_key=api_key, base_url=spec.base_url, timeout=timeout_s,
-                                 max_retries=0, http_client=http_client)
-        return instructor.from_openai(sdk, mode=instructor.Mode.TOOLS)
-
-    def request(self, model: str, prompt: Prompt) -> dict[str, Any]:
-        system = [] if prompt.system is None else [{"role": "system", "content": prompt.system}]
-        request: dict[str, Any] = {
-            "model": model, "messages": [*system, {"role": "user", "content": prompt.user}],
-            "temperature": prompt.temperature, "max_tokens": prompt.max_tokens}
-        if prompt.timeout_s is not None:
-            request["timeout"] = prompt.timeout_s
-        return request
-
-    def usage(self, response: Any) -> Usage:
-        return tokens_of(response, "prompt_tokens", "completion_tokens")
-
-    def batch_api(self, sdk_client: Any) -> OpenAIBatches:
-        return OpenAIBatches(sdk_client)
 
 
 class OpenAIBatches(SDKBatches):
@@ -129,6 +83,47 @@ class OpenAIBatches(SDKBatches):
                 else:
                     answers[item["custom_id"]] = _reason(item, response)
         return answers
+
+
+class OpenAIProvider(Provider):
+    """OpenAI's chat completions, through the `openai` SDK and instructor's TOOLS mode."""
+
+    name = "openai"
+    key_variable = "OPENAI_API_KEY"
+    base_url_variable = "OPENAI_BASE_URL"
+    instructor_provider = "openai"
+    usage_fields = ("prompt_tokens", "completion_tokens")
+    batches = OpenAIBatches
+    prices = MappingProxyType({
+        "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
+        "gpt-4.1": (2.00, 8.00), "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40),
+        "gpt-5": (1.25, 10.00), "gpt-5-mini": (0.25, 2.00), "gpt-5-nano": (0.05, 0.40),
+    })
+
+    def api_key(self, spec: ProviderSpec, api_key: str | None = None) -> str:
+        """The key to send; a server at a chosen base URL may need none."""
+        key = api_key or os.environ.get(self.key_variable)
+        if key is None and spec.base_url:
+            return NO_KEY
+        return super().api_key(spec, key)
+
+    def client(self, spec: ProviderSpec, api_key: str, *, timeout_s: float,
+               http_client: Any | None) -> Any:
+        import instructor
+        import openai
+
+        sdk = openai.AsyncOpenAI(api_key=api_key, base_url=spec.base_url, timeout=timeout_s,
+                                 max_retries=0, http_client=http_client)
+        return instructor.from_openai(sdk, mode=instructor.Mode.TOOLS)
+
+    def request(self, model: str, prompt: Prompt) -> dict[str, Any]:
+        system = [] if prompt.system is None else [{"role": "system", "content": prompt.system}]
+        request: dict[str, Any] = {
+            "model": model, "messages": [*system, {"role": "user", "content": prompt.user}],
+            "temperature": prompt.temperature, "max_tokens": prompt.max_tokens}
+        if prompt.timeout_s is not None:
+            request["timeout"] = prompt.timeout_s
+        return request
 
 
 def _reason(item: dict[str, Any], response: dict[str, Any]) -> str:
