@@ -28,15 +28,18 @@ from doxa.llm.providers import (
     require_credentials,
     unregister,
 )
+from doxa.llm.providers.openai import openai_client
 from doxa.testing.fake_provider import FakeProvider
 from doxa.usage import Usage
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 EVENTS: list[dict[str, Any]] = [
-    {"id": "e1", "type": "chat_message", "timestamp": T0.isoformat(),
-     "text": "We need SSO before the security review"},
-    {"id": "e2", "type": "chat_message", "timestamp": (T0 + timedelta(minutes=2)).isoformat(),
-     "text": "Please keep replies short and in bullets"},
+    {"id": "a1", "type": "page_view", "timestamp": T0.isoformat(),
+     "properties": {"path": "/pricing"}},
+    {"id": "a2", "type": "chat_message", "timestamp": (T0 + timedelta(minutes=1)).isoformat(),
+     "text": "We plan to roll this out to forty stores"},
+    {"id": "a3", "type": "chat_message", "timestamp": (T0 + timedelta(minutes=4)).isoformat(),
+     "text": "I would rather get a weekly digest than daily emails"},
 ]
 
 
@@ -50,12 +53,7 @@ class AcmeProvider(Provider):
 
     def client(self, spec: ProviderSpec, api_key: str, *, timeout_s: float,
                http_client: Any | None) -> Any:
-        import instructor
-        import openai
-
-        sdk = openai.AsyncOpenAI(api_key=api_key, base_url=spec.base_url, timeout=timeout_s,
-                                 max_retries=0, http_client=http_client)
-        return instructor.from_openai(sdk, mode=instructor.Mode.TOOLS)
+        return openai_client(spec, api_key, timeout_s=timeout_s, http_client=http_client)
 
     def request(self, model: str, prompt: Prompt) -> dict[str, Any]:
         instructions = ([] if prompt.system is None

@@ -109,12 +109,7 @@ class OpenAIProvider(Provider):
 
     def client(self, spec: ProviderSpec, api_key: str, *, timeout_s: float,
                http_client: Any | None) -> Any:
-        import instructor
-        import openai
-
-        sdk = openai.AsyncOpenAI(api_key=api_key, base_url=spec.base_url, timeout=timeout_s,
-                                 max_retries=0, http_client=http_client)
-        return instructor.from_openai(sdk, mode=instructor.Mode.TOOLS)
+        return openai_client(spec, api_key, timeout_s=timeout_s, http_client=http_client)
 
     def request(self, model: str, prompt: Prompt) -> dict[str, Any]:
         system = [] if prompt.system is None else [{"role": "system", "content": prompt.system}]
@@ -124,6 +119,18 @@ class OpenAIProvider(Provider):
         if prompt.timeout_s is not None:
             request["timeout"] = prompt.timeout_s
         return request
+
+
+def openai_client(spec: ProviderSpec, api_key: str, *, timeout_s: float,
+                  http_client: Any | None) -> Any:
+    """An async instructor client (TOOLS mode) over the `openai` SDK, its retries off: for
+    OpenAI and for any provider that speaks its wire."""
+    import instructor
+    import openai
+
+    sdk = openai.AsyncOpenAI(api_key=api_key, base_url=spec.base_url, timeout=timeout_s,
+                             max_retries=0, http_client=http_client)
+    return instructor.from_openai(sdk, mode=instructor.Mode.TOOLS)
 
 
 def _reason(item: dict[str, Any], response: dict[str, Any]) -> str:
