@@ -26,8 +26,7 @@ from tenacity import (
 )
 
 from doxa.llm.provider_errors import is_retryable, provider_error, retry_after_seconds
-from doxa.llm.providers import ProviderSpec, build_client, parse_provider
-from doxa.llm.providers.base import Prompt
+from doxa.llm.providers import Prompt, ProviderSpec, build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
 from doxa.usage import Usage
 

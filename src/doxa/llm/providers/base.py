@@ -12,6 +12,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from doxa.errors import ConfigError, MissingCredentialsError
@@ -83,13 +84,15 @@ class Provider(ABC):
     """The environment variable its SDK reads the API key from."""
     base_url_variable: ClassVar[str | None] = None
     """The environment variable its SDK reads the base URL from, if any."""
-    prices: ClassVar[Mapping[str, Price]] = {}
+    prices: ClassVar[Mapping[str, Price]] = MappingProxyType({})
     """Per model (a dated version `gpt-4o-2024-08-06` is priced as `gpt-4o`), from the
     provider's public price page."""
     instructor_provider: ClassVar[str] = "openai"
-    """instructor's name for the wire, for its request and response handlers."""
+    """instructor's name for the wire, for its request and response handlers (OpenAI's
+    unless said otherwise: the wire most servers speak)."""
     usage_fields: ClassVar[tuple[str, str]] = ("prompt_tokens", "completion_tokens")
-    """Where its responses report tokens: `response.usage.<input>`, `.<output>`."""
+    """Where its responses report tokens: `response.usage.<input>`, `.<output>` (OpenAI's
+    names unless said otherwise)."""
     batches: ClassVar[type[SDKBatches] | None] = None
     """Its batch API over its SDK client, if it has one."""
 
