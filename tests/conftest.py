@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from doxa.engine import Engine
-from doxa.llm.extractor import ExtractionSettings, RetryPolicy
+from doxa.llm.client import RetryPolicy
+from doxa.llm.extractor import ExtractionSettings
 from doxa.testing.recording import CassetteMeta, cassette, read_meta, write_meta
 
 CASSETTES = Path(__file__).parent / "cassettes"

@@ -16,8 +16,9 @@ import pytest
 from doxa.engine import Engine
 from doxa.errors import BackfillStateError
 from doxa.events.parse import Event
-from doxa.llm.extractor import RetryPolicy
+from doxa.llm.client import RetryPolicy
 from doxa.llm.providers import ProviderSpec
+from doxa.llm.providers.openai import OpenAIProvider
 from doxa.relevance import RelevanceConfig
 from doxa.runs.backfill import (
     Backfill,
@@ -298,7 +299,7 @@ async def test_a_state_file_from_another_model_is_refused(
 
 
 def test_batch_prices_are_half_the_online_price() -> None:
-    spec = ProviderSpec("openai", "openai", "gpt-4o-mini")
+    spec = ProviderSpec(OpenAIProvider(), "gpt-4o-mini")
     assert spec.cost(1_000_000, 1_000_000) == 0.75
     assert spec.cost(1_000_000, 1_000_000, batch=True) == 0.375
 

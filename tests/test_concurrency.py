@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from doxa.engine import Engine
-from doxa.llm.extractor import RetryPolicy
+from doxa.llm.client import RetryPolicy
 from doxa.model.records import UserModel
 from doxa.testing.fake_provider import FakeProvider
 

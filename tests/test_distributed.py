@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from doxa.cli.main import app
 from doxa.engine import Engine
-from doxa.llm.extractor import RetryPolicy
+from doxa.llm.client import RetryPolicy
 from doxa.testing.fake_provider import FakeProvider
 
 # The same twelve-topic events and model comparison as the single-machine concurrency test.

@@ -19,7 +19,7 @@ import pytest
 
 from doxa.engine import Engine
 from doxa.errors import UserErasedError
-from doxa.llm.extractor import RetryPolicy
+from doxa.llm.client import RetryPolicy
 from doxa.model.records import UserModel
 from doxa.store import Store, open_store
 from doxa.store.sqlite import SqliteStore

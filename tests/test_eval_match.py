@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from doxa.errors import ConfigError
+from doxa.errors import ConfigError, ProviderError
 from doxa.eval.embed import EmbeddingMatcher, minilm_encoder
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
 from doxa.eval.judge import JudgeCache, Judgement, LLMJudgeMatcher
@@ -22,6 +22,7 @@ from doxa.eval.match import (
     make_matcher,
     match_case,
 )
+from doxa.llm.client import RetryPolicy
 
 
 def pred(rid: str, kind: str, statement: str, *, status: str = "active",
@@ -222,6 +223,42 @@ async def test_llm_judge_answers_are_cached_on_disk_by_pair_and_model(tmp_path: 
                                   client=(claude := FakeJudgeClient(0.2)))
     assert await other_model.score([("a", "b")]) == [0.2]
     assert "temperature" not in claude.requests[0]
+
+
+class Unavailable(Exception):
+    """What the SDKs raise for a 503: an exception carrying the status."""
+
+    status_code = 503
+
+
+class FlakyJudgeClient(FakeJudgeClient):
+    """Answers 503 `failures` times, then scores."""
+
+    def __init__(self, score: float, failures: int) -> None:
+        super().__init__(score)
+        self.failures = failures
+
+    async def create_with_completion(self, **kwargs: Any) -> tuple[Judgement, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise Unavailable("overloaded")
+        return await super().create_with_completion(**kwargs)
+
+
+async def test_the_llm_judge_retries_transient_provider_errors_as_extraction_does() -> None:
+    quick = RetryPolicy(attempts=3, backoff_base=0.01, backoff_max=0.02)
+    flaky = FlakyJudgeClient(0.8, failures=2)
+    judge = LLMJudgeMatcher("openai/gpt-4o-mini", cache=None, client=flaky, retry=quick)
+    assert await judge.score([("a", "b")]) == [0.8]
+    assert judge.stats == {"llm_calls": 1, "cache_hits": 0, "input_tokens": 50,
+                           "output_tokens": 7}
+
+    down = LLMJudgeMatcher("openai/gpt-4o-mini", cache=None, retry=quick,
+                           client=(always := FlakyJudgeClient(0.8, failures=9)))
+    with pytest.raises(ProviderError) as caught:
+        await down.score([("a", "b")])
+    assert caught.value.status == 503 and caught.value.retryable
+    assert always.failures == 9 - quick.attempts  # bounded, as every provider call is
 
 
 def test_make_matcher_knows_three_matchers(tmp_path: Path) -> None:

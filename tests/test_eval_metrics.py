@@ -11,14 +11,13 @@ from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
 from doxa.eval.match import ForbiddenHit, Matching, MatchPair, PredictedRecord, StatusPair
 from doxa.eval.metrics import (
     ScoredCase,
-    Usage,
     calibration,
     case_metrics,
     prf,
     suite_metrics,
-    total_usage,
 )
 from doxa.eval.thresholds import check_thresholds, parse_threshold
+from doxa.usage import Usage, total_usage
 
 
 def pred(rid: str, kind: str, confidence: float, *, status: str = "active",

@@ -27,7 +27,8 @@ from doxa.events.fields import (
     check_properties,
 )
 from doxa.events.parse import Event, load_events
-from doxa.llm.extractor import ExtractionSettings, RetryPolicy
+from doxa.llm.client import RetryPolicy
+from doxa.llm.extractor import ExtractionSettings
 from doxa.server.app import create_app
 from doxa.server.auth import KeyRing
 from doxa.testing.fake_provider import FakeProvider

@@ -23,7 +23,7 @@ from doxa.core.injection import speaking_event_ids
 from doxa.engine import Engine
 from doxa.errors import InvalidEventsError
 from doxa.events.parse import load_events
-from doxa.llm.extractor import RetryPolicy
+from doxa.llm.client import RetryPolicy
 from doxa.relevance import make_batches
 from doxa.testing.fake_provider import FakeProvider, events_in
 

@@ -12,7 +12,8 @@ import pytest
 
 from doxa.engine import Engine
 from doxa.errors import ProviderAuthError, ProviderError
-from doxa.llm.extractor import ExtractionSettings, RetryPolicy
+from doxa.llm.client import RetryPolicy
+from doxa.llm.extractor import ExtractionSettings
 from doxa.testing.fake_provider import FakeProvider, Fault
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ import pytest
 
 from doxa.engine import Engine
 from doxa.errors import ProviderAuthError, ProviderError
-from doxa.llm.extractor import RetryPolicy
+from doxa.llm.client import RetryPolicy
 from doxa.llm.providers import build_client, parse_provider
 
 FIXTURES = Path(__file__).parent / "provider_fixtures"

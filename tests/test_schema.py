@@ -263,7 +263,8 @@ async def test_a_value_that_stays_outside_the_closed_set_is_reasked_twice_then_d
     from datetime import UTC, datetime
 
     from doxa.engine import Engine
-    from doxa.llm.extractor import ExtractionSettings, RetryPolicy
+    from doxa.llm.client import RetryPolicy
+    from doxa.llm.extractor import ExtractionSettings
     from doxa.testing.fake_provider import FakeProvider
 
     def wrong_value(answer: dict[str, Any]) -> dict[str, Any]:

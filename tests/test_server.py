@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from doxa.engine import Engine
-from doxa.llm.extractor import ExtractionSettings, RetryPolicy
+from doxa.llm.client import RetryPolicy
+from doxa.llm.extractor import ExtractionSettings
 from doxa.server.app import create_app
 from doxa.server.auth import KeyRing
 from doxa.server.settings import ServerLimits

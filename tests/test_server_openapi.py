@@ -21,7 +21,8 @@ from schemathesis import checks
 
 from doxa.engine import Engine
 from doxa.events.fields import tenant_scoped_user_ids
-from doxa.llm.extractor import ExtractionSettings, RetryPolicy
+from doxa.llm.client import RetryPolicy
+from doxa.llm.extractor import ExtractionSettings
 from doxa.server.app import create_app, openapi_document
 from doxa.server.auth import KeyRing
 from doxa.testing.fake_provider import FakeProvider

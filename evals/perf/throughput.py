@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from doxa.engine import Engine
 from doxa.events.parse import Event
-from doxa.llm.extractor import RetryPolicy
+from doxa.llm.client import RetryPolicy
 from doxa.testing.fake_provider import FakeProvider
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

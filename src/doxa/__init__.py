@@ -10,7 +10,7 @@ every error it raises on purpose (tests/test_public_api.py keeps the list whole)
 
 from doxa.core.confidence import ConfidenceConfig
 from doxa.core.merge import MergeConfig, Outcome
-from doxa.engine import DroppedInfo, Engine, IngestResult
+from doxa.engine import DroppedInfo, Engine, EngineConfig, IngestResult
 from doxa.errors import (
     BackfillStateError,
     ConfigError,
@@ -34,7 +34,9 @@ from doxa.errors import (
 )
 from doxa.events.parse import Event, load_events, load_file
 from doxa.events.redaction import Redactor, default_redactor
-from doxa.llm.extractor import ExtractionSettings, RetryPolicy
+from doxa.llm.client import RetryPolicy
+from doxa.llm.extractor import ExtractionSettings
+from doxa.llm.providers import Provider, ProviderSpec, parse_provider, register
 from doxa.model.records import (
     Change,
     EvidenceLink,
@@ -51,6 +53,7 @@ from doxa.store import (
     Store,
     open_store,
 )
+from doxa.usage import Usage
 
 __version__ = "0.1.0"
 
@@ -65,6 +68,7 @@ __all__ = [
     "DoxaError",
     "DroppedInfo",
     "Engine",
+    "EngineConfig",
     "Event",
     "EvidenceLink",
     "Explanation",
@@ -80,8 +84,10 @@ __all__ = [
     "MissingCredentialsError",
     "ModelSchema",
     "Outcome",
+    "Provider",
     "ProviderAuthError",
     "ProviderError",
+    "ProviderSpec",
     "Record",
     "Redactor",
     "RelevanceConfig",
@@ -95,6 +101,7 @@ __all__ = [
     "StoreError",
     "SyncInEventLoopError",
     "UnknownRecordError",
+    "Usage",
     "UserErasedError",
     "UserModel",
     "__version__",
@@ -103,4 +110,6 @@ __all__ = [
     "load_file",
     "load_schema",
     "open_store",
+    "parse_provider",
+    "register",
 ]

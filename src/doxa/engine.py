@@ -27,8 +27,9 @@ from doxa.core.merge import MergeConfig, apply_outcome, merge
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
 from doxa.events.parse import Event, load_events, parse_event
 from doxa.events.redaction import Redactor, default_redactor, redact_event
-from doxa.llm.batch_api import BatchAPI, batch_api_for
-from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor, RetryPolicy
+from doxa.llm.batch_api import BatchAPI
+from doxa.llm.client import RetryPolicy
+from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
 from doxa.model.records import Change, UserModel, cited_event_ids
@@ -37,6 +38,7 @@ from doxa.prompts.render import SCHEMA_PROMPT, Messages, PromptSet
 from doxa.relevance import Batch, RelevanceConfig, make_batches
 from doxa.resources import data_dir
 from doxa.store import Store, open_store
+from doxa.usage import FlatUsage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,7 +56,7 @@ class DroppedInfo(BaseModel):
     reasons: list[str]
 
 
-class IngestResult(BaseModel):
+class IngestResult(FlatUsage):
     """What one ingest did and what it cost."""
 
     user_id: str
@@ -336,7 +338,7 @@ class Engine:
 
     def batch_api(self) -> BatchAPI:
         """The provider's batch API over this engine's own SDK client and credentials."""
-        return batch_api_for(self.spec, self.extractor.client.client)
+        return self.spec.batch_api(self.extractor.client.client)
 
     async def merge_batch(self, batch: Batch, outcome: ExtractionOutcome | None, *,
                           generation: int | None = None) -> IngestResult:
@@ -608,10 +610,7 @@ def _own_events(user_id: str, events: Iterable[Event | Mapping[str, Any]],
 
 
 def _account(result: IngestResult, outcome: ExtractionOutcome) -> None:
-    result.llm_calls += outcome.calls
-    result.cache_hits += int(outcome.cache_hit)
-    result.input_tokens += outcome.input_tokens
-    result.output_tokens += outcome.output_tokens
+    result.count(outcome.usage)
     result.dropped += [
         DroppedInfo(batch_id=outcome.batch_id, kind=d.record.kind,
                     statement=d.record.statement, reasons=d.reasons)

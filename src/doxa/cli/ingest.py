@@ -150,10 +150,11 @@ def _report_ingest(results: dict[str, IngestResult | BaseException], totals: Ing
                     "errors": {u: str(e) for u, e in failed.items()},
                     "skipped_events": skipped})
     else:
-        cost = "unknown" if totals.cost is None else f"${totals.cost:.4f}"
+        usage = totals.usage
+        cost = "unknown" if usage.cost_usd is None else f"${usage.cost_usd:.4f}"
         console.print(f"{totals.users} user(s) ingested: {totals.changes} change(s), "
-                      f"{totals.calls} LLM call(s), {totals.tokens_in} input + "
-                      f"{totals.tokens_out} output tokens, cost {cost}, "
+                      f"{usage.llm_calls} LLM call(s), {usage.input_tokens} input + "
+                      f"{usage.output_tokens} output tokens, cost {cost}, "
                       f"{totals.dropped} invalid record(s) dropped, {skipped} event(s) skipped")
         for u, exc in failed.items():
             print_labelled("failed", "red", f"{u}: {exc}")

@@ -21,7 +21,7 @@ from doxa.eval.match import (
     make_matcher,
     match_case,
 )
-from doxa.eval.metrics import SuiteMetrics, Usage, case_metrics, suite_metrics
+from doxa.eval.metrics import SuiteMetrics, case_metrics, suite_metrics
 from doxa.eval.runfile import CaseResult, RunFile, read_run, write_run
 from doxa.eval.runner import (
     EngineFactory,
@@ -32,6 +32,7 @@ from doxa.eval.runner import (
     run_eval,
     run_oracle_case,
 )
+from doxa.usage import Usage
 
 __all__ = [
     "Case",

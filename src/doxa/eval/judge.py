@@ -17,6 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from doxa.llm.client import LLMClient, RetryPolicy
+from doxa.llm.providers import Prompt
+from doxa.usage import Usage
+
 log = logging.getLogger(__name__)
 
 JUDGE_VERSION = "judge-v1"
@@ -66,31 +70,45 @@ class JudgeCache:
 
 
 class LLMJudgeMatcher:
-    """Asks `model` (a provider string) about each pair; cached answers are not asked again."""
+    """Asks `model` (a provider string) about each pair; cached answers are not asked again.
+
+    The judge asks through the same front door as doxa's extraction (`LLMClient`): the
+    same client for the provider string, its request shape and token counts, and the same
+    retries of transient provider errors."""
 
     name = "llm"
 
     def __init__(self, model: str, *, cache: JudgeCache | None, base_url: str | None = None,
-                 threshold: float = 0.5, concurrency: int = 4, client: Any | None = None) -> None:
+                 threshold: float = 0.5, concurrency: int = 4, client: Any | None = None,
+                 retry: RetryPolicy | None = None) -> None:
         self.model = model
         self.threshold = threshold
         self.cache = cache
         self.base_url = base_url
-        self.stats = {"llm_calls": 0, "cache_hits": 0, "input_tokens": 0, "output_tokens": 0}
+        self.usage = Usage()
         self._client = client
+        self._retry = retry
+        self._llm: LLMClient | None = None
         self._gate = asyncio.Semaphore(max(1, concurrency))
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Calls, cached answers and tokens, as the run file's `judge_usage` shows them."""
+        u = self.usage
+        return {"llm_calls": u.llm_calls, "cache_hits": u.cache_hits,
+                "input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
 
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
 
     @property
-    def client(self) -> Any:
-        if self._client is None:
-            from doxa.llm.providers import build_client, parse_provider
-
-            self._client = build_client(parse_provider(self.model, self.base_url))
-        return self._client
+    def llm(self) -> LLMClient:
+        """Connected on first use, so a run whose pairs are all cached needs no API key."""
+        if self._llm is None:
+            self._llm = LLMClient.connect(self.model, self.base_url, client=self._client,
+                                          retry=self._retry)
+        return self._llm
 
     async def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         return list(await asyncio.gather(*(self._one(a, b) for a, b in pairs)))
@@ -99,7 +117,7 @@ class LLMJudgeMatcher:
         key = JudgeCache.key(self.model, predicted, expected)
         cached = self.cache.get(key) if self.cache is not None else None
         if cached is not None:
-            self.stats["cache_hits"] += 1
+            self.usage += Usage(cache_hits=1)
             return cached
         async with self._gate:
             score = await self._ask(predicted, expected)
@@ -108,21 +126,12 @@ class LLMJudgeMatcher:
         return score
 
     async def _ask(self, predicted: str, expected: str) -> float:
-        from doxa.llm.providers import parse_provider
-
-        spec = parse_provider(self.model, self.base_url)
-        request: dict[str, Any] = {"model": spec.model, "max_tokens": 300, "messages": [
-            {"role": "user", "content": PROMPT.format(predicted=predicted, expected=expected)}]}
-        if spec.wire == "openai":
-            request["temperature"] = 0.0  # the Anthropic SDK takes none
-        judgement, raw = await self.client.create_with_completion(
-            response_model=Judgement, max_retries=1, **request)
-        self.stats["llm_calls"] += 1
-        usage = getattr(raw, "usage", None)
-        self.stats["input_tokens"] += int(getattr(usage, "prompt_tokens", None)
-                                          or getattr(usage, "input_tokens", 0) or 0)
-        self.stats["output_tokens"] += int(getattr(usage, "completion_tokens", None)
-                                           or getattr(usage, "output_tokens", 0) or 0)
+        llm = self.llm
+        request = llm.request(Prompt(
+            user=PROMPT.format(predicted=predicted, expected=expected), max_tokens=300))
+        judgement, raw = await llm.call(lambda: llm.client.create_with_completion(
+            response_model=Judgement, max_retries=1, **request))
+        self.usage += llm.usage(raw)
         log.debug("judge %.2f: %r vs %r (%s)", judgement.score, predicted, expected,
                   judgement.reason)
         return float(judgement.score)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
 from doxa.eval.match import Matching, PredictedRecord
 from doxa.model.records import KINDS, Kind
+from doxa.usage import Usage
 
 BINS = 10
 
@@ -109,43 +110,6 @@ class DimensionScore(BaseModel):
     accuracy: float | None = None
 
 
-class Usage(BaseModel):
-    """What running a case cost; `cost_usd` None when some call's price is unknown."""
-
-    model_config = ConfigDict(frozen=True)
-
-    llm_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = 0.0
-    cache_hits: int = 0
-    latency_s: float = 0.0
-    dropped: int = 0
-    calling_batches: int | None = None
-    """Batches that called the LLM (signal, and not answered from the cache); None in run
-    files written before it was counted."""
-    reasks: int | None = None
-    """Calls after a calling batch's first: instructor's re-asks of invalid answers."""
-
-    def __add__(self, other: Usage) -> Usage:
-        cost = (None if self.cost_usd is None or other.cost_usd is None
-                else self.cost_usd + other.cost_usd)
-        return Usage(
-            llm_calls=self.llm_calls + other.llm_calls,
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens, cost_usd=cost,
-            cache_hits=self.cache_hits + other.cache_hits,
-            latency_s=self.latency_s + other.latency_s, dropped=self.dropped + other.dropped,
-            calling_batches=_plus(self.calling_batches, other.calling_batches),
-            reasks=_plus(self.reasks, other.reasks),
-        )
-
-
-def _plus(a: int | None, b: int | None) -> int | None:
-    """A count summed where either side measured it (an unmeasured side adds nothing)."""
-    return None if a is None and b is None else (a or 0) + (b or 0)
-
-
 USAGE_FIELDS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "latency_s",
                 "reasks", "calls_per_calling_batch", "input_tokens_per_case",
                 "input_tokens_per_found")
@@ -167,13 +131,6 @@ def usage_values(usage: Usage, metrics: SuiteMetrics) -> dict[str, float | None]
         "input_tokens_per_case": ratio(usage.input_tokens, metrics.cases),
         "input_tokens_per_found": ratio(usage.input_tokens, metrics.overall.tp),
     }
-
-
-def total_usage(usages: Sequence[Usage]) -> Usage:
-    total = Usage()
-    for usage in usages:
-        total = total + usage
-    return total
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,11 @@ events too long for the model's context in one prompt: that is the naive design'
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,15 +31,16 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from doxa.errors import ConfigError, ContextLengthError, ProviderError
 from doxa.eval.fixtures import Case
 from doxa.eval.match import Matcher, PredictedRecord
-from doxa.eval.metrics import Usage
 from doxa.eval.runfile import CaseResult
 from doxa.events.parse import Event
-from doxa.llm.extractor import ExtractionSettings, RetryPolicy, token_usage
+from doxa.llm.client import LLMClient, UsageMeter
+from doxa.llm.extractor import ExtractionSettings
 from doxa.llm.provider_errors import provider_error
-from doxa.llm.providers import ProviderSpec, build_client, parse_provider
+from doxa.llm.providers import Prompt
 from doxa.model.records import KINDS
 from doxa.resources import data_dir
 from doxa.store import Store, open_store
+from doxa.usage import Usage
 
 if TYPE_CHECKING:
     from doxa.eval.runner import RunSettings
@@ -142,16 +142,7 @@ class _Call:
 
     answer: NaiveAnswer
     unparsed: str | None = None
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_hit: bool = False
-
-    def count(self, response: Any) -> None:
-        tokens_in, tokens_out = token_usage(response)
-        self.calls += 1
-        self.input_tokens += tokens_in
-        self.output_tokens += tokens_out
+    usage: Usage = field(default_factory=Usage)
 
 
 class NaiveBaseline:
@@ -159,13 +150,10 @@ class NaiveBaseline:
 
     name = NAME
 
-    def __init__(self, spec: ProviderSpec, client: Any, *,
-                 settings: ExtractionSettings | None = None, retry: RetryPolicy | None = None,
+    def __init__(self, llm: LLMClient, *, settings: ExtractionSettings | None = None,
                  cache: Store | None = None, prompt: NaivePrompt | None = None) -> None:
-        self.spec = spec
-        self.client = client
+        self.llm = llm
         self.settings = settings or ExtractionSettings()
-        self.retry = retry or RetryPolicy()
         self.cache = cache
         self.prompt = prompt or NaivePrompt.load()
         self.owns_client = False
@@ -173,12 +161,12 @@ class NaiveBaseline:
     @classmethod
     def from_settings(cls, settings: RunSettings) -> NaiveBaseline:
         """The run's model, base URL, timeout and cache, as `doxa eval run` was given them."""
-        spec = parse_provider(settings.model, settings.base_url)
         extraction = (ExtractionSettings(timeout_s=settings.timeout_s) if settings.timeout_s
                       else ExtractionSettings())
         cache = (open_store(f"sqlite:///{Path(settings.cache_dir) / 'eval.db'}")
                  if settings.cache else None)
-        baseline = cls(spec, build_client(spec), settings=extraction, cache=cache)
+        baseline = cls(LLMClient.connect(settings.model, settings.base_url),
+                       settings=extraction, cache=cache)
         baseline.owns_client = True
         return baseline
 
@@ -190,11 +178,7 @@ class NaiveBaseline:
         if self.cache is not None:
             await self.cache.close()
         if self.owns_client:
-            # The SDK client holds a connection pool: close it on the loop that used it.
-            closing = getattr(getattr(self.client, "client", None), "close", None)
-            done = closing() if callable(closing) else None
-            if inspect.isawaitable(done):
-                await done
+            await self.llm.close()
 
     async def run_case(self, case: Case, matcher: Matcher) -> CaseResult:
         """One call with every event, its findings as records, scored like doxa's."""
@@ -202,17 +186,16 @@ class NaiveBaseline:
 
         started = time.perf_counter()
         call = await self.ask(case.user_id, self.prompt.render(case_events(case)))
-        usage = Usage(llm_calls=call.calls, input_tokens=call.input_tokens,
-                      output_tokens=call.output_tokens,
-                      cost_usd=self.spec.cost(call.input_tokens, call.output_tokens),
-                      cache_hits=int(call.cache_hit), latency_s=time.perf_counter() - started,
-                      calling_batches=0 if call.cache_hit else 1, reasks=0)
+        usage = self.llm.spec.priced(call.usage).model_copy(update={
+            "latency_s": time.perf_counter() - started,
+            "calling_batches": 0 if call.usage.cache_hits else 1, "reasks": 0})
         return await score_predicted(
             case, records_of(call.answer), matcher=matcher, usage=usage,
             prompt_version=self.prompt.version, baseline=self.name, warning=call.unparsed)
 
     def cache_key(self, prompt: str) -> str:
-        payload = json.dumps([self.spec.label, self.spec.base_url or "",
+        spec = self.llm.spec
+        payload = json.dumps([spec.label, spec.base_url or "",
                               self.settings.temperature, self.settings.max_tokens,
                               ANSWER_VERSION, prompt])
         return "n_" + hashlib.sha256(payload.encode()).hexdigest()
@@ -222,35 +205,30 @@ class NaiveBaseline:
         key = self.cache_key(prompt)
         if self.cache is not None and (hit := await self.cache.cache_get(key)) is not None:
             cached = _Cached.model_validate_json(hit)
-            return _Call(cached.answer, cached.unparsed, cache_hit=True)
+            return _Call(cached.answer, cached.unparsed, Usage(cache_hits=1))
         call = _Call(NaiveAnswer())
+        meter = self.llm.meter()
         try:
-            async for attempt in self.retry.retrying():
-                with attempt:
-                    await self._ask_once(prompt, call)
-        except Exception as exc:
-            found = provider_error(exc)
-            if found is None:
-                raise
-            if isinstance(found, ContextLengthError):
-                # All events in one prompt is the naive design; when they do not fit, the
-                # baseline finds nothing in this case (it is scored, not left out).
-                reason = f"the events do not fit the model's context: {found}"
-                return _Call(NaiveAnswer(), reason, calls=call.calls)
-            raise found from exc
+            await self.llm.call(lambda: self._ask_once(prompt, call, meter))
+        except ContextLengthError as exc:
+            # All events in one prompt is the naive design; when they do not fit, the
+            # baseline finds nothing in this case (it is scored, not left out).
+            reason = f"the events do not fit the model's context: {exc}"
+            return _Call(NaiveAnswer(), reason, meter.total)
+        call.usage = meter.total
         if self.cache is not None:
             await self.cache.cache_put(key, user_id, _Cached(
                 answer=call.answer, unparsed=call.unparsed).model_dump_json())
         return call
 
-    async def _ask_once(self, prompt: str, call: _Call) -> None:
+    async def _ask_once(self, prompt: str, call: _Call, meter: UsageMeter) -> None:
         """One request, no re-ask: an answer that does not parse is an empty answer."""
         from instructor.v2.core.hooks import Hooks
 
         hooks = Hooks()
-        hooks.on("completion:response", call.count)
+        hooks.on("completion:response", meter)
         try:
-            call.answer = await self.client.create(
+            call.answer = await self.llm.client.create(
                 response_model=NaiveAnswer, max_retries=0, hooks=hooks, **self._request(prompt))
             call.unparsed = None
         except Exception as exc:
@@ -263,14 +241,9 @@ class NaiveBaseline:
             log.info("naive answer did not parse: %s", call.unparsed)
 
     def _request(self, prompt: str) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "model": self.spec.model, "max_tokens": self.settings.max_tokens,
-            "timeout": self.settings.timeout_s,
-            "messages": [{"role": "user", "content": prompt}],
-        }
-        if self.spec.wire == "openai":
-            request["temperature"] = self.settings.temperature
-        return request
+        return self.llm.request(Prompt(
+            user=prompt, max_tokens=self.settings.max_tokens,
+            temperature=self.settings.temperature, timeout_s=self.settings.timeout_s))
 
 
 def records_of(answer: NaiveAnswer) -> tuple[PredictedRecord, ...]:

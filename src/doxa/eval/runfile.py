@@ -16,7 +16,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from doxa.errors import InvalidRunFileError
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord, read_json
 from doxa.eval.match import Matching, PredictedRecord
-from doxa.eval.metrics import CaseMetrics, ScoredCase, SuiteMetrics, Usage
+from doxa.eval.metrics import CaseMetrics, ScoredCase, SuiteMetrics
+from doxa.usage import Usage
 
 FORMAT: Final = "doxa-eval-run"
 FORMAT_VERSION = 1

@@ -22,11 +22,12 @@ from doxa.errors import ConfigError, ProviderAuthError
 from doxa.eval.baselines import Baseline, check_baseline, make_baseline
 from doxa.eval.fixtures import Case
 from doxa.eval.match import LexicalMatcher, Matcher, PredictedRecord, make_matcher, match_case
-from doxa.eval.metrics import Usage, case_metrics, suite_metrics, total_usage
+from doxa.eval.metrics import case_metrics, suite_metrics
 from doxa.eval.oracle import oracle_model
 from doxa.eval.runfile import CaseResult, RunFile, stamp
 from doxa.events.parse import Event
 from doxa.model.records import Record, UserModel
+from doxa.usage import Usage, total_usage
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The conversation with the LLM: one call per batch, validated, re-asked, retried, cached.
 
 Validation errors are re-asked through instructor (bounded); transient provider errors are
-retried with tenacity (exponential backoff with jitter, honouring Retry-After, bounded);
-what stays invalid is dropped and counted, never stored.
+retried by the front door every LLM call goes through (`doxa.llm.client`); what stays
+invalid is dropped and counted, never stored.
 """
 
 from __future__ import annotations
@@ -16,19 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from doxa.core.injection import speaking_event_ids
 from doxa.errors import ContextLengthError, ExtractionValidationError, ProviderError
-from doxa.llm.provider_errors import is_retryable, provider_error, retry_after_seconds
-from doxa.llm.providers import ProviderSpec
+from doxa.llm.client import LLMClient, RetryPolicy, UsageMeter
+from doxa.llm.provider_errors import provider_error
+from doxa.llm.providers import Prompt, ProviderSpec
 from doxa.llm.ratelimit import RateLimiter
 from doxa.llm.schema import (
     VALIDATION,
@@ -44,40 +37,13 @@ from doxa.llm.schema import (
 from doxa.model.schema import ModelSchema
 from doxa.prompts.render import Messages
 from doxa.relevance import Batch, estimate_tokens
+from doxa.usage import Usage
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = hashlib.sha256(
     json.dumps(Extraction.model_json_schema(), sort_keys=True).encode()
 ).hexdigest()[:10]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient provider errors are retried: bounded in attempts and in time."""
-
-    attempts: int = 5
-    max_seconds: float = 120.0
-    backoff_base: float = 1.0
-    backoff_max: float = 30.0
-
-    def retrying(self) -> AsyncRetrying:
-        """The retry loop every provider call runs in (doxa's extraction, the eval's naive
-        baseline): transient errors only, bounded in attempts and time, logged."""
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
-            wait=self.wait, retry=retry_if_exception(is_retryable), reraise=True,
-            before_sleep=_log_retry)
-
-    def wait(self, state: RetryCallState) -> float:
-        """Exponential backoff with jitter, or the provider's Retry-After when it gives one
-        (capped at `backoff_max`)."""
-        exc = state.outcome.exception() if state.outcome else None
-        hinted = retry_after_seconds(exc) if exc is not None else None
-        if hinted is not None:
-            return min(self.backoff_max, hinted)
-        return float(wait_random_exponential(multiplier=self.backoff_base,
-                                             max=self.backoff_max)(state))
 
 
 @dataclass(frozen=True)
@@ -105,12 +71,16 @@ class ExtractionOutcome:
     batch_id: str
     proposals: list[Proposal]
     dropped: list[DroppedRecord]
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    latency_s: float = 0.0
-    cache_hit: bool = False
-    reasks: int = 0
+    usage: Usage = field(default_factory=Usage)
+    """Calls, tokens and re-asks; a cached answer is one cache hit and nothing else."""
+
+    @property
+    def input_tokens(self) -> int:
+        return self.usage.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return self.usage.output_tokens
 
 
 class _Cached(BaseModel):
@@ -125,25 +95,6 @@ CachePut = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass
-class _Usage:
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def add(self, response: Any) -> None:
-        self.calls += 1
-        usage = getattr(response, "usage", None)
-        if usage is None:
-            return
-        self.input_tokens += int(
-            getattr(usage, "prompt_tokens", None) or getattr(usage, "input_tokens", 0) or 0
-        )
-        self.output_tokens += int(
-            getattr(usage, "completion_tokens", None) or getattr(usage, "output_tokens", 0) or 0
-        )
-
-
-@dataclass
 class Extractor:
     """Runs extraction for batches against one provider client."""
 
@@ -155,6 +106,7 @@ class Extractor:
     limiter: RateLimiter | None = None
 
     def __post_init__(self) -> None:
+        self.llm = LLMClient(self.spec, self.client, self.retry, self.limiter)
         self.response_model = extraction_model(self.schema)
         self._nonempty_model = extraction_model(self.schema, at_least_one=True)
         self._record_type = record_type_of(self.response_model)
@@ -183,52 +135,27 @@ class Extractor:
             cached = _Cached.model_validate_json(hit)
             records = [self._record_type.model_validate(r)
                        for r in [*cached.records, *(r for r, _ in cached.dropped)]]
-            kept, dropped = split_valid(BaseExtraction.model_construct(notes="", records=records),
-                                         ctx)
-            return ExtractionOutcome(batch.id, kept, dropped, cache_hit=True)
+            kept, dropped = split_valid(
+                BaseExtraction.model_construct(notes="", records=records), ctx)
+            return ExtractionOutcome(batch.id, kept, dropped, Usage(cache_hits=1))
         started = time.perf_counter()
-        usage = _Usage()
-        extraction = await self._call_with_retries(batch, messages, ctx, usage)
+        meter = self.llm.meter()
+        extraction = await self.llm.call(
+            lambda: self._call_once(batch, messages, ctx, meter),
+            tokens=self._expected_tokens(messages))
         kept, dropped = split_valid(extraction, ctx)
         if dropped:
             log.info("batch %s: dropped %d invalid record(s)", batch.id, len(dropped))
-        outcome = ExtractionOutcome(
-            batch.id, kept, dropped, calls=usage.calls, input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens, latency_s=time.perf_counter() - started,
-            reasks=max(0, len(ctx.attempts) - 1),
-        )
+        usage = meter.total.model_copy(update={
+            "latency_s": time.perf_counter() - started,
+            "reasks": max(0, len(ctx.attempts) - 1)})
         if cache_put is not None:
             await cache_put(key, _Cached(
                 records=[r.model_dump(mode="json") for r in kept],
                 dropped=[(d.record.model_dump(mode="json"), d.reasons) for d in dropped],
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             ).model_dump_json())
-        return outcome
-
-    async def _call_with_retries(
-        self, batch: Batch, messages: Messages, ctx: ValidationContext, usage: _Usage
-    ) -> BaseExtraction:
-        try:
-            async for attempt in self.retry.retrying():
-                with attempt:
-                    if self.limiter is not None:
-                        await self.limiter.acquire(self._expected_tokens(messages))
-                    try:
-                        result = await self._call_once(batch, messages, ctx, usage)
-                    except Exception as exc:
-                        found = provider_error(exc)
-                        if self.limiter is not None and found is not None and found.status == 429:
-                            self.limiter.on_rate_limited(found.retry_after)
-                        raise
-                    if self.limiter is not None:
-                        self.limiter.on_success()
-                    return result
-        except Exception as exc:
-            found = provider_error(exc)
-            if found is None:
-                raise
-            raise found from exc
-        raise AssertionError("tenacity ended without a result")  # pragma: no cover
+        return ExtractionOutcome(batch.id, kept, dropped, usage)
 
     def _model_for(self, batch: Batch) -> type[BaseExtraction]:
         speaking = speaking_event_ids(batch.items) if self.settings.nonempty_when_text else None
@@ -243,12 +170,12 @@ class Extractor:
         return estimate_tokens(messages.system + messages.user) + self.settings.max_tokens // 4
 
     async def _call_once(
-        self, batch: Batch, messages: Messages, ctx: ValidationContext, usage: _Usage
+        self, batch: Batch, messages: Messages, ctx: ValidationContext, meter: UsageMeter
     ) -> BaseExtraction:
         from instructor.v2.core.hooks import Hooks
 
         hooks = Hooks()
-        hooks.on("completion:response", usage.add)
+        hooks.on("completion:response", meter)
         token = VALIDATION.set(ctx)
         try:
             result: BaseExtraction = await self.client.create(
@@ -287,7 +214,7 @@ class Extractor:
         """
         from instructor.v2.core.response_model import prepare_response_model
 
-        handlers = self._handlers()
+        handlers = self.llm.handlers()
         kwargs = self._request(messages)
         kwargs.pop("timeout", None)
         _, body = handlers.request_handler(
@@ -309,11 +236,9 @@ class Extractor:
         """
         ctx = ValidationContext(batch=batch, known_record_ids=known_record_ids,
                                 schema=self.schema)
-        usage = _Usage()
-        usage.add(response)
         token = VALIDATION.set(ctx)
         try:
-            extraction: BaseExtraction = self._handlers().response_parser(
+            extraction: BaseExtraction = self.llm.handlers().response_parser(
                 response=response, response_model=self.response_model, validation_context=None,
                 strict=True, stream=False, is_async=True)
         except Exception as exc:
@@ -323,42 +248,12 @@ class Extractor:
         finally:
             VALIDATION.reset(token)
         kept, dropped = split_valid(extraction, ctx)
-        return ExtractionOutcome(batch.id, kept, dropped, calls=usage.calls,
-                                 input_tokens=usage.input_tokens,
-                                 output_tokens=usage.output_tokens)
-
-    def _handlers(self) -> Any:
-        """instructor's TOOLS-mode handlers for this client's provider (request and parse)."""
-        from instructor import Mode
-        from instructor.v2.core.providers import Provider
-        from instructor.v2.core.registry import mode_registry
-
-        default = Provider.ANTHROPIC if self.spec.wire == "anthropic" else Provider.OPENAI
-        provider = getattr(self.client, "provider", None) or default
-        return mode_registry.get_handlers(provider, getattr(self.client, "mode", Mode.TOOLS))
+        return ExtractionOutcome(batch.id, kept, dropped, self.llm.usage(response))
 
     def _request(self, messages: Messages) -> dict[str, Any]:
-        if self.spec.wire == "anthropic":
-            # Static system text first, marked cacheable: provider prompt caching applies.
-            return {
-                "model": self.spec.model, "max_tokens": self.settings.max_tokens,
-                "timeout": self.settings.timeout_s,
-                "system": [{"type": "text", "text": messages.system,
-                            "cache_control": {"type": "ephemeral"}}],
-                "messages": [{"role": "user", "content": messages.user}],
-            }
-        return {
-            "model": self.spec.model, "messages": messages.as_openai(),
-            "temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens,
-            "timeout": self.settings.timeout_s,
-        }
-
-
-def token_usage(response: Any) -> tuple[int, int]:
-    """Input and output tokens a provider response reports ((0, 0) when it reports none)."""
-    usage = _Usage()
-    usage.add(response)
-    return usage.input_tokens, usage.output_tokens
+        return self.llm.request(Prompt(
+            user=messages.user, system=messages.system, max_tokens=self.settings.max_tokens,
+            temperature=self.settings.temperature, timeout_s=self.settings.timeout_s))
 
 
 def _reasons(exc: BaseException) -> list[str]:
@@ -369,8 +264,3 @@ def _reasons(exc: BaseException) -> list[str]:
             return [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:10]]
         cur = e.__cause__
     return [str(exc)[:500]]
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning("provider call failed (%s); retry %d", exc, state.attempt_number)

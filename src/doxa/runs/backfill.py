@@ -45,8 +45,8 @@ from doxa.errors import (
 )
 from doxa.events.parse import Event
 from doxa.llm.batch_api import Answer, BatchAPI, JobStatus
-from doxa.llm.extractor import token_usage
 from doxa.relevance import Batch
+from doxa.usage import FlatUsage
 from doxa.workdir import PrivateDir
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class RoundState(BaseModel):
     jobs: list[JobState] = Field(default_factory=list)
 
 
-class Totals(BaseModel):
+class Totals(FlatUsage):
     """Counters over the whole backfill, across resumed runs."""
 
     rounds: int = 0
@@ -419,9 +419,7 @@ class Backfill:
         try:
             result = await self._apply(state, batch, answer, ref.known_record_ids)
         except ExtractionValidationError as exc:
-            tokens_in, tokens_out = token_usage(answer)
-            totals.input_tokens += tokens_in  # billed all the same
-            totals.output_tokens += tokens_out
+            totals.count(self.engine.spec.provider.usage(answer))  # billed all the same
             self._failed(state, ref, "extraction invalid: " + "; ".join(exc.reasons[:5]))
             return
         if result is None:
@@ -434,11 +432,9 @@ class Backfill:
         """Count a merged answer: the counters survive a kill between merge and save."""
         if isinstance(answer, str):
             return
-        tokens_in, tokens_out = token_usage(answer)
         state.totals.answered += 1
         state.totals.batches_merged += 1
-        state.totals.input_tokens += tokens_in
-        state.totals.output_tokens += tokens_out
+        state.totals.count(self.engine.spec.provider.usage(answer))
 
     def _failed(self, state: BackfillState, ref: RequestRef, reason: str) -> None:
         key = f"{ref.user_id} {ref.batch_id}"

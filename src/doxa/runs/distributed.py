@@ -32,6 +32,7 @@ from doxa.errors import ConfigError, InvalidEventError, InvalidEventsError
 from doxa.events.parse import Event, parse_event
 from doxa.events.spool import MAX_REPORTED
 from doxa.llm.providers import parse_provider
+from doxa.usage import FlatUsage, Usage
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -56,7 +57,7 @@ class WorkerConfig(BaseModel):
     """Further `Engine(...)` keyword arguments (`schema`, `rpm`, `retry`...); picklable."""
 
 
-class RayIngestSummary(BaseModel):
+class RayIngestSummary(FlatUsage):
     """What a distributed ingest did, summed over every worker: counts, tokens, cost, errors."""
 
     rows: int = 0
@@ -294,12 +295,13 @@ def _add(summary: RayIngestSummary, seen: set[str], batch: Batch) -> None:
         if error:
             summary.errors[str(user)] = error
             continue
-        for name in ("events_new", "batches", "llm_calls", "input_tokens", "output_tokens",
-                     "changes", "commit_retries"):
+        for name in ("events_new", "batches", "changes", "commit_retries"):
             setattr(summary, name, getattr(summary, name) + int(batch[name][i]))
         cost = float(batch["cost_usd"][i])
-        summary.cost_usd = (None if summary.cost_usd is None or math.isnan(cost)
-                            else summary.cost_usd + cost)
+        summary.count(Usage(llm_calls=int(batch["llm_calls"][i]),
+                            input_tokens=int(batch["input_tokens"][i]),
+                            output_tokens=int(batch["output_tokens"][i]),
+                            cost_usd=None if math.isnan(cost) else cost))
     summary.users = len(seen)
 
 

@@ -10,12 +10,13 @@ the file themselves and the summary comes back whole.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from doxa.engine import Engine, IngestResult
 from doxa.events.spool import UserSpool
+from doxa.usage import Usage
 
 if TYPE_CHECKING:  # Ray is imported only on the path that uses it
     from doxa.runs.distributed import RayIngestSummary
@@ -45,21 +46,14 @@ class IngestTotals:
 
     users: int = 0
     changes: int = 0
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost: float | None = 0.0
     dropped: int = 0
+    usage: Usage = field(default_factory=Usage)
 
     def add(self, result: IngestResult) -> None:
         self.users += 1
         self.changes += len(result.changes)
-        self.calls += result.llm_calls
-        self.tokens_in += result.input_tokens
-        self.tokens_out += result.output_tokens
         self.dropped += len(result.dropped)
-        self.cost = None if self.cost is None or result.cost_usd is None else (
-            self.cost + result.cost_usd)
+        self.usage = self.usage + result.usage
 
 
 async def ingest_spool(job: IngestJob, spool: UserSpool, totals: IngestTotals, *,

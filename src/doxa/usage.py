@@ -1,0 +1,94 @@
+"""What LLM work cost: calls, cached answers, re-asks, tokens and dollars, as one `Usage`.
+
+Every counter doxa keeps (an extraction's outcome, an ingest's result, the CLI's totals, a
+backfill's, a Ray run's, an eval case's, the LLM judge's) sums `Usage` values with `+`, so the
+rules of summing are written once, here: above all, a cost is None (unknown) as soon as any
+part of it had no known price. A total that quietly left the unpriced part out would look
+like a real price and be a wrong one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Usage(BaseModel):
+    """What some LLM work cost; `cost_usd` is None when some call's price is unknown."""
+
+    model_config = ConfigDict(frozen=True)
+
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    cache_hits: int = 0
+    """Answers taken from the response cache: no call, no tokens."""
+    latency_s: float = 0.0
+    dropped: int = 0
+    """Proposed records dropped as invalid after re-asking."""
+    calling_batches: int | None = None
+    """Batches that called the LLM (signal, and not answered from the cache); None where it
+    was not counted (run files written before it was)."""
+    reasks: int | None = None
+    """Calls after a calling batch's first: instructor's re-asks of invalid answers; None
+    where it was not counted."""
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            llm_calls=self.llm_calls + other.llm_calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=add_costs(self.cost_usd, other.cost_usd),
+            cache_hits=self.cache_hits + other.cache_hits,
+            latency_s=self.latency_s + other.latency_s, dropped=self.dropped + other.dropped,
+            calling_batches=_plus(self.calling_batches, other.calling_batches),
+            reasks=_plus(self.reasks, other.reasks),
+        )
+
+
+FLAT_COUNTS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "cache_hits")
+"""The counts a result may show as fields of its own (`FlatUsage`)."""
+
+
+class FlatUsage(BaseModel):
+    """A model that shows some of `Usage`'s counts as fields of its own, summed as a `Usage`.
+
+    An ingest's result, a Ray run's summary and a backfill's totals are JSON contracts (the
+    API schema, the CLI's `--json`, the resume file), so their counts cannot move into a
+    nested `usage`; they are read and added through `Usage` all the same, so every sum
+    follows its rules. A subclass declares any of `FLAT_COUNTS` among its fields."""
+
+    @property
+    def usage(self) -> Usage:
+        """This model's counts as a `Usage` (those it does not show are 0)."""
+        return Usage(**{name: getattr(self, name) for name in self._counted()})
+
+    def count(self, usage: Usage) -> None:
+        """Add `usage` to the counts this model shows."""
+        total = self.usage + usage
+        for name in self._counted():
+            setattr(self, name, getattr(total, name))
+
+    @classmethod
+    def _counted(cls) -> tuple[str, ...]:
+        return tuple(name for name in FLAT_COUNTS if name in cls.model_fields)
+
+
+def add_costs(a: float | None, b: float | None) -> float | None:
+    """Two costs summed; None (unknown) when either is: an unknown price is not a free one."""
+    return None if a is None or b is None else a + b
+
+
+def total_usage(usages: Iterable[Usage]) -> Usage:
+    """The sum of `usages` (an empty sum costs nothing)."""
+    total = Usage()
+    for usage in usages:
+        total = total + usage
+    return total
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    """A count summed where either side measured it (an unmeasured side adds nothing)."""
+    return None if a is None and b is None else (a or 0) + (b or 0)
