@@ -282,6 +282,24 @@ def test_committed_run_files_still_load_as_doxa_runs() -> None:
         assert run.metrics.cases > 0
 
 
+def test_committed_naive_runs_load_as_baselines_and_sit_beside_doxa() -> None:
+    """The per-suite naive runs of evals/baselines/naive are what the README's table reads:
+    each is a baseline run, scored without calibration, and lines up with the committed
+    doxa run of the same cases in the side-by-side view."""
+    doxa = read_run(BASELINES / "qwen2.5-coder-1.5b.json")
+    naive_runs = sorted((BASELINES / "naive").glob("*.json"))
+    assert len(naive_runs) >= 10
+    for path in naive_runs:
+        naive = read_run(path)
+        assert naive.baseline == "naive" and naive.metrics.calibration.ece is None, path
+        assert naive.usage.llm_calls == naive.metrics.cases and naive.usage.cache_hits == 0
+        suite = naive.suite.rstrip("/").rsplit("/", 1)[-1]
+        view = side_by_side(doxa, naive)
+        rows = {row.group: row for row in view.suites}
+        assert rows[suite].cases == naive.metrics.cases, path
+        assert f"| {suite} |" in markdown_table(view)
+
+
 def test_an_event_is_one_compact_line() -> None:
     line = event_line(parse_event({
         "id": "x1", "user_id": "u", "type": "chat_message", "timestamp": "2026-03-02T10:00:00Z",
