@@ -10,7 +10,7 @@ every error it raises on purpose (tests/test_public_api.py keeps the list whole)
 
 from doxa.core.confidence import ConfidenceConfig
 from doxa.core.merge import MergeConfig, Outcome
-from doxa.engine import DroppedInfo, Engine, EngineConfig, IngestResult
+from doxa.engine import DroppedInfo, Engine, EngineConfig, EngineOptions, IngestResult
 from doxa.errors import (
     BackfillStateError,
     ConfigError,
@@ -69,6 +69,7 @@ __all__ = [
     "DroppedInfo",
     "Engine",
     "EngineConfig",
+    "EngineOptions",
     "Event",
     "EvidenceLink",
     "Explanation",
