@@ -137,3 +137,29 @@ def test_report_refuses_what_is_not_a_run_file(tmp_path: Path) -> None:
     bogus.write_text("[]")
     result = runner.invoke(app, ["report", str(bogus), "--html", str(tmp_path / "r.html")])
     assert result.exit_code == 1 and "not a doxa eval run" in result.output
+
+
+def test_compare_refuses_runs_over_different_cases_unless_allowed(tmp_path: Path) -> None:
+    """Metrics over different case sets do not compare: the command says so and how many
+    cases each run holds, and runs only when told to."""
+    run = json.loads(RUN_B.read_text())
+    run["cases"] = run["cases"][1:]
+    fewer = tmp_path / "fewer.json"
+    fewer.write_text(json.dumps(run))
+    total = len(json.loads(RUN_A.read_text())["cases"])
+    refused = runner.invoke(app, ["compare", str(RUN_A), str(fewer)])
+    assert refused.exit_code == 1
+    assert f"cases: A {total}, B {total - 1}, {total - 1} in both" in refused.output
+    assert "--allow-different-suites" in refused.output
+    allowed = runner.invoke(app, ["compare", str(RUN_A), str(fewer), "--allow-different-suites"])
+    assert allowed.exit_code == 0, allowed.output
+    lines = allowed.output.splitlines()
+    assert lines[2] == f"cases: A {total}, B {total - 1}, {total - 1} in both"
+    assert "only in A:" in allowed.output
+
+
+def test_compare_prints_the_case_counts_before_the_metrics() -> None:
+    result = runner.invoke(app, ["compare", str(RUN_A), str(RUN_B)])
+    total = len(json.loads(RUN_A.read_text())["cases"])
+    counts = result.output.index(f"cases: A {total}, B {total}, {total} in both")
+    assert counts < result.output.index("metrics (B − A)")

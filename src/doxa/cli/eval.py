@@ -300,10 +300,19 @@ def _run_line(side: str, label: RunLabel) -> str:
             f"{label.prompt_version or '–'}, {label.matcher})")
 
 
+def case_counts(comparison: Comparison) -> str:
+    """How many cases each run holds and how many both do: the first thing to know about
+    a comparison, since metrics over different cases do not compare."""
+    shared = comparison.cases_in_both
+    return (f"cases: A {shared + len(comparison.only_a)}, B {shared + len(comparison.only_b)}, "
+            f"{shared} in both")
+
+
 def print_comparison(comparison: Comparison) -> None:
     a, b = comparison.a, comparison.b
     console.print(escape(_run_line("A", a)), soft_wrap=True)
     console.print(escape(_run_line("B", b)), soft_wrap=True)
+    console.print(case_counts(comparison), soft_wrap=True, markup=False)
     if comparison.side_by_side is not None:
         print_side_by_side(comparison.side_by_side)
     table = Table(title="metrics (B − A)")
@@ -330,6 +339,9 @@ def compare_command(
         "--markdown", help="with a doxa run and a `--baseline` run (either order): print "
         "only the per-suite table (recall, evidence precision, input tokens per case) as "
         "markdown")] = False,
+    allow_different_suites: Annotated[bool, typer.Option(
+        "--allow-different-suites", metavar="", help="compare runs whose cases differ "
+        "(the metrics then describe different sets of cases)")] = False,
 ) -> None:
     """Metric deltas B − A, then the cases that got worse and better, side by side.
 
@@ -339,6 +351,10 @@ def compare_command(
     and per kind."""
     a, b = _guard(lambda: read_run(run_a)), _guard(lambda: read_run(run_b))
     comparison = compare_runs(a, b, path_a=str(run_a), path_b=str(run_b))
+    if (comparison.only_a or comparison.only_b) and not allow_different_suites:
+        fail(f"{case_counts(comparison)}: the runs are over different cases, so their "
+             "metrics cannot be set against each other; run both on one suite, or pass "
+             "--allow-different-suites")
     if markdown:
         if comparison.side_by_side is None:
             fail("--markdown needs one doxa run and one run written with --baseline")

@@ -70,6 +70,7 @@ class Comparison(BaseModel):
     metrics: tuple[MetricDelta, ...]
     worse: tuple[CaseChange, ...] = ()
     better: tuple[CaseChange, ...] = ()
+    cases_in_both: int = 0
     only_a: tuple[str, ...] = ()
     only_b: tuple[str, ...] = ()
     side_by_side: SideBySide | None = None
@@ -137,5 +138,6 @@ def compare_runs(a: RunFile, b: RunFile, *, path_a: str = "A", path_b: str = "B"
         a=_label(a, path_a), b=_label(b, path_b), metrics=tuple(metric_deltas(a, b)),
         worse=tuple(_change(*p) for p in worse), better=tuple(_change(*p) for p in better),
         only_a=tuple(sorted(in_a - set(in_b))), only_b=tuple(sorted(set(in_b) - in_a)),
+        cases_in_both=len(in_a & set(in_b)),
         side_by_side=side_by_side(*pair) if (pair := doxa_and_baseline(a, b)) else None,
     )
