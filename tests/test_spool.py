@@ -107,10 +107,17 @@ async def slow_fake() -> AsyncIterator[FakeProvider]:
 
 async def start_ingest(events: Path, tmp: Path, fake: FakeProvider) -> asyncio.subprocess.Process:
     env = {**os.environ, "OPENAI_API_KEY": "x", "TMPDIR": str(tmp)}
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "doxa", "ingest", str(events), "--db", str(tmp.parent / "d.db"),
-        "--model", "openai/fake", "--base-url", fake.base_url, "--json", env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # An ignored SIGINT survives exec, and something earlier in a full test session leaves
+    # it ignored in the pytest process (seen as an ingest that ran to the end, exit 0).
+    # A user's shell starts `doxa ingest` with Ctrl-C at its default: so does this.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "doxa", "ingest", str(events), "--db",
+            str(tmp.parent / "d.db"), "--model", "openai/fake", "--base-url", fake.base_url,
+            "--json", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 async def in_flight(tmp: Path, fake: FakeProvider, proc: asyncio.subprocess.Process) -> None:
