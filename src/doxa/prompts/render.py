@@ -60,9 +60,6 @@ class Messages:
     prompt_version: str
     known_record_ids: frozenset[str]
 
-    def as_openai(self) -> list[dict[str, Any]]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
-
 
 class PromptSet:
     """One versioned pair of templates (system, user) loaded from a folder."""
