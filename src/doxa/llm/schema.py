@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from doxa.core.injection import event_strings, readable_forms, speaking_event_ids, strings_in
 from doxa.core.similarity import content_words
@@ -39,12 +40,10 @@ NO_EVENT = frozenset({"unknown", "none", "null", "n/a", "na", "-", "no", "no eve
 class EvidenceQuote(BaseModel):
     """An event that shows the record, with the words from it that show it."""
 
-    event_id: str = Field(description="id of an event in the batch, exactly as shown, e.g. e12")
+    event_id: str = Field(description="an event's id, as shown")
     quote: str = Field(
-        default="",
-        max_length=400,
-        description="the exact words from that event's text that show this; empty if the "
-        "event has no text",
+        default="", max_length=400,
+        description="the person's exact words in that event; empty for an event without text",
     )
 
 
@@ -60,27 +59,22 @@ class Proposal(BaseModel):
     kind: str
     statement: str = Field(
         min_length=3, max_length=300,
-        description="one short plain sentence about the user, starting with a verb such as "
-        "Believes, Wants or Prefers",
-    )
-    context: str = Field(
-        max_length=60,
-        description="a short snake_case tag for where this matters, e.g. purchase_intent, "
-        "product_fit, communication, billing, support, learning",
+        description="a short sentence about the person, e.g. Prefers …, Wants to …, Believes …",
     )
     evidence: list[EvidenceQuote] = Field(min_length=1, max_length=MAX_EVIDENCE)
     basis: Literal["explicit", "inferred"] = Field(
-        description="explicit: the user said it; inferred: concluded from behaviour"
+        default="explicit", description="explicit: they said it; inferred: from what they did"
+    )
+    context: str = Field(
+        default="general", max_length=60,
+        description="a snake_case topic, e.g. diet, work, billing, communication",
     )
     relation: Literal["new", "reinforces", "refines", "contradicts"] = Field(
-        default="new",
-        description="how it relates to a record already known about the user",
+        default="new", description="to a known record",
     )
-    related_record_id: str | None = Field(
-        default=None, description="id of the known record it reinforces, refines or contradicts"
-    )
+    related_record_id: str | None = Field(default=None, description="that known record's id")
     status: Literal["active", "achieved", "abandoned"] = Field(
-        default="active", description="for goals: achieved or abandoned when the events show it"
+        default="active", description="for a goal the events show reached or given up",
     )
 
     def slot(self) -> tuple[str | None, str | None]:
@@ -93,9 +87,8 @@ class ProposedRecord(Proposal):
     """One belief, goal or preference the events show about the user."""
 
     kind: Literal["belief", "goal", "preference"] = Field(
-        description="belief: what the user thinks is true (about their needs, the product, "
-        "alternatives); goal: what they are trying to achieve; preference: how they like "
-        "to interact or be served"
+        description="preference: likes, dislikes, avoids, needs; goal: wants to achieve; "
+        "belief: thinks is true"
     )
 
 
@@ -174,6 +167,9 @@ class BaseExtraction(BaseModel):
 class Extraction(BaseExtraction):
     """The beliefs, goals and preferences that this batch of events shows about the user."""
 
+    notes: SkipJsonSchema[str] = Field(default="")
+    """Not asked for: measured on the local model, the notes cost output tokens and a small
+    model filled them by restating the events, without finding more (evals/baselines)."""
     records: list[ProposedRecord] = Field(max_length=MAX_RECORDS)
     record_type: ClassVar[type[Proposal]] = ProposedRecord
 

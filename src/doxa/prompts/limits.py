@@ -6,5 +6,5 @@ The system prompt tells the model how many records one answer may hold and the t
 
 from __future__ import annotations
 
-MAX_RECORDS = 10
+MAX_RECORDS = 6
 """Records one extraction answer may propose."""
