@@ -18,6 +18,7 @@ import jinja2
 
 from doxa.core.injection import speaking_event_ids
 from doxa.errors import ConfigError
+from doxa.events.speakers import is_users_own
 from doxa.model.records import Record, UserModel
 from doxa.model.schema import ModelSchema
 from doxa.prompts.limits import MAX_RECORDS
@@ -110,10 +111,17 @@ class PromptSet:
 
 
 def _item_view(item: BatchItem, speaking: frozenset[str]) -> dict[str, Any]:
-    """One event as the template shows it: every field already escaped for its placement."""
+    """One event as the template shows it: every field already escaped for its placement.
+
+    Another speaker's turn (an assistant's, an agent's, the system's) is marked in its body,
+    `[assistant] ...`, whatever the template does with `speaker`: it is shown only as what
+    the user was answering, and the marker travels with the words the model might quote.
+    """
     body = item.text if item.text is not None else item.describe()
     if item.text is not None and item.properties:
         body = f"{item.text} ({', '.join(f'{k}={v}' for k, v in sorted(item.properties.items()))})"
+    if item.text is not None and not is_users_own(item.speaker):
+        body = f"[{item.speaker}] {body}"
     return {
         "id": escape(item.ref, "attribute"),
         "also": escape(",".join(item.event_ids[1:]), "attribute"),
@@ -122,6 +130,7 @@ def _item_view(item: BatchItem, speaking: frozenset[str]) -> dict[str, Any]:
         "context": escape(item.context, "attribute") if item.context else None,
         "body": escape(body, "body"),
         "suspicious": item.ref in speaking,
+        "speaker": None if is_users_own(item.speaker) else item.speaker,
     }
 
 
