@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -94,6 +95,11 @@ class PromptSet:
         return self._templates["system"].render(max_records=MAX_RECORDS,
                                                 schema=self.schema).strip()
 
+    def render_user(self, **values: Any) -> str:
+        """The user message from any values its template reads (a prompt other than the
+        extraction's, such as the re-ask's, `doxa.prompts.reask`)."""
+        return self._templates["user"].render(**values).strip()
+
     def render(self, batch: Batch, model: UserModel, *, max_records: int = 12,
                max_record_tokens: int = 600) -> Messages:
         """Messages for one batch; the model slice is bounded by count and tokens."""
@@ -105,9 +111,14 @@ class PromptSet:
                 {"id": r.id, "kind": r.kind, "statement": escape(r.statement, "body")}
                 for r in known
             ],
-            items=[_item_view(item, speaking) for item in batch.items],
+            items=item_views(batch.items, speaking),
         ).strip()
         return Messages(system, user, self.version, frozenset(r.id for r in known))
+
+
+def item_views(items: Iterable[BatchItem], speaking: frozenset[str]) -> list[dict[str, Any]]:
+    """Events as a template shows them (`speaking`: ids of events that speak to the system)."""
+    return [_item_view(item, speaking) for item in items]
 
 
 def _item_view(item: BatchItem, speaking: frozenset[str]) -> dict[str, Any]:
