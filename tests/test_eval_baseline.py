@@ -321,7 +321,7 @@ def test_a_run_over_one_folder_is_one_row_and_other_cases_are_left_out(
 
 def test_runs_count_calls_per_calling_batch_reasks_and_tokens_per_find(
         suite: Path, fake: FakeProvider, tmp_path: Path) -> None:
-    fake.faults = ["invalid"]  # the first answer cites no event: instructor re-asks once
+    fake.faults = ["invalid"]  # the first answer cites no event: its record is re-asked once
     doxa_path = tmp_path / "doxa.json"
     result = runner.invoke(app, ["run", str(suite / "everyday"), "--model", "openai/fake",
                                  "--base-url", fake.base_url, "--out", str(doxa_path),
@@ -333,6 +333,10 @@ def test_runs_count_calls_per_calling_batch_reasks_and_tokens_per_find(
     assert ratios["calls_per_calling_batch"] == 2.0 and ratios["reasks"] == 1.0
     assert ratios["input_tokens_per_case"] == doxa.usage.input_tokens
     assert ratios["input_tokens_per_found"] == doxa.usage.input_tokens  # one record found
+    # the re-ask's share of the tokens (the faulty first answer reports 10 of its own)
+    assert doxa.usage.reask_input_tokens == doxa.usage.input_tokens - 10
+    assert ratios["reask_input_tokens"] == doxa.usage.reask_input_tokens
+    assert ratios["repairs"] == 0.0
 
     naive_path = tmp_path / "naive.json"
     assert runner.invoke(app, naive_args(suite / "everyday", fake, naive_path)).exit_code == 0
@@ -341,6 +345,8 @@ def test_runs_count_calls_per_calling_batch_reasks_and_tokens_per_find(
     deltas = {d.name: d for d in compare_runs(doxa, naive).metrics}
     assert (deltas["calls_per_calling_batch"].a, deltas["calls_per_calling_batch"].b) == (2, 1)
     assert (deltas["reasks"].a, deltas["reasks"].b) == (1, 0)
+    assert deltas["reask_input_tokens"].a == doxa.usage.reask_input_tokens
+    assert (deltas["repairs"].a, deltas["repairs"].b) == (0, None)
     assert deltas["input_tokens_per_found"].b == naive.usage.input_tokens
 
 

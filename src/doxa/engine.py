@@ -71,6 +71,14 @@ class IngestResult(FlatUsage):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = 0.0
+    reasks: int = 0
+    """Calls after each calling batch's first: re-asks of invalid answers or records."""
+    repairs: int = 0
+    """Evidence mended without a re-ask (a quote's exact span taken, a citation fixed)."""
+    reask_input_tokens: int = 0
+    """Of input_tokens, those the re-asks sent."""
+    reask_output_tokens: int = 0
+    """Of output_tokens, those the re-asks answered."""
     latency_s: float = 0.0
     changes: list[Change] = Field(default_factory=list)
     dropped: list[DroppedInfo] = Field(default_factory=list)

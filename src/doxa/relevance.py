@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from doxa.events.parse import Event
+from doxa.events.speakers import Speaker, is_users_own
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     # Said in the user's own words: the strongest signal there is.
@@ -71,6 +72,14 @@ class RelevanceConfig(BaseModel):
     max_tokens: int = 3_000
     max_item_chars: int = 1_500
     """Longer event text is cut (with a marker) before rendering, never sent whole."""
+    max_context_chars: int = 300
+    """An assistant's or system's turn is cut to about this (its start and its end, where
+    the question the user answered usually is): it is context, never evidence, and long
+    assistant messages would otherwise fill the budget meant for the user's own words."""
+    context_weight: float = 0.2
+    """The most an assistant's or system's turn scores: kept as context (above
+    `drop_below`) but never enough signal for a call on its own (below
+    `min_batch_signal`)."""
 
 
 class BatchItem(BaseModel):
@@ -85,6 +94,8 @@ class BatchItem(BaseModel):
     text: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
     context: str | None = None
+    speaker: Speaker | None = None
+    """Who wrote the text (`Event.speaker`); None for behaviour and the user's messages."""
     count: int = 1
     score: float = 0.0
 
@@ -151,9 +162,27 @@ def score(event: Event, config: RelevanceConfig) -> float:
     weight = config.weights.get(event.type, config.default_weight)
     if weight <= 0.0:
         return 0.0
+    if not is_users_own(event.speaker):
+        return min(weight, config.context_weight)  # the other side's words: context only
     if event.text and event.text.strip():
         weight = max(weight, 0.8)
     return min(1.0, weight)
+
+
+def cut_text(text: str, speaker: Speaker | None, config: RelevanceConfig) -> str:
+    """The text as a batch shows it: the user's own up to `max_item_chars` (then cut with a
+    marker), another speaker's compacted to its start and end within `max_context_chars`."""
+    if is_users_own(speaker):
+        if len(text) <= config.max_item_chars:
+            return text
+        return text[: config.max_item_chars] + " [...truncated]"
+    limit = config.max_context_chars
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 2 // 3], text[-(limit // 3):]
+    head = head.rsplit(" ", 1)[0] if " " in head else head
+    tail = tail.split(" ", 1)[1] if " " in tail else tail
+    return f"{head} [...] {tail}"
 
 
 def _collapse_key(event: Event) -> str | None:
@@ -191,13 +220,11 @@ def relevant_items(
                 [*members, event],
             )
             continue
-        text = event.text
-        if text is not None and len(text) > config.max_item_chars:
-            text = text[: config.max_item_chars] + " [...truncated]"
+        text = None if event.text is None else cut_text(event.text, event.speaker, config)
         item = BatchItem(
             event_ids=(event.id,), type=event.type, first_at=event.timestamp,
             last_at=event.timestamp, text=text, properties=dict(event.properties),
-            context=event.context, score=s,
+            context=event.context, speaker=event.speaker if event.text else None, score=s,
         )
         if key is not None:
             index[key] = len(items)

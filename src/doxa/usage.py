@@ -32,8 +32,16 @@ class Usage(BaseModel):
     """Batches that called the LLM (signal, and not answered from the cache); None where it
     was not counted (run files written before it was)."""
     reasks: int | None = None
-    """Calls after a calling batch's first: instructor's re-asks of invalid answers; None
-    where it was not counted."""
+    """Calls after a calling batch's first: re-asks of invalid answers (instructor's, for an
+    answer that does not parse; doxa's targeted ones, for records whose evidence fails);
+    None where it was not counted."""
+    repairs: int | None = None
+    """Evidence doxa mended instead of re-asking (`doxa.llm.evidence`): quotes replaced by
+    their event's exact span, citations re-pointed or trimmed; None where not counted."""
+    reask_input_tokens: int | None = None
+    """Of `input_tokens`, those the re-asks sent; None where not counted."""
+    reask_output_tokens: int | None = None
+    """Of `output_tokens`, those the re-asks answered; None where not counted."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -45,10 +53,14 @@ class Usage(BaseModel):
             latency_s=self.latency_s + other.latency_s, dropped=self.dropped + other.dropped,
             calling_batches=_plus(self.calling_batches, other.calling_batches),
             reasks=_plus(self.reasks, other.reasks),
+            repairs=_plus(self.repairs, other.repairs),
+            reask_input_tokens=_plus(self.reask_input_tokens, other.reask_input_tokens),
+            reask_output_tokens=_plus(self.reask_output_tokens, other.reask_output_tokens),
         )
 
 
-FLAT_COUNTS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "cache_hits")
+FLAT_COUNTS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "cache_hits",
+               "reasks", "repairs", "reask_input_tokens", "reask_output_tokens")
 """The counts a result may show as fields of its own (`FlatUsage`)."""
 
 

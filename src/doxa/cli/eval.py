@@ -107,6 +107,8 @@ def summary_table(run: RunFile) -> Table:
     table.add_row("LLM calls (cache hits)", f"{u.llm_calls} ({u.cache_hits})")
     table.add_row("calls per calling batch (re-asks)",
                   f"{_num(ratios['calls_per_calling_batch'], 2)} ({_num(ratios['reasks'], 0)})")
+    table.add_row("repairs (re-ask tokens in)",
+                  f"{_num(ratios['repairs'], 0)} ({_num(ratios['reask_input_tokens'], 0)})")
     table.add_row("tokens in/out", f"{u.input_tokens}/{u.output_tokens}")
     table.add_row("input tokens per case / per record found",
                   f"{_num(ratios['input_tokens_per_case'], 0)} / "
@@ -198,6 +200,7 @@ def run_command(
 
 DIGITS = {"cost_usd": 4, "latency_s": 1, "llm_calls": 0, "input_tokens": 0,
           "output_tokens": 0, "forbidden_violations": 0, "kind_mismatches": 0, "reasks": 0,
+          "repairs": 0, "reask_input_tokens": 0,
           "calls_per_calling_batch": 2, "input_tokens_per_case": 0,
           "input_tokens_per_found": 0}
 

@@ -57,6 +57,8 @@ def print_explanation(console: Console, explanation: Explanation) -> None:
         what = (ev.text or f"{ev.type} {ev.properties}") if ev is not None else "(event erased)"
         if link.quote:
             what += f'\n  quote: "{link.quote}"'
+        if link.quote_as_written is not None:
+            what += f'\n  repaired from: "{link.quote_as_written}"'
         table.add_row(link.event_id, _ago(link.observed_at), link.polarity, link.basis, what)
     console.print(table)
     if r.history:
@@ -73,5 +75,6 @@ def history_table(records: list[Record]) -> Table:
         for rev in r.history:
             table.add_row(r.id, _ago(rev.recorded_at), _ago(rev.observed_at), rev.action,
                           f"{rev.confidence:.2f}", rev.status, rev.statement,
-                          ", ".join(rev.event_ids), rev.prompt_version or rev.note)
+                          ", ".join(rev.event_ids),
+                          " · ".join(part for part in (rev.prompt_version, rev.note) if part))
     return table

@@ -20,6 +20,7 @@ from doxa.core.confidence import ConfidenceConfig, confidence_from_evidence
 from doxa.core.injection import speaking_event_ids
 from doxa.core.similarity import Similarity, content_words, lexical_similarity
 from doxa.events.parse import Event
+from doxa.llm.evidence import as_written
 from doxa.llm.schema import Proposal
 from doxa.model.records import (
     Action,
@@ -83,6 +84,7 @@ class _Working:
             after.evidence, after.kind, config=self.config.confidence)})
         if before is not None and _same_state(before, after):
             return
+        note = note or _repair_note(after, event_ids, batch_id)
         revision = Revision(
             action=action, recorded_at=self.now, observed_at=observed_at,
             statement=after.statement, confidence=after.confidence, status=after.status,
@@ -96,6 +98,14 @@ class _Working:
             record_id=after.id, kind=after.kind, action=action, statement=after.statement,
             confidence_before=before.confidence if before else None,
             confidence_after=after.confidence, status=after.status, event_ids=tuple(event_ids)))
+
+
+def _repair_note(record: Record, event_ids: Sequence[str], batch_id: str) -> str:
+    """A revision's note naming the evidence whose quote doxa repaired in this batch."""
+    repaired = [link.event_id for link in record.evidence
+                if link.quote_as_written is not None and link.batch_id == batch_id
+                and link.event_id in event_ids]
+    return f"quote repaired: {', '.join(repaired)}" if repaired else ""
 
 
 def _same_state(a: Record, b: Record) -> bool:
@@ -115,6 +125,7 @@ def _links(proposal: Proposal, batch: Batch,
         # Only words the user wrote can state something explicitly; behaviour is inferred.
         basis: Basis = proposal.basis if (event.text or "").strip() else "inferred"
         links.append(EvidenceLink(event_id=ev.event_id, quote=ev.quote if event.text else "",
+                                  quote_as_written=as_written(ev) if event.text else None,
                                   polarity=polarity, basis=basis,
                                   observed_at=event.timestamp, batch_id=batch.id))
     return links

@@ -111,8 +111,8 @@ class DimensionScore(BaseModel):
 
 
 USAGE_FIELDS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "latency_s",
-                "reasks", "calls_per_calling_batch", "input_tokens_per_case",
-                "input_tokens_per_found")
+                "reasks", "repairs", "reask_input_tokens", "calls_per_calling_batch",
+                "input_tokens_per_case", "input_tokens_per_found")
 """What a run cost, by name: totals, then the ratios that say what a found record costs."""
 
 
@@ -127,6 +127,9 @@ def usage_values(usage: Usage, metrics: SuiteMetrics) -> dict[str, float | None]
         "output_tokens": float(usage.output_tokens), "cost_usd": usage.cost_usd,
         "latency_s": usage.latency_s,
         "reasks": None if usage.reasks is None else float(usage.reasks),
+        "repairs": None if usage.repairs is None else float(usage.repairs),
+        "reask_input_tokens": (None if usage.reask_input_tokens is None
+                               else float(usage.reask_input_tokens)),
         "calls_per_calling_batch": ratio(usage.llm_calls, usage.calling_batches),
         "input_tokens_per_case": ratio(usage.input_tokens, metrics.cases),
         "input_tokens_per_found": ratio(usage.input_tokens, metrics.overall.tp),

@@ -76,7 +76,16 @@ def usage_of(result: Any, latency_s: float) -> Usage:
         latency_s=latency_s,
         dropped=len(getattr(result, "dropped", None) or ()),
         calling_batches=calling, reasks=reasks,
+        repairs=_counted(result, "repairs"),
+        reask_input_tokens=_counted(result, "reask_input_tokens"),
+        reask_output_tokens=_counted(result, "reask_output_tokens"),
     )
+
+
+def _counted(result: Any, name: str) -> int | None:
+    """A count an engine's result keeps, or None when it keeps no such count."""
+    value = getattr(result, name, None)
+    return value if isinstance(value, int) else None
 
 
 async def score_case(case: Case, records: Sequence[Record], *, matcher: Matcher,

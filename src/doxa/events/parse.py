@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from doxa.errors import InvalidEventError, InvalidEventsError
@@ -32,6 +33,7 @@ from doxa.events.fields import (
     check_text,
     check_user_id,
 )
+from doxa.events.speakers import SPEAKERS, Speaker, speaker_named, speaker_of
 
 __all__ = ["MAX_TEXT_CHARS", "Event", "LoadReport", "iter_file", "load_events", "load_file",
            "parse_event"]
@@ -64,6 +66,35 @@ class Event(BaseModel):
     text: str | None = None
     properties: dict[str, JsonValue] = Field(default_factory=dict)
     context: str | None = None
+    speaker: Speaker | None = None
+    """Who wrote `text` (doxa.events.speakers): "user", "assistant" ("agent" is read as
+    one) or "system"; when not given, read from `properties["role"]` or the type. None for
+    behavioural events and messages of no recorded author, which count as the user's."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_speaker(cls, data: Any) -> Any:
+        """A message's author, when not given, from its recorded role or its type; an event
+        without text (behaviour) has none."""
+        if not isinstance(data, Mapping) or data.get("speaker") is not None:
+            return data
+        text, properties = data.get("text"), data.get("properties")
+        if not isinstance(text, str) or not text.strip():
+            return data
+        speaker = speaker_of(str(data.get("type") or ""),
+                             properties if isinstance(properties, Mapping) else {})
+        return data if speaker is None else {**data, "speaker": speaker}
+
+    @field_validator("speaker", mode="before")
+    @classmethod
+    def _known_speaker(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        speaker = speaker_named(value)
+        if speaker is None:
+            raise ValueError(f"must be one of {', '.join(SPEAKERS)} (or agent, read as "
+                             f"assistant), got {str(value)[:40]!r}")
+        return speaker
 
     @field_validator("properties", mode="before")
     @classmethod

@@ -69,9 +69,16 @@ class UsageMeter:
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
         self.total = Usage()
+        self.after_first = Usage()
+        """Every response but the first: what instructor's re-asks cost."""
+        self._responses = 0
 
     def __call__(self, response: Any) -> None:
-        self.total = self.total + self.spec.provider.usage(response)
+        usage = self.spec.provider.usage(response)
+        self.total = self.total + usage
+        if self._responses:
+            self.after_first = self.after_first + usage
+        self._responses += 1
 
 
 @dataclass

@@ -1,8 +1,13 @@
-"""The conversation with the LLM: one call per batch, validated, re-asked, retried, cached.
+"""The conversation with the LLM: one call per batch, validated, repaired, re-asked only
+where needed, retried, cached.
 
-Validation errors are re-asked through instructor (bounded); transient provider errors are
-retried by the front door every LLM call goes through (`doxa.llm.client`); what stays
-invalid is dropped and counted, never stored.
+An answer that does not parse is re-asked through instructor (bounded). An answer that
+parses is reviewed record by record (`doxa.llm.evidence`): evidence doxa can mend itself
+is mended, a record resting only on another speaker's words is refused, and only the
+records that still fail are re-asked, with only the events they cite
+(`doxa.prompts.reask`), so a re-ask costs a fraction of the first call. Transient provider
+errors are retried by the front door every LLM call goes through (`doxa.llm.client`); what
+stays invalid is dropped and counted, never stored.
 """
 
 from __future__ import annotations
@@ -13,13 +18,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from doxa.core.injection import speaking_event_ids
 from doxa.errors import ContextLengthError, ExtractionValidationError, ProviderError
+from doxa.events.speakers import is_users_own
 from doxa.llm.client import LLMClient, RetryPolicy, UsageMeter
+from doxa.llm.evidence import (
+    ChatValidation,
+    Review,
+    dump_with_repairs,
+    restore_repairs,
+    review,
+    review_records,
+)
 from doxa.llm.provider_errors import provider_error
 from doxa.llm.providers import Prompt, ProviderSpec
 from doxa.llm.ratelimit import RateLimiter
@@ -29,12 +44,12 @@ from doxa.llm.schema import (
     DroppedRecord,
     Extraction,
     Proposal,
-    ValidationContext,
     extraction_model,
     record_type_of,
-    split_valid,
 )
 from doxa.model.schema import ModelSchema
+from doxa.prompts.limits import MAX_RECORDS
+from doxa.prompts.reask import Failing, ReaskPrompt
 from doxa.prompts.render import Messages
 from doxa.relevance import Batch, estimate_tokens
 from doxa.usage import Usage
@@ -54,7 +69,10 @@ class ExtractionSettings:
     temperature: float = 0.0
     max_tokens: int = 2048
     reasks: int = 2
-    """instructor re-asks after the first answer, for validation errors only."""
+    """Re-asks after the first answer, for validation errors only: of an answer that does
+    not parse (instructor's, the whole conversation again), and rounds of targeted re-asks
+    of the records whose evidence still fails after repair (only those records and the
+    events they cite)."""
     timeout_s: float = 120.0
     """Per request; a timed-out request is retried like any transient fault."""
     nonempty_when_text: bool = True
@@ -72,7 +90,8 @@ class ExtractionOutcome:
     proposals: list[Proposal]
     dropped: list[DroppedRecord]
     usage: Usage = field(default_factory=Usage)
-    """Calls, tokens and re-asks; a cached answer is one cache hit and nothing else."""
+    """Calls, tokens, re-asks and repairs; a cached answer is one cache hit (and the repairs
+    its review made again) and nothing else."""
 
     @property
     def input_tokens(self) -> int:
@@ -88,6 +107,8 @@ class _Cached(BaseModel):
     dropped: list[tuple[dict[str, Any], list[str]]]
     input_tokens: int
     output_tokens: int
+    repairs: int = 0
+    """Evidence the answer's review mended (reported again on every replay)."""
 
 
 CacheGet = Callable[[str], Awaitable[str | None]]
@@ -105,11 +126,14 @@ class Extractor:
     schema: ModelSchema | None = None
     limiter: RateLimiter | None = None
 
+    reask_prompt: ReaskPrompt = field(default_factory=ReaskPrompt)
+
     def __post_init__(self) -> None:
         self.llm = LLMClient(self.spec, self.client, self.retry, self.limiter)
         self.response_model = extraction_model(self.schema)
         self._nonempty_model = extraction_model(self.schema, at_least_one=True)
         self._record_type = record_type_of(self.response_model)
+        self._reask_model = _records_only(self.response_model)
         self._schema_version = SCHEMA_VERSION if self.schema is None else hashlib.sha256(
             json.dumps(self.response_model.model_json_schema(), sort_keys=True).encode()
         ).hexdigest()[:10]
@@ -118,7 +142,7 @@ class Extractor:
         payload = json.dumps(
             [self.spec.label, self.spec.base_url or "", self.settings.temperature,
              self.settings.max_tokens, self.settings.reasks, self._schema_version,
-             messages.system, messages.user],
+             self.reask_prompt.version, messages.system, messages.user],
         )
         return "x_" + hashlib.sha256(payload.encode()).hexdigest()
 
@@ -128,40 +152,94 @@ class Extractor:
     ) -> ExtractionOutcome:
         """One validated extraction for the batch (from the cache when allowed)."""
         key = self.cache_key(messages)
-        ctx = ValidationContext(batch=batch, known_record_ids=messages.known_record_ids,
-                                schema=self.schema)
+        ctx = ChatValidation(batch=batch, known_record_ids=messages.known_record_ids,
+                             schema=self.schema)
         if cache_get is not None and (hit := await cache_get(key)) is not None:
-            # The stored answer is validated again, so a fixed validator applies to it too.
+            # The stored answer is reviewed again, so a fixed validator applies to it too.
             cached = _Cached.model_validate_json(hit)
-            records = [self._record_type.model_validate(r)
+            records = [restore_repairs(self._record_type.model_validate(r), r)
                        for r in [*cached.records, *(r for r, _ in cached.dropped)]]
-            kept, dropped = split_valid(
-                BaseExtraction.model_construct(notes="", records=records), ctx)
-            return ExtractionOutcome(batch.id, kept, dropped, Usage(cache_hits=1))
+            done = review_records(records, ctx).settled()
+            return ExtractionOutcome(batch.id, done.kept, done.dropped,
+                                     Usage(cache_hits=1, repairs=cached.repairs + done.repairs))
         started = time.perf_counter()
         meter = self.llm.meter()
         extraction = await self.llm.call(
             lambda: self._call_once(batch, messages, ctx, meter),
             tokens=self._expected_tokens(messages))
-        kept, dropped = split_valid(extraction, ctx)
-        if dropped:
-            log.info("batch %s: dropped %d invalid record(s)", batch.id, len(dropped))
-        usage = meter.total.model_copy(update={
+        reask_meter = self.llm.meter()
+        result = await self._reask(batch, review(extraction, ctx), ctx, reask_meter)
+        if result.dropped:
+            log.info("batch %s: dropped %d invalid record(s)", batch.id, len(result.dropped))
+        reasked = meter.after_first + reask_meter.total
+        usage = (meter.total + reask_meter.total).model_copy(update={
             "latency_s": time.perf_counter() - started,
-            "reasks": max(0, len(ctx.attempts) - 1)})
+            "reasks": reasked.llm_calls, "repairs": result.repairs,
+            "reask_input_tokens": reasked.input_tokens,
+            "reask_output_tokens": reasked.output_tokens})
         if cache_put is not None:
             await cache_put(key, _Cached(
-                records=[r.model_dump(mode="json") for r in kept],
-                dropped=[(d.record.model_dump(mode="json"), d.reasons) for d in dropped],
+                records=[dump_with_repairs(r) for r in result.kept],
+                dropped=[(dump_with_repairs(d.record), d.reasons) for d in result.dropped],
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                repairs=result.repairs,
             ).model_dump_json())
-        return ExtractionOutcome(batch.id, kept, dropped, usage)
+        return ExtractionOutcome(batch.id, result.kept, result.dropped, usage)
+
+    async def _reask(self, batch: Batch, first: Review, ctx: ChatValidation,
+                     meter: UsageMeter) -> Review:
+        """Re-ask the records `first` left fixable, in rounds of only those records, their
+        problems and the events they cite, until none is left or the re-asks are spent."""
+        result = first
+        for _ in range(self.settings.reasks):
+            if not result.fixable:
+                break
+            failing = [Failing(d.record.model_dump(mode="json", exclude_defaults=True),
+                               d.reasons) for d in result.fixable[:MAX_RECORDS]]
+            messages = self.reask_prompt.render(batch, failing, ctx.known_record_ids)
+            if "<event " not in messages.user:
+                break  # no event of the batch could show them: nothing to ask
+            try:
+                answer = await self.llm.call(
+                    partial(self._ask_again, messages, ctx, meter),
+                    tokens=self._expected_tokens(messages))
+            except ContextLengthError:
+                log.info("batch %s: re-ask exceeds the context; dropping invalid records",
+                         batch.id)
+                break
+            if answer is None:
+                break  # the re-ask did not parse: what it asked about stays invalid
+            result = Review(result.kept, result.dropped, result.fixable[MAX_RECORDS:],
+                            result.repairs).then(review(answer, ctx))
+        return result.settled()
+
+    async def _ask_again(self, messages: Messages, ctx: ChatValidation,
+                         meter: UsageMeter) -> BaseExtraction | None:
+        """One targeted re-ask; None when its answer does not parse (not re-asked again)."""
+        from instructor.v2.core.hooks import Hooks
+
+        hooks = Hooks()
+        hooks.on("completion:response", meter)
+        ctx.deferred = True
+        token = VALIDATION.set(ctx)
+        try:
+            answer: BaseExtraction = await self.client.create(
+                response_model=self._reask_model, max_retries=0, hooks=hooks,
+                **self._request(messages))
+            return answer
+        except Exception as exc:
+            if provider_error(exc) is not None:
+                raise
+            return None
+        finally:
+            VALIDATION.reset(token)
+            ctx.deferred = False
 
     def _model_for(self, batch: Batch) -> type[BaseExtraction]:
         speaking = speaking_event_ids(batch.items) if self.settings.nonempty_when_text else None
         if speaking is not None and any(
                 item.text and len(item.text.split()) >= 4 and item.ref not in speaking
-                for item in batch.items):
+                and is_users_own(item.speaker) for item in batch.items):
             return self._nonempty_model
         return self.response_model
 
@@ -170,12 +248,15 @@ class Extractor:
         return estimate_tokens(messages.system + messages.user) + self.settings.max_tokens // 4
 
     async def _call_once(
-        self, batch: Batch, messages: Messages, ctx: ValidationContext, meter: UsageMeter
+        self, batch: Batch, messages: Messages, ctx: ChatValidation, meter: UsageMeter
     ) -> BaseExtraction:
+        """The first call: re-asked by instructor only while the answer does not parse;
+        its evidence is judged afterwards (`review`), with repairs and targeted re-asks."""
         from instructor.v2.core.hooks import Hooks
 
         hooks = Hooks()
         hooks.on("completion:response", meter)
+        ctx.deferred = True
         token = VALIDATION.set(ctx)
         try:
             result: BaseExtraction = await self.client.create(
@@ -194,7 +275,7 @@ class Extractor:
             if found is not None:
                 raise
             if ctx.attempts:
-                return ctx.attempts[-1]  # still invalid after re-asking: split_valid drops
+                return ctx.attempts[-1]  # still invalid after re-asking: review drops
             if isinstance(getattr(exc, "last_completion", None), str | bytes):
                 # A gateway page or other non-JSON body: the provider's fault, worth a retry.
                 raise ProviderError("provider answered a body that is not a completion "
@@ -202,6 +283,7 @@ class Extractor:
             raise ExtractionValidationError(batch.id, _reasons(exc)) from exc
         finally:
             VALIDATION.reset(token)
+            ctx.deferred = False
 
     # -- the two halves of a call, for answers obtained elsewhere (a provider's batch API) --
 
@@ -229,13 +311,14 @@ class Extractor:
         """Validate one answer obtained outside `extract` exactly as an online answer.
 
         `response` is the SDK's own object (`ChatCompletion` or Anthropic `Message`). The same
-        parser, `ValidationContext` and `split_valid` apply; only the re-ask is impossible, so
-        a record that fails validation is dropped and counted, and an answer that does not
-        parse at all raises `ExtractionValidationError`. The at-least-one-record nudge only
-        exists to trigger a re-ask, so an empty answer is accepted here as "nothing new".
+        parser, `ChatValidation` and `review` apply (repairs too); only the re-ask is
+        impossible, so a record that fails validation is dropped and counted, and an answer
+        that does not parse at all raises `ExtractionValidationError`. The at-least-one-record
+        nudge only exists to trigger a re-ask, so an empty answer is accepted here as "nothing
+        new".
         """
-        ctx = ValidationContext(batch=batch, known_record_ids=known_record_ids,
-                                schema=self.schema)
+        ctx = ChatValidation(batch=batch, known_record_ids=known_record_ids,
+                             schema=self.schema, deferred=True)
         token = VALIDATION.set(ctx)
         try:
             extraction: BaseExtraction = self.llm.handlers().response_parser(
@@ -244,16 +327,34 @@ class Extractor:
         except Exception as exc:
             if not ctx.attempts:
                 raise ExtractionValidationError(batch.id, _reasons(exc)) from exc
-            extraction = ctx.attempts[-1]  # parsed, but some records failed: split_valid drops
+            extraction = ctx.attempts[-1]  # parsed, but some records failed: review drops
         finally:
             VALIDATION.reset(token)
-        kept, dropped = split_valid(extraction, ctx)
-        return ExtractionOutcome(batch.id, kept, dropped, self.llm.usage(response))
+        done = review(extraction, ctx).settled()
+        return ExtractionOutcome(batch.id, done.kept, done.dropped,
+                                 self.llm.usage(response).model_copy(
+                                     update={"repairs": done.repairs}))
 
     def _request(self, messages: Messages) -> dict[str, Any]:
         return self.llm.request(Prompt(
             user=messages.user, system=messages.system, max_tokens=self.settings.max_tokens,
             temperature=self.settings.temperature, timeout_s=self.settings.timeout_s))
+
+
+def _records_only(model: type[BaseExtraction]) -> type[BaseExtraction]:
+    """The response model of a targeted re-ask: records only, of the extraction's own record
+    type (no closed-dimension answers: those are folded into records already), none
+    required (leaving a record out is a correct answer)."""
+    record_type = record_type_of(model)
+    if model is Extraction:
+        return Extraction
+    from pydantic import Field, create_model
+
+    reask: type[BaseExtraction] = create_model(
+        "Extraction", __base__=BaseExtraction,
+        records=(list[record_type], Field(max_length=MAX_RECORDS)))  # type: ignore[valid-type]
+    reask.record_type = record_type
+    return reask
 
 
 def _reasons(exc: BaseException) -> list[str]:

@@ -47,6 +47,9 @@ class EvidenceLink(Frozen):
 
     event_id: str
     quote: str = ""
+    quote_as_written: str | None = None
+    """What the model wrote when doxa repaired the quote to the event's exact span, or cited
+    it to another event (`doxa.llm.evidence`); None when it quoted word for word."""
     polarity: Polarity = "supports"
     basis: Basis = "inferred"
     observed_at: AwareDatetime
@@ -153,10 +156,13 @@ class Explanation(BaseModel):
                          f"{link.basis}: {what}")
             if link.quote:
                 lines.append(f'        quote: "{link.quote}"')
+            if link.quote_as_written is not None:
+                lines.append(f'        repaired from: "{link.quote_as_written}"')
         if r.history:
             lines.append("  history:")
         lines += [f"    {_minute(rev.recorded_at)} {rev.action} → {rev.confidence:.2f} "
                   f"{rev.status}" + (f" ({', '.join(rev.event_ids)})" if rev.event_ids else "")
+                  + (f" · {rev.note}" if rev.note else "")
                   for rev in r.history]
         return "\n".join(lines)
 

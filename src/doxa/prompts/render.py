@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -18,6 +19,7 @@ import jinja2
 
 from doxa.core.injection import speaking_event_ids
 from doxa.errors import ConfigError
+from doxa.events.speakers import is_users_own
 from doxa.model.records import Record, UserModel
 from doxa.model.schema import ModelSchema
 from doxa.prompts.limits import MAX_RECORDS
@@ -93,6 +95,11 @@ class PromptSet:
         return self._templates["system"].render(max_records=MAX_RECORDS,
                                                 schema=self.schema).strip()
 
+    def render_user(self, **values: Any) -> str:
+        """The user message from any values its template reads (a prompt other than the
+        extraction's, such as the re-ask's, `doxa.prompts.reask`)."""
+        return self._templates["user"].render(**values).strip()
+
     def render(self, batch: Batch, model: UserModel, *, max_records: int = 12,
                max_record_tokens: int = 600) -> Messages:
         """Messages for one batch; the model slice is bounded by count and tokens."""
@@ -104,16 +111,28 @@ class PromptSet:
                 {"id": r.id, "kind": r.kind, "statement": escape(r.statement, "body")}
                 for r in known
             ],
-            items=[_item_view(item, speaking) for item in batch.items],
+            items=item_views(batch.items, speaking),
         ).strip()
         return Messages(system, user, self.version, frozenset(r.id for r in known))
 
 
+def item_views(items: Iterable[BatchItem], speaking: frozenset[str]) -> list[dict[str, Any]]:
+    """Events as a template shows them (`speaking`: ids of events that speak to the system)."""
+    return [_item_view(item, speaking) for item in items]
+
+
 def _item_view(item: BatchItem, speaking: frozenset[str]) -> dict[str, Any]:
-    """One event as the template shows it: every field already escaped for its placement."""
+    """One event as the template shows it: every field already escaped for its placement.
+
+    Another speaker's turn (an assistant's, an agent's, the system's) is marked in its body,
+    `[assistant] ...`, whatever the template does with `speaker`: it is shown only as what
+    the user was answering, and the marker travels with the words the model might quote.
+    """
     body = item.text if item.text is not None else item.describe()
     if item.text is not None and item.properties:
         body = f"{item.text} ({', '.join(f'{k}={v}' for k, v in sorted(item.properties.items()))})"
+    if item.text is not None and not is_users_own(item.speaker):
+        body = f"[{item.speaker}] {body}"
     return {
         "id": escape(item.ref, "attribute"),
         "also": escape(",".join(item.event_ids[1:]), "attribute"),
@@ -122,6 +141,7 @@ def _item_view(item: BatchItem, speaking: frozenset[str]) -> dict[str, Any]:
         "context": escape(item.context, "attribute") if item.context else None,
         "body": escape(body, "body"),
         "suspicious": item.ref in speaking,
+        "speaker": None if is_users_own(item.speaker) else item.speaker,
     }
 
 

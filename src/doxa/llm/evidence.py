@@ -1,0 +1,202 @@
+"""Review of proposed records against their batch: repair what needs no re-ask, refuse what
+a re-ask cannot fix, and say which records are worth asking again.
+
+A re-ask costs a call, so before one is made the answer is mended where doxa can do it
+itself, deterministically and without ever inventing evidence:
+- a quote close to its event's text becomes that text's exact span (`doxa.llm.quotes`);
+- a quote cited to an event that does not say it, found word for word in exactly one of
+  the user's own shown events, is re-pointed there;
+- another speaker's turn (an assistant's, an agent's, the system's) or an event that speaks
+  to the system, cited beside one of the user's own events, leaves the evidence.
+Then each record is kept, refused for good (it rests only on words that are not the
+user's: asking again cannot make them the user's), or left to a targeted re-ask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from doxa.events.speakers import is_users_own
+from doxa.llm.quotes import needs_repair, repair
+from doxa.llm.schema import (
+    BaseExtraction,
+    DroppedRecord,
+    EvidenceQuote,
+    Proposal,
+    ValidationContext,
+    fold_answers,
+    normalise,
+    split_valid,
+)
+
+
+class RepairedQuote(EvidenceQuote):
+    """Evidence doxa mended: the quote is the event's exact span, and what the model wrote
+    is kept beside it (on the stored evidence link too)."""
+
+    quote_as_written: str
+    event_id_as_written: str | None = None
+    """The event the model cited, when doxa re-pointed the quote to the one that says it."""
+
+
+def as_written(ev: EvidenceQuote) -> str | None:
+    """What the model wrote, when doxa mended this evidence; None when it was kept as is."""
+    return ev.quote_as_written if isinstance(ev, RepairedQuote) else None
+
+
+@dataclass
+class ChatValidation(ValidationContext):
+    """Validation that knows who wrote each event, and that can hold its judgement back.
+
+    While instructor parses an answer (`deferred`), only its shape is checked: evidence
+    problems are judged afterwards by `review`, which repairs first and re-asks only the
+    records that still fail. Once no longer deferred, a record citing another speaker's
+    words is a problem like any other (`split_valid` drops it).
+    """
+
+    deferred: bool = False
+
+    def problems(self, record: Proposal) -> list[str]:
+        if self.deferred:
+            return []
+        return super().problems(record) + self.speaker_problems(record)
+
+    def speaker_problems(self, record: Proposal) -> list[str]:
+        reasons = []
+        for ev in record.evidence:
+            event = self.batch.event(ev.event_id)
+            if (event is not None and ev.event_id in self.batch.rendered_ids
+                    and not is_users_own(event.speaker)):
+                reasons.append(
+                    f"event '{ev.event_id}' is the {event.speaker}'s words, not the user's; "
+                    "only what the user said or did is evidence about them")
+        return reasons
+
+    def citable(self, event_id: str) -> bool:
+        """Whether a shown event can be evidence: the user's own, and not speaking to the
+        system."""
+        event = self.batch.event(event_id)
+        return (event is not None and event_id in self.batch.rendered_ids
+                and is_users_own(event.speaker) and event_id not in self.speaking)
+
+    def final(self, record: Proposal) -> bool:
+        """Whether a re-ask cannot fix the record: every event it cites was shown and none
+        of them is the user's own words (another speaker's, or instructions)."""
+        shown = [ev.event_id for ev in record.evidence if ev.event_id in self.batch.rendered_ids]
+        return (bool(shown) and len(shown) == len(record.evidence)
+                and not any(self.citable(eid) for eid in shown))
+
+
+@dataclass
+class Review:
+    """What an answer's records came to: kept, refused for good, or worth a re-ask."""
+
+    kept: list[Proposal] = field(default_factory=list)
+    dropped: list[DroppedRecord] = field(default_factory=list)
+    fixable: list[DroppedRecord] = field(default_factory=list)
+    repairs: int = 0
+    """Evidence quotes doxa mended (a span taken, a citation re-pointed or trimmed)."""
+
+    def settled(self) -> Review:
+        """This review with nothing left to ask: the fixable records are dropped too."""
+        return Review(self.kept, [*self.dropped, *self.fixable], [], self.repairs)
+
+    def then(self, reasked: Review) -> Review:
+        """This review's kept and refused records, plus what a re-ask of its fixable ones
+        came to."""
+        return Review([*self.kept, *reasked.kept], [*self.dropped, *reasked.dropped],
+                      reasked.fixable, self.repairs + reasked.repairs)
+
+
+def review(answer: BaseExtraction, ctx: ChatValidation) -> Review:
+    """Fold the answer's closed-dimension answers in, repair its records, and sort them."""
+    return review_records(fold_answers(answer, ctx.batch).records, ctx)
+
+
+def review_records(records: Iterable[Proposal], ctx: ChatValidation) -> Review:
+    """Repair `records` (`repair_record`) and sort them: kept, refused for good, fixable."""
+    ctx.deferred = False
+    mended: list[Proposal] = []
+    repairs = 0
+    shown = _shown_texts(ctx)
+    for record in records:
+        fixed, n = repair_record(record, ctx, shown)
+        mended.append(fixed)
+        repairs += n
+    kept, failed = split_valid(BaseExtraction.model_construct(notes="", records=mended), ctx)
+    result = Review(kept=kept, repairs=repairs)
+    for dropped in failed:
+        (result.dropped if ctx.final(dropped.record) else result.fixable).append(dropped)
+    return result
+
+
+def repair_record(record: Proposal, ctx: ChatValidation,
+                  shown: Mapping[str, str] | None = None) -> tuple[Proposal, int]:
+    """The record with its evidence mended where doxa can do it without a re-ask, and how
+    many pieces of evidence were mended; the record itself is left as it was."""
+    shown = _shown_texts(ctx) if shown is None else shown
+    evidence: list[EvidenceQuote] = []
+    repairs = 0
+    for ev in record.evidence:
+        mended = _repair_quote(ev, ctx, shown)
+        repairs += mended is not ev
+        evidence.append(mended)
+    own = [ev for ev in evidence if ctx.citable(ev.event_id)]
+    if own and len(own) < len(evidence):
+        repairs += len(evidence) - len(own)
+        evidence = own
+    if not repairs:
+        return record, 0
+    return record.model_copy(update={"evidence": evidence}), repairs
+
+
+def _repair_quote(ev: EvidenceQuote, ctx: ChatValidation,
+                  shown: Mapping[str, str]) -> EvidenceQuote:
+    quote = ev.quote.strip()
+    if not quote:
+        return ev
+    text = shown.get(ev.event_id)
+    if text is None or (normalise(quote) not in normalise(text)
+                        and repair(quote, text) is None):
+        # Cited to an event that does not say it: the one user's event that does, if one.
+        owners = [eid for eid, t in shown.items()
+                  if ctx.citable(eid) and normalise(quote) in normalise(t)]
+        if len(owners) == 1:
+            owned = repair(quote, shown[owners[0]]) or quote
+            return _repaired(ev, owned, event_id=owners[0])
+        return ev
+    if not needs_repair(quote, text):
+        return ev
+    span = repair(quote, text)
+    return ev if span is None else _repaired(ev, span)
+
+
+def _repaired(ev: EvidenceQuote, span: str, *, event_id: str | None = None) -> RepairedQuote:
+    written = ev.quote_as_written if isinstance(ev, RepairedQuote) else ev.quote
+    moved_from = ev.event_id if event_id is not None and event_id != ev.event_id else None
+    return RepairedQuote(event_id=event_id or ev.event_id, quote=span, quote_as_written=written,
+                         event_id_as_written=moved_from)
+
+
+def _shown_texts(ctx: ValidationContext) -> dict[str, str]:
+    """Each shown event's text as the prompt showed it (cut, if it was), by event id: a
+    repaired quote is taken only from words the model saw."""
+    return {item.ref: item.text for item in ctx.batch.items if item.text}
+
+
+def restore_repairs(record: Proposal, dumped: Mapping[str, Any]) -> Proposal:
+    """A record read back from `dump_with_repairs`, its mended evidence `RepairedQuote`s."""
+    evidence = dumped.get("evidence")
+    if not isinstance(evidence, Sequence) or not any(
+            isinstance(e, Mapping) and e.get("quote_as_written") for e in evidence):
+        return record
+    return record.model_copy(update={"evidence": [
+        RepairedQuote.model_validate(e) if isinstance(e, Mapping) and e.get("quote_as_written")
+        else ev for e, ev in zip(evidence, record.evidence, strict=True)]})
+
+
+def dump_with_repairs(record: Proposal) -> dict[str, Any]:
+    """The record as JSON data, mended evidence with what the model wrote."""
+    return record.model_dump(mode="json", serialize_as_any=True)
