@@ -28,6 +28,7 @@ from doxa.core.confidence import decayed_model
 from doxa.core.flush import FlushPolicy, FlushReason
 from doxa.core.merge import MergeConfig, apply_outcome, merge
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
+from doxa.events.fields import tenant_scoped_user_ids
 from doxa.events.parse import Event, load_events, parse_event
 from doxa.events.redaction import Redactor, default_redactor, redact_event
 from doxa.llm.batch_api import BatchAPI
@@ -579,7 +580,7 @@ class Engine:
         try:
             results = await self._ingest_each(
                 ((c.user_id, c) for c in claims),
-                lambda user_id, claim: self._ingest(user_id, claim.events, False, claim),
+                self._ingest_claim,
                 concurrency=concurrency, on_done=on_done, keep_results=True)
         finally:
             renewing.cancel()
@@ -598,6 +599,12 @@ class Engine:
                                                  high_signal_types=policy.high_signal_types)
         report.users_waiting = len(left)
         return report
+
+    async def _ingest_claim(self, user_id: str, claim: BufferClaim) -> IngestResult:
+        # Buffered events were validated when added, some by the server under its tenant
+        # scope (`<tenant>/<user>` ids): their ids are taken as they were accepted.
+        with tenant_scoped_user_ids():
+            return await self._ingest(user_id, claim.events, False, claim)
 
     async def _renew_leases(self, token: str, lease_s: float) -> None:
         """Keep a pass's claims alive while it runs: a slow provider must not let another
