@@ -9,10 +9,19 @@ every error it raises on purpose (tests/test_public_api.py keeps the list whole)
 """
 
 from doxa.core.confidence import ConfidenceConfig
+from doxa.core.flush import FlushPolicy
 from doxa.core.merge import MergeConfig, Outcome
-from doxa.engine import DroppedInfo, Engine, EngineConfig, EngineOptions, IngestResult
+from doxa.engine import (
+    DroppedInfo,
+    Engine,
+    EngineConfig,
+    EngineOptions,
+    FlushReport,
+    IngestResult,
+)
 from doxa.errors import (
     BackfillStateError,
+    BufferClaimLostError,
     ConfigError,
     ContextLengthError,
     DoxaError,
@@ -60,6 +69,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackfillStateError",
     "Batch",
+    "BufferClaimLostError",
     "Change",
     "ConfidenceConfig",
     "ConfigError",
@@ -75,6 +85,8 @@ __all__ = [
     "Explanation",
     "ExtractionSettings",
     "ExtractionValidationError",
+    "FlushPolicy",
+    "FlushReport",
     "IngestResult",
     "InvalidEventError",
     "InvalidEventsError",
