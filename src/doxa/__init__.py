@@ -12,6 +12,7 @@ from doxa.core.confidence import ConfidenceConfig
 from doxa.core.merge import MergeConfig, Outcome
 from doxa.engine import DroppedInfo, Engine, EngineConfig, EngineOptions, IngestResult
 from doxa.errors import (
+    AmbiguousFormatError,
     BackfillStateError,
     ConfigError,
     ContextLengthError,
@@ -58,6 +59,7 @@ from doxa.usage import Usage
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousFormatError",
     "BackfillStateError",
     "Batch",
     "Change",
