@@ -9,11 +9,20 @@ every error it raises on purpose (tests/test_public_api.py keeps the list whole)
 """
 
 from doxa.core.confidence import ConfidenceConfig
+from doxa.core.flush import FlushPolicy
 from doxa.core.merge import MergeConfig, Outcome
-from doxa.engine import DroppedInfo, Engine, EngineConfig, EngineOptions, IngestResult
+from doxa.engine import (
+    DroppedInfo,
+    Engine,
+    EngineConfig,
+    EngineOptions,
+    FlushReport,
+    IngestResult,
+)
 from doxa.errors import (
     AmbiguousFormatError,
     BackfillStateError,
+    BufferClaimLostError,
     ConfigError,
     ContextLengthError,
     DoxaError,
@@ -62,6 +71,7 @@ __all__ = [
     "AmbiguousFormatError",
     "BackfillStateError",
     "Batch",
+    "BufferClaimLostError",
     "Change",
     "ConfidenceConfig",
     "ConfigError",
@@ -77,6 +87,8 @@ __all__ = [
     "Explanation",
     "ExtractionSettings",
     "ExtractionValidationError",
+    "FlushPolicy",
+    "FlushReport",
     "IngestResult",
     "InvalidEventError",
     "InvalidEventsError",

@@ -8,13 +8,15 @@ anywhere leaves the store as it was, so a later run picks the same events up aga
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 from pathlib import Path
 from types import TracebackType
@@ -23,8 +25,10 @@ from typing import Any, Literal, TypedDict, TypeVar, Unpack
 from pydantic import BaseModel, Field
 
 from doxa.core.confidence import decayed_model
+from doxa.core.flush import FlushPolicy, FlushReason
 from doxa.core.merge import MergeConfig, apply_outcome, merge
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
+from doxa.events.fields import tenant_scoped_user_ids
 from doxa.events.parse import Event, load_events, parse_event
 from doxa.events.redaction import Redactor, default_redactor, redact_event
 from doxa.llm.batch_api import BatchAPI
@@ -35,9 +39,10 @@ from doxa.llm.ratelimit import RateLimiter
 from doxa.model.records import Change, UserModel, cited_event_ids
 from doxa.model.schema import ModelSchema, load_schema
 from doxa.prompts.render import SCHEMA_PROMPT, Messages, PromptSet
-from doxa.relevance import Batch, RelevanceConfig, make_batches
+from doxa.relevance import Batch, RelevanceConfig, make_batches, relevant_text_tokens
 from doxa.resources import data_dir
 from doxa.store import Store, open_store
+from doxa.store.base import BufferClaim
 from doxa.usage import FlatUsage
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,27 @@ class IngestResult(FlatUsage):
 ProgressCallback = Callable[[str, IngestResult | BaseException], None]
 
 
+class FlushReport(FlatUsage):
+    """What one flush of the buffers did: whose events were extracted, why, and the cost."""
+
+    users_due: int = 0
+    """Users whose buffer the policy (or `force`) said to flush in this pass."""
+    users_flushed: int = 0
+    """Of those, users whose buffered events were extracted and committed."""
+    users_waiting: int = 0
+    """Users with buffered events left after this pass (not yet due, or held elsewhere)."""
+    events: int = 0
+    """Buffered events this pass took out of the buffers (each now in the ledger)."""
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    reasons: dict[str, FlushReason] = Field(default_factory=dict)
+    """Why each due user was flushed."""
+    errors: dict[str, str] = Field(default_factory=dict)
+    """Users whose flush failed; their events stay buffered for a later pass."""
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Every setting of an `Engine`, in one value that can be built once, kept and shipped
@@ -114,6 +140,8 @@ class EngineConfig:
     """Requests per minute to stay under (None: no client-side limit)."""
     tpm: float | None = None
     """Tokens per minute to stay under (None: no client-side limit)."""
+    flush: FlushPolicy | None = None
+    """When a buffered user's events are worth a call (None: `FlushPolicy()`)."""
 
 
 class EngineOptions(TypedDict, total=False):
@@ -134,6 +162,7 @@ class EngineOptions(TypedDict, total=False):
     redact: Redactor | None
     rpm: float | None
     tpm: float | None
+    flush: FlushPolicy | None
 
 
 @dataclass(frozen=True)
@@ -209,6 +238,7 @@ class Engine:
         self.prompts = PromptSet(prompt_dir, schema=self.schema)
         self.relevance = config.relevance or RelevanceConfig()
         self.merge_config = config.merge_config or MergeConfig()
+        self.flush_policy = config.flush or FlushPolicy()
         self.max_context_records = config.max_context_records
         self._settings = config.settings or ExtractionSettings()
         self._retry = config.retry or RetryPolicy()
@@ -253,6 +283,11 @@ class Engine:
 
         Raises `UserErasedError`, with nothing stored, when the user is deleted while the
         ingest runs; an ingest that starts after the delete builds a new model."""
+        return await self._ingest(user_id, events, skip_invalid)
+
+    async def _ingest(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
+                      skip_invalid: bool, claim: BufferClaim | None = None) -> IngestResult:
+        """`ingest`; with a buffer `claim`, its rows leave the buffer in the same commit."""
         started = time.perf_counter()
         generation = await self.store.generation(user_id)  # before anything else is read
         cache_generation = await self._cache_generation(user_id, generation)
@@ -261,6 +296,8 @@ class Engine:
                               prompt_version=self.prompt_version, events_received=received,
                               events_new=len(fresh))
         if not fresh:
+            if claim is not None:  # all processed before (ingested directly): just let go
+                await self.store.buffer_consume(claim)
             return result
         now = self._clock()
         draft = _Draft.of(await self.store.load(user_id))
@@ -269,7 +306,7 @@ class Engine:
             outcome = await self._extract(batch, draft.model, result, cache_generation)
             outcomes.append(outcome)
             draft = self._merge(draft, batch, outcome, now)
-        await self._commit(user_id, draft, batches, outcomes, now, result, generation)
+        await self._commit(user_id, draft, batches, outcomes, now, result, generation, claim)
         result.cost_usd = self.spec.cost(result.input_tokens, result.output_tokens)
         result.latency_s = time.perf_counter() - started
         return result
@@ -410,7 +447,8 @@ class Engine:
 
     async def _commit(self, user_id: str, draft: _Draft, batches: Sequence[Batch],
                       outcomes: Sequence[ExtractionOutcome | None], now: datetime,
-                      result: IngestResult, generation: int) -> None:
+                      result: IngestResult, generation: int,
+                      claim: BufferClaim | None = None) -> None:
         """Commit the merged draft; if another writer got there first, reload and merge the
         same extractions again (no new LLM calls). The reloaded model is only ever committed
         under the generation the work began with: a model emptied by a delete is refused
@@ -427,7 +465,8 @@ class Engine:
             await self.store.commit(draft.model, expected_version=draft.base_version,
                                     changes=draft.changes,
                                     events=_cited_events(draft, batches),
-                                    processed_ids=processed, generation=generation)
+                                    processed_ids=processed, generation=generation,
+                                    claim=claim)
             result.changes = draft.changes
 
         await self._retrying_conflicts(user_id, attempt)
@@ -459,13 +498,22 @@ class Engine:
         (how `doxa ingest` totals a file of any size in flat memory)."""
         pairs = iter(events_by_user.items() if isinstance(events_by_user, Mapping)
                      else events_by_user)
+        return await self._ingest_each(pairs, self.ingest, concurrency=concurrency,
+                                       on_done=on_done, keep_results=keep_results)
+
+    async def _ingest_each(
+        self, pairs: Iterator[tuple[str, T]],
+        ingest: Callable[[str, T], Awaitable[IngestResult]], *, concurrency: int,
+        on_done: ProgressCallback | None, keep_results: bool,
+    ) -> dict[str, IngestResult | BaseException]:
+        """`ingest_many`'s workers, over any (user, work) pairs and a way to ingest one."""
         results: dict[str, IngestResult | BaseException] = {}
 
         async def worker() -> None:
-            for user_id, events in pairs:  # shared iterator: each user goes to one worker
+            for user_id, work in pairs:  # shared iterator: each user goes to one worker
                 outcome: IngestResult | BaseException
                 try:
-                    outcome = await self.ingest(user_id, events)
+                    outcome = await ingest(user_id, work)
                 except Exception as exc:  # reported per user; other users go on
                     outcome = exc
                 if keep_results or isinstance(outcome, BaseException):
@@ -475,6 +523,122 @@ class Engine:
 
         await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
         return results
+
+    # -- events one at a time: buffer now, extract when worth a call ----------------------
+
+    async def add(self, user_id: str, event: Event | Mapping[str, Any]) -> None:
+        """Append one event to the user's durable buffer; a worker (`run_worker`, `doxa
+        worker`) extracts it with the user's other buffered events when the flush policy
+        says they are worth a call. Adding an event id already buffered or processed for
+        the user changes nothing. The event is validated (and redacted) now, so a bad one
+        is refused here, naming the field, not when a worker meets it."""
+        await self._buffer(_own_events(user_id, [event], skip_invalid=False))
+
+    async def add_many(self, events: Sequence[Event | Mapping[str, Any]]) -> int:
+        """Append events of any users (each names its `user_id`) to their buffers in one
+        write; returns how many were new (not already buffered or processed). Invalid
+        events refuse the whole call (`InvalidEventsError`), with nothing buffered."""
+        return await self._buffer(load_events(events).events)
+
+    async def _buffer(self, events: Sequence[Event]) -> int:
+        if not events:
+            return 0
+        if self.config.redact is not None:  # the buffer is a store too: no raw text in it
+            events = [redact_event(e, self.config.redact) for e in events]
+        return await self.store.buffer_add(
+            [(e, relevant_text_tokens(e, self.relevance)) for e in events], now=self._clock())
+
+    async def flush(self, policy: FlushPolicy | None = None, *, force: bool = False,
+                    concurrency: int = 4, lease_s: float = 60.0, max_users: int = 64,
+                    on_done: ProgressCallback | None = None) -> FlushReport:
+        """One pass over the buffers: extract the events of every user that is due under
+        `policy` (the engine's, by default; `force`: every user with buffered events), at
+        most `max_users` of them, oldest buffer first, through the same workers as
+        `ingest_many` and under the engine's rate limiter.
+
+        Each user's buffered rows are claimed for `lease_s` seconds (renewed while the
+        pass runs) and leave the buffer in the commit that merges their extraction. A
+        worker that dies mid-flush leaves them buffered; once its lease ends, the next pass
+        takes them. A failed user keeps its events buffered until its lease ends, which
+        spaces out the retries."""
+        policy = policy or self.flush_policy
+        now = self._clock()
+        summaries = await self.store.buffer_summaries(
+            now=now, high_signal_types=policy.high_signal_types)
+        due: dict[str, FlushReason] = {}
+        for summary in sorted(summaries, key=lambda s: (s.oldest or now, s.user_id)):
+            reason = ("forced" if force and summary.events else None) or policy.due(summary,
+                                                                                    now)
+            if reason is not None and len(due) < max_users:
+                due[summary.user_id] = reason
+        report = FlushReport(users_due=len(due), reasons=due)
+        token = uuid.uuid4().hex
+        until = now + timedelta(seconds=lease_s)
+        claims = [c for u in due
+                  if (c := await self.store.buffer_claim(u, token, now=now, until=until)).events]
+        renewing = asyncio.create_task(self._renew_leases(token, lease_s))
+        try:
+            results = await self._ingest_each(
+                ((c.user_id, c) for c in claims),
+                self._ingest_claim,
+                concurrency=concurrency, on_done=on_done, keep_results=True)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+        for claim in claims:
+            outcome = results[claim.user_id]
+            if isinstance(outcome, BaseException):
+                log.warning("flush of user %s failed: %s", claim.user_id, outcome)
+                report.errors[claim.user_id] = str(outcome) or type(outcome).__name__
+                continue
+            report.users_flushed += 1
+            report.events += len(claim.events)
+            report.count(outcome.usage)
+        left = await self.store.buffer_summaries(now=self._clock(),
+                                                 high_signal_types=policy.high_signal_types)
+        report.users_waiting = len(left)
+        return report
+
+    async def _ingest_claim(self, user_id: str, claim: BufferClaim) -> IngestResult:
+        # Buffered events were validated when added, some by the server under its tenant
+        # scope (`<tenant>/<user>` ids): their ids are taken as they were accepted.
+        with tenant_scoped_user_ids():
+            return await self._ingest(user_id, claim.events, False, claim)
+
+    async def _renew_leases(self, token: str, lease_s: float) -> None:
+        """Keep a pass's claims alive while it runs: a slow provider must not let another
+        worker take events this one is still extracting."""
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            await self.store.buffer_renew(token, until=self._clock() + timedelta(
+                seconds=lease_s))
+
+    async def run_worker(self, policy: FlushPolicy | None = None, *, poll_s: float = 1.0,
+                         concurrency: int = 4, lease_s: float = 60.0,
+                         stop: asyncio.Event | None = None, drain: bool = False,
+                         on_flush: Callable[[FlushReport], None] | None = None) -> None:
+        """Flush due buffers (`flush`) every `poll_s` seconds until `stop` is set; a pass
+        that left due users behind (more than `flush` takes at once) is followed at once.
+
+        With `drain`, every buffered event is flushed whatever the policy, and the worker
+        returns when the buffers are empty, or when a pass flushed nothing and failed
+        (`on_flush` has seen the errors). Events held by another worker's live lease are
+        waited for."""
+        stop = stop or asyncio.Event()
+        max_users = 64
+        while not stop.is_set():
+            report = await self.flush(policy, force=drain, concurrency=concurrency,
+                                      lease_s=lease_s, max_users=max_users)
+            if on_flush is not None and report.users_due:
+                on_flush(report)
+            if drain and (report.users_waiting == 0
+                          or (report.errors and not report.users_flushed)):
+                return
+            if report.users_due >= max_users:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
 
     # -- feedback -------------------------------------------------------------------------
 
@@ -575,6 +739,13 @@ class Engine:
         """`ingest` for code without an event loop."""
         return self._run("ingest",
                          lambda: self.ingest(user_id, events, skip_invalid=skip_invalid))
+
+    def add_sync(self, user_id: str, event: Event | Mapping[str, Any]) -> None:
+        """`add` for code without an event loop."""
+        self._run("add", lambda: self.add(user_id, event))
+
+    def add_many_sync(self, events: Sequence[Event | Mapping[str, Any]]) -> int:
+        return self._run("add_many", lambda: self.add_many(events))
 
     def model_sync(self, user_id: str, *, at: datetime | None = None) -> UserModel:
         return self._run("model", lambda: self.model(user_id, at=at))

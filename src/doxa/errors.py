@@ -191,6 +191,18 @@ class UserErasedError(StoreError):
         )
 
 
+class BufferClaimLostError(StoreError):
+    """A flush's hold on a user's buffered events ended before its commit (its lease ran
+    out and another worker took the events, or the user was deleted); nothing from it was
+    stored, so the events are extracted once, by whoever holds them now."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        super().__init__(f"user {user_id}: this flush no longer holds the buffered events it "
+                         "extracted (another worker took them over, or the user was deleted); "
+                         "nothing from it was stored")
+
+
 class UnknownRecordError(DoxaError):
     """A record id was asked for that the user's model does not hold."""
 

@@ -259,3 +259,11 @@ def make_batches(
             events={e.id: e for e in noise}, dropped=dropped,
         ))
     return batches
+
+
+def relevant_text_tokens(event: Event, config: RelevanceConfig) -> int:
+    """The tokens of an event's text that a batch would send (0 when relevance drops the
+    event or it has no text): what a buffer weighs to decide a call is worth making."""
+    if not (event.text and event.text.strip()) or score(event, config) < config.drop_below:
+        return 0
+    return estimate_tokens(event.text[: config.max_item_chars])

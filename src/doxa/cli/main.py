@@ -34,6 +34,7 @@ from doxa.cli.options import (
 from doxa.cli.render import history_table, model_table, print_explanation
 from doxa.cli.serve import serve
 from doxa.cli.terminal import console, err_console, exit_on_error, fail, run
+from doxa.cli.worker import buffers, worker
 from doxa.core.merge import Outcome
 from doxa.core.trajectories import GroupBy, aggregate
 from doxa.engine import Engine
@@ -52,6 +53,8 @@ app.add_typer(schema_app, name="schema")
 app.command("ingest")(ingest)  # doxa/cli/ingest.py: the file's users through the engine
 app.command("serve")(serve)  # FastAPI and uvicorn load inside it: the `server` extra
 app.command("backfill")(backfill)  # doxa/cli/backfill.py: --batch-api, resume
+app.command("worker")(worker)  # doxa/cli/worker.py: flush buffered events (Engine.add)
+app.command("buffers")(buffers)  # doxa/cli/worker.py: what waits in the buffers
 
 
 def _print_version(value: bool) -> None:

@@ -11,14 +11,23 @@ refuse it (`UserErasedError`; the cache silently) when a delete came in between:
 began before a delete can never bring the user back, and work that begins after it starts a
 fresh model. The generation is kept per user under `erasure_key` (a SHA-256 of the id, never
 the id itself) for as long as the store lives, because in-flight work may be arbitrarily old.
+
+Events that arrive one at a time wait in a per-user buffer (`EventBuffer`) until a flush
+extracts them. A flush claims a user's buffered rows for a lease, and the commit that merges
+their extraction deletes exactly those rows in its own transaction (`commit(claim=...)`): a
+crash before it leaves the rows buffered for the next worker once the lease runs out, and
+a commit whose claim was taken over is refused whole, so no event is merged twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from doxa.core.flush import BufferSummary
 from doxa.events.parse import Event
 from doxa.model.records import Change, UserModel, cited_event_ids
 
@@ -44,8 +53,48 @@ class ResponseCache(Protocol):
         nothing is stored when the user's erasure generation is no longer `generation`."""
 
 
+@dataclass(frozen=True)
+class BufferClaim:
+    """One flush's hold on a user's buffered events: the rows it claimed under `token`."""
+
+    user_id: str
+    token: str
+    events: tuple[Event, ...]
+
+
 @runtime_checkable
-class Store(ResponseCache, Protocol):
+class EventBuffer(Protocol):
+    """Events waiting, per user, until a flush makes one extraction of them.
+
+    Durable in the same database as the models, because a buffered event is personal data
+    (deleted with the user) and because its removal must commit with its extraction.
+    Times are given by the caller (the engine's clock), never read by the store.
+    """
+
+    async def buffer_add(self, entries: Sequence[tuple[Event, int]], *, now: datetime) -> int:
+        """Buffer each (event, relevant text tokens), arrived at `now`; an event already
+        buffered or already processed for its user is left out. Returns how many were added."""
+
+    async def buffer_summaries(self, *, now: datetime,
+                               high_signal_types: Set[str]) -> list[BufferSummary]:
+        """Every user with buffered events, sorted by user id; a claim whose lease ended
+        before `now` counts as free."""
+
+    async def buffer_claim(self, user_id: str, token: str, *, now: datetime,
+                           until: datetime) -> BufferClaim:
+        """Claim the user's free buffered rows (unclaimed, or with a lease ended before
+        `now`) for `token` until `until`; the claim holds no events when none were free."""
+
+    async def buffer_renew(self, token: str, *, until: datetime) -> int:
+        """Extend every lease held under `token`; returns how many rows it still holds."""
+
+    async def buffer_consume(self, claim: BufferClaim) -> int:
+        """Delete the claimed rows that `claim` still holds (its events were all processed
+        already, so there is nothing to commit); returns how many."""
+
+
+@runtime_checkable
+class Store(ResponseCache, EventBuffer, Protocol):
     """Where user models live, with their response cache. Implementations: memory, sqlite,
     postgres."""
 
@@ -70,12 +119,15 @@ class Store(ResponseCache, Protocol):
         events: Sequence[Event],
         processed_ids: Sequence[str],
         generation: int = 0,
+        claim: BufferClaim | None = None,
     ) -> int:
         """Write the whole model, events and ledger atomically; return the new version.
 
         Raises `UserErasedError` when the user's erasure generation is not `generation` (a
         delete came after the work began), else `StoreConflictError` when the stored version
-        is not `expected_version`.
+        is not `expected_version`. With a `claim`, its buffered rows are deleted in the same
+        transaction, and `BufferClaimLostError` refuses the commit when it no longer holds
+        every one of them.
         """
 
     async def events(self, user_id: str, event_ids: Iterable[str]) -> dict[str, Event]:
@@ -86,7 +138,7 @@ class Store(ResponseCache, Protocol):
 
     async def delete_user(self, user_id: str) -> None:
         """Erase everything held about the user: records, evidence, history, events, ledger,
-        cached responses; and move the user's erasure generation on."""
+        cached responses, buffered events; and move the user's erasure generation on."""
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
         """Everything held about the user as JSON-ready data."""

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence, Set
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -20,11 +20,26 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from doxa.errors import StoreConflictError, StoreDataError, StoreError, UserErasedError
+from doxa.core.flush import BufferSummary
+from doxa.errors import (
+    BufferClaimLostError,
+    StoreConflictError,
+    StoreDataError,
+    StoreError,
+    UserErasedError,
+)
 from doxa.events.parse import Event
 from doxa.model.records import Change, Record, UserModel, cited_event_ids
-from doxa.store.base import erasure_key
-from doxa.store.tables import POSTGRES, USER_TABLES, content_hash, schema
+from doxa.store.base import BufferClaim, erasure_key
+from doxa.store.tables import (
+    POSTGRES,
+    USER_TABLES,
+    buffer_summary,
+    buffer_summary_query,
+    buffer_time,
+    content_hash,
+    schema,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -128,7 +143,8 @@ class PostgresStore:
     @_store_errors
     async def commit(self, model: UserModel, *, expected_version: int,
                      changes: Sequence[Change], events: Sequence[Event],
-                     processed_ids: Sequence[str], generation: int = 0) -> int:
+                     processed_ids: Sequence[str], generation: int = 0,
+                     claim: BufferClaim | None = None) -> int:
         pool = await self._conn()
         now = datetime.now(UTC).isoformat()
         user = model.user_id
@@ -144,6 +160,8 @@ class PostgresStore:
             found = int(row[0]) if row else 0
             if found != expected_version:
                 raise StoreConflictError(user, expected_version, found)
+            if claim is not None and await _consume(conn, claim) != len(claim.events):
+                raise BufferClaimLostError(user)
             await _write_records(conn, model)
             async with conn.cursor() as cur:
                 await cur.executemany(
@@ -220,6 +238,62 @@ class PostgresStore:
                 "value = excluded.value, user_id = excluded.user_id",
                 (key, user_id, value, datetime.now(UTC).isoformat()))
 
+    @_store_errors
+    async def buffer_add(self, entries: Sequence[tuple[Event, int]], *, now: datetime) -> int:
+        pool = await self._conn()
+        at = buffer_time(now)
+        added = 0
+        async with pool.connection() as conn, conn.transaction():
+            # Each user's lock, in one order, so an add never slips between a flush's
+            # check of the ledger and its commit (and two adds cannot deadlock).
+            for user in sorted({e.user_id for e, _ in entries}):
+                await _lock_user(conn, user)
+            async with conn.cursor() as cur:
+                for event, tokens in entries:
+                    await cur.execute(
+                        "INSERT INTO buffer SELECT %s, %s, %s, %s, %s, NULL, NULL, %s "
+                        "WHERE NOT EXISTS (SELECT 1 FROM ledger WHERE user_id = %s "
+                        "AND event_id = %s) ON CONFLICT DO NOTHING",
+                        (event.user_id, event.id, event.type, tokens, at,
+                         event.model_dump_json(), event.user_id, event.id))
+                    added += max(cur.rowcount, 0)
+        return added
+
+    @_store_errors
+    async def buffer_summaries(self, *, now: datetime,
+                               high_signal_types: Set[str]) -> list[BufferSummary]:
+        sql, params = buffer_summary_query(lambda name: f"%({name})s", now, high_signal_types)
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(sql, params)).fetchall()
+        return [buffer_summary(r) for r in rows]
+
+    @_store_errors
+    async def buffer_claim(self, user_id: str, token: str, *, now: datetime,
+                           until: datetime) -> BufferClaim:
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(
+                "UPDATE buffer SET claim = %s, claimed_until = %s WHERE user_id = %s "
+                "AND (claim IS NULL OR claimed_until < %s) RETURNING event_id, data",
+                (token, buffer_time(until), user_id, buffer_time(now)))).fetchall()
+        return BufferClaim(user_id, token, tuple(
+            Event.model_validate_json(data) for _, data in sorted(rows)))
+
+    @_store_errors
+    async def buffer_renew(self, token: str, *, until: datetime) -> int:
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            cur = await conn.execute("UPDATE buffer SET claimed_until = %s WHERE claim = %s",
+                                     (buffer_time(until), token))
+            return max(cur.rowcount, 0)
+
+    @_store_errors
+    async def buffer_consume(self, claim: BufferClaim) -> int:
+        pool = await self._conn()
+        async with pool.connection() as conn:
+            return await _consume(conn, claim)
+
     async def close(self) -> None:
         await self._pool.close()
 
@@ -228,6 +302,13 @@ async def _lock_user(conn: AsyncConnection[Any], user_id: str) -> None:
     """Serialise this transaction with every other commit or delete of the user."""
     key = int.from_bytes(bytes.fromhex(erasure_key(user_id))[:4], "big", signed=True)
     await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (USER_LOCK_NAMESPACE, key))
+
+
+async def _consume(conn: AsyncConnection[Any], claim: BufferClaim) -> int:
+    """Delete the buffered rows `claim` still holds; how many there were."""
+    cur = await conn.execute("DELETE FROM buffer WHERE user_id = %s AND claim = %s",
+                             (claim.user_id, claim.token))
+    return max(cur.rowcount, 0)
 
 
 async def _generation(conn: AsyncConnection[Any], user_id: str) -> int:

@@ -27,16 +27,26 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Set
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from doxa.errors import StoreConflictError, StoreError, UserErasedError
+from doxa.core.flush import BufferSummary
+from doxa.errors import BufferClaimLostError, StoreConflictError, StoreError, UserErasedError
 from doxa.events.parse import Event
 from doxa.model.records import Change, Record, UserModel, cited_event_ids
-from doxa.store.base import carried_events, erasure_key
-from doxa.store.tables import SCHEMA_VERSION, SQLITE, USER_TABLES, content_hash, schema
+from doxa.store.base import BufferClaim, carried_events, erasure_key
+from doxa.store.tables import (
+    SCHEMA_VERSION,
+    SQLITE,
+    USER_TABLES,
+    buffer_summary,
+    buffer_summary_query,
+    buffer_time,
+    content_hash,
+    schema,
+)
 from doxa.workdir import create_private
 
 log = logging.getLogger(__name__)
@@ -134,7 +144,8 @@ class SqliteStore:
 
     async def commit(self, model: UserModel, *, expected_version: int,
                      changes: Sequence[Change], events: Sequence[Event],
-                     processed_ids: Sequence[str], generation: int = 0) -> int:
+                     processed_ids: Sequence[str], generation: int = 0,
+                     claim: BufferClaim | None = None) -> int:
         now = datetime.now(UTC).isoformat()
 
         def write(db: sqlite3.Connection) -> int:
@@ -148,6 +159,8 @@ class SqliteStore:
                 version, old_commit = (int(row[0]), row[1] or "") if row else (0, "")
                 if version != expected_version:
                     raise StoreConflictError(model.user_id, expected_version, version)
+                if claim is not None and _consume(db, claim) != len(claim.events):
+                    raise BufferClaimLostError(model.user_id)
                 known = self._snapshots.get(model.user_id)
                 if not (known and old_commit and (known.version, known.commit_id)
                         == (version, old_commit)):
@@ -238,6 +251,58 @@ class SqliteStore:
             "FROM erasures WHERE user_key = ?), 0) = ?",
             (key, user_id, value, now, erasure_key(user_id), generation)))
 
+    async def buffer_add(self, entries: Sequence[tuple[Event, int]], *, now: datetime) -> int:
+        at = buffer_time(now)
+
+        def write(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                added = 0
+                for event, tokens in entries:
+                    added += db.execute(
+                        "INSERT OR IGNORE INTO buffer SELECT ?, ?, ?, ?, ?, NULL, NULL, ? "
+                        "WHERE NOT EXISTS (SELECT 1 FROM ledger WHERE user_id = ? "
+                        "AND event_id = ?)",
+                        (event.user_id, event.id, event.type, tokens, at, event.model_dump_json(),
+                         event.user_id, event.id)).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return added
+        return await self._run(write)
+
+    async def buffer_summaries(self, *, now: datetime,
+                               high_signal_types: Set[str]) -> list[BufferSummary]:
+        sql, params = buffer_summary_query(lambda name: f":{name}", now, high_signal_types)
+        return await self._run(lambda db: [buffer_summary(r) for r in db.execute(sql, params)])
+
+    async def buffer_claim(self, user_id: str, token: str, *, now: datetime,
+                           until: datetime) -> BufferClaim:
+        def write(db: sqlite3.Connection) -> BufferClaim:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("UPDATE buffer SET claim = ?, claimed_until = ? WHERE user_id = ? "
+                           "AND (claim IS NULL OR claimed_until < ?)",
+                           (token, buffer_time(until), user_id, buffer_time(now)))
+                rows = db.execute("SELECT data FROM buffer WHERE user_id = ? AND claim = ? "
+                                  "ORDER BY event_id", (user_id, token)).fetchall()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return BufferClaim(user_id, token,
+                               tuple(Event.model_validate_json(r[0]) for r in rows))
+        return await self._run(write)
+
+    async def buffer_renew(self, token: str, *, until: datetime) -> int:
+        return await self._run(lambda db: db.execute(
+            "UPDATE buffer SET claimed_until = ? WHERE claim = ?",
+            (buffer_time(until), token)).rowcount)
+
+    async def buffer_consume(self, claim: BufferClaim) -> int:
+        return await self._run(lambda db: _consume(db, claim))
+
     async def close(self) -> None:
         await self._run(lambda db: db.close())
 
@@ -273,6 +338,12 @@ def _set_up_schema(db: sqlite3.Connection) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _consume(db: sqlite3.Connection, claim: BufferClaim) -> int:
+    """Delete the buffered rows `claim` still holds; how many there were."""
+    return db.execute("DELETE FROM buffer WHERE user_id = ? AND claim = ?",
+                      (claim.user_id, claim.token)).rowcount
 
 
 def _generation(db: sqlite3.Connection, user_id: str) -> int:
