@@ -68,13 +68,15 @@ class PostHogReader:
 
     def messages(self, document: object) -> Iterator[tuple[int | None, object]]:
         if isinstance(document, list):
-            yield from enumerate(document)
+            items: list[object] | None = document
         elif isinstance(document, Mapping) and isinstance(document.get("batch"), list):
-            yield from enumerate(document["batch"])
-        elif isinstance(document, Mapping) and isinstance(document.get("event"), Mapping):
-            yield None, document["event"]  # the webhook destination's {event, person}
+            items = document["batch"]
         else:
-            yield None, document
+            items = None
+        if items is None:
+            yield None, _unwrapped(document)
+        else:
+            yield from ((i, _unwrapped(item)) for i, item in enumerate(items))
 
     def learn(self, message: object, aliases: Aliases) -> None:
         if not isinstance(message, Mapping):
@@ -118,6 +120,13 @@ class PostHogReader:
         if event_type == "identify":
             fields["properties"] = "properties.$set"
         return [(raw, fields)]
+
+
+def _unwrapped(item: object) -> object:
+    """The event of the webhook destination's `{"event": {...}, "person": {...}}` body."""
+    if isinstance(item, Mapping) and isinstance(item.get("event"), Mapping):
+        return item["event"]
+    return item
 
 
 def _is_posthog_event(message: object) -> bool:
