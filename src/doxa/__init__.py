@@ -20,6 +20,7 @@ from doxa.engine import (
     IngestResult,
 )
 from doxa.errors import (
+    AmbiguousFormatError,
     BackfillStateError,
     BufferClaimLostError,
     ConfigError,
@@ -67,6 +68,7 @@ from doxa.usage import Usage
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousFormatError",
     "BackfillStateError",
     "Batch",
     "BufferClaimLostError",

@@ -66,6 +66,20 @@ class InvalidEventsError(DoxaError):
         )
 
 
+class AmbiguousFormatError(DoxaError):
+    """An events file could be read in more than one format (or mixes formats), so which
+    reader to use is the caller's call: `candidates` are the formats it could be."""
+
+    def __init__(self, source: str, candidates: Sequence[str], reason: str) -> None:
+        self.source = source
+        self.candidates = list(candidates)
+        self.reason = reason
+        names = " or ".join(self.candidates)
+        flags = " or ".join(f"--format {c}" for c in self.candidates)
+        super().__init__(f"{source}: cannot tell its format: it could be {names} ({reason}); "
+                         f"name it with {flags} (format= in Python)")
+
+
 class ConfigError(DoxaError):
     """A setting (provider string, store URL, template path) cannot be used as given."""
 

@@ -26,16 +26,29 @@ from doxa.cli.options import (
     print_json,
     store_url,
 )
-from doxa.cli.terminal import console, err_console, exit_on_error, print_labelled, run
+from doxa.cli.terminal import console, err_console, exit_on_error, fail, print_labelled, run
 from doxa.engine import IngestResult
+from doxa.events.formats import FORMATS, detect_format
 from doxa.events.spool import UserSpool
 from doxa.llm.providers import parse_provider, require_credentials
 from doxa.runs.ingest import IngestJob, IngestTotals, ingest_on_ray, ingest_spool
 
 
+def _known_format(value: str | None) -> str | None:
+    if value is not None and value not in FORMATS:
+        raise typer.BadParameter(f"{value!r} is not a format doxa reads; formats are "
+                                 + ", ".join(FORMATS))
+    return value
+
+
 def ingest(
-    file: Annotated[Path, typer.Argument(help="JSONL or JSON-array file of events")],
+    file: Annotated[Path, typer.Argument(help="JSONL, JSON-array or JSON file of events")],
     user: UserOpt = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", callback=_known_format, metavar="|".join(FORMATS),
+        help="the file's format (default: detected from its first lines): doxa events, "
+             "Segment or RudderStack calls, PostHog events or exports, or OpenAI/Anthropic "
+             "chat transcripts")] = None,
     model: ModelOpt = DEFAULT_MODEL,
     db: DbOpt = DEFAULT_DB,
     base_url: BaseUrlOpt = None,
@@ -61,19 +74,25 @@ def ingest(
     ingest_file(file, IngestJob(model=model, store=store_url(db), base_url=base_url,
                                 concurrency=concurrency, schema=schema, rpm=rpm, tpm=tpm),
                 user=user, skip_invalid=skip_invalid, as_json=as_json,
-                on_ray=on_ray or bool(ray_address), ray_address=ray_address)
+                on_ray=on_ray or bool(ray_address), ray_address=ray_address, fmt=fmt)
 
 
 def ingest_file(file: Path, job: IngestJob, *, user: str | None, skip_invalid: bool,
-                as_json: bool, on_ray: bool = False, ray_address: str | None = None) -> None:
+                as_json: bool, on_ray: bool = False, ray_address: str | None = None,
+                fmt: str | None = "doxa") -> None:
     """Ingest the file's users (only `user`'s, when given) and print the summary; exit 1
-    when any user failed."""
+    when any user failed. `fmt` None detects the file's format."""
     require_provider(job.model, job.base_url)
+    with exit_on_error():
+        fmt = fmt or detect_format(file)
+    if on_ray and fmt != "doxa":
+        fail(f"--ray reads doxa-format files only (Ray workers read the file themselves); "
+             f"{file} is {fmt}: ingest it without --ray")
     if on_ray:
         _ingest_on_ray(file, job, as_json, address=ray_address, skip_invalid=skip_invalid,
                        only_user=user)
         return
-    with open_spool(file, skip_invalid=skip_invalid, user=user) as spool:
+    with open_spool(file, skip_invalid=skip_invalid, user=user, fmt=fmt) as spool:
         totals = IngestTotals()
         if not spool.events:
             _say_no_events(file, spool, user)
@@ -93,11 +112,12 @@ def require_provider(model: str, base_url: str | None) -> None:
 
 
 @contextmanager
-def open_spool(file: Path, *, skip_invalid: bool, user: str | None) -> Iterator[UserSpool]:
+def open_spool(file: Path, *, skip_invalid: bool, user: str | None,
+               fmt: str = "doxa") -> Iterator[UserSpool]:
     """The file grouped by user on disk, its skipped lines reported; exit 1 on bad input."""
     with exit_on_error():
         spool = UserSpool.from_file(file, skip_invalid=skip_invalid, default_user_id=user,
-                                    only_user=user)
+                                    only_user=user, fmt=fmt)
     with spool:
         for skipped in spool.skipped:
             print_labelled("skipped", "yellow", str(skipped))

@@ -53,6 +53,8 @@ def serve(
 
     Every /v1/users call needs `Authorization: Bearer <key>`; a key sees only its tenant's
     users. Keys come from --keys / DOXA_API_KEYS_FILE (hashes only) and DOXA_API_KEYS.
+    The /v1/collect webhooks (Segment, PostHog, RudderStack) take the same keys; set
+    DOXA_SEGMENT_SECRETS=tenant:secret to require Segment's signature for a tenant.
     """
     if new_key is not None:
         _mint_key(new_key, keys or os.environ.get("DOXA_API_KEYS_FILE"))
@@ -62,6 +64,7 @@ def serve(
 
         from doxa.server.app import create_app, openapi_document
         from doxa.server.auth import load_keys
+        from doxa.server.collect import parse_segment_secrets
         from doxa.server.settings import ServerLimits
     except ImportError:
         fail(INSTALL_HINT)
@@ -80,13 +83,14 @@ def serve(
         if not len(ring):
             fail("no API keys: pass --keys FILE (lines 'tenant sha256:<hex>', see "
                   "`doxa serve --new-key TENANT`) or set DOXA_API_KEYS=tenant:key")
+        segment_secrets = parse_segment_secrets(os.environ.get("DOXA_SEGMENT_SECRETS", ""))
         engine = Engine(model=model, store=store_url(db),
                         base_url=base_url, schema=schema)
     except (DoxaError, ValueError) as exc:
         fail(exc)
     err_console.print(f"doxa serving {engine.spec.label} on http://{host}:{port} "
                       f"({len(ring)} key(s), tenants: {', '.join(sorted(ring.tenants))})")
-    app = create_app(engine, ring, limits, close_engine=True)
+    app = create_app(engine, ring, limits, close_engine=True, segment_secrets=segment_secrets)
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
                                   server_header=False, proxy_headers=False)).run()
 

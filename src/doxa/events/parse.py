@@ -180,7 +180,9 @@ def parse_event(
         ) from None
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, object | InvalidEventError]]:
+def iter_jsonl(path: Path) -> Iterator[tuple[int, object | InvalidEventError]]:
+    """Each non-blank line of a JSONL file, decoded, with its 1-based number; a line that is
+    not UTF-8 or not JSON comes as an `InvalidEventError` (UTF-8 errors end the file)."""
     with path.open("r", encoding="utf-8", errors="strict") as fh:
         lineno = 0
         while True:
@@ -229,7 +231,7 @@ def iter_file(
             except InvalidEventError as err:
                 yield err
         return
-    for lineno, raw in _iter_jsonl(p):
+    for lineno, raw in iter_jsonl(p):
         if isinstance(raw, InvalidEventError):
             yield raw
             continue

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from doxa.errors import InvalidEventError, InvalidEventsError
-from doxa.events.parse import Event, iter_file
+from doxa.events.formats import iter_events
+from doxa.events.parse import Event
 from doxa.workdir import PrivateDir, create_private, exit_on_sigterm
 
 MAX_REPORTED = 1000
@@ -45,12 +46,13 @@ class UserSpool:
 
     @classmethod
     def from_file(cls, path: str | Path, *, skip_invalid: bool = False,
-                  default_user_id: str | None = None, only_user: str | None = None) -> UserSpool:
-        """Stream and validate the file; refuse it whole (nothing spooled) if any line is
-        invalid, unless `skip_invalid`."""
+                  default_user_id: str | None = None, only_user: str | None = None,
+                  fmt: str = "doxa") -> UserSpool:
+        """Stream and validate the file, read in format `fmt` (doxa.events.formats); refuse
+        it whole (nothing spooled) if any line is invalid, unless `skip_invalid`."""
         spool = cls()
         try:
-            spool._fill(path, default_user_id, only_user)
+            spool._fill(path, default_user_id, only_user, fmt)
         except BaseException:
             spool.close()
             raise
@@ -61,9 +63,9 @@ class UserSpool:
         return spool
 
     def _fill(self, path: str | Path, default_user_id: str | None,
-              only_user: str | None) -> None:
+              only_user: str | None, fmt: str) -> None:
         rows: list[tuple[str, str, str]] = []
-        for item in iter_file(path, default_user_id=default_user_id):
+        for item in iter_events(path, fmt, default_user_id=default_user_id):
             if isinstance(item, InvalidEventError):
                 self._invalid(item)
                 continue

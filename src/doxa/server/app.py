@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +13,7 @@ from doxa import __version__
 from doxa.engine import Engine
 from doxa.server import problems
 from doxa.server.auth import KeyRing
+from doxa.server.collect import build_collect_router
 from doxa.server.gate import Gate
 from doxa.server.routes import IngestSlots, ServerState, build_router
 from doxa.server.settings import ServerLimits
@@ -22,14 +23,21 @@ doxa's user models over HTTP, for delivery code in any language: ingest a user's
 read their beliefs, goals and preferences with confidence and evidence, explain a record,
 and feed delivery outcomes back.
 
-Every `/v1/users/...` call needs an API key, `Authorization: Bearer <key>`. A key belongs
-to one tenant and sees only that tenant's users. Errors are `application/problem+json`.
+Every `/v1/users/...` and `/v1/collect/...` call needs an API key, `Authorization: Bearer
+<key>`. A key belongs to one tenant and sees only that tenant's users. Errors are
+`application/problem+json`.
+
+The `/v1/collect/...` webhooks take Segment, PostHog and RudderStack payloads as those tools
+send them, store the events durably and answer at once; the events are extracted later.
 """
 
 
 def create_app(engine: Engine, keys: KeyRing, limits: ServerLimits | None = None, *,
-               close_engine: bool = False) -> FastAPI:
-    """The API over `engine`; `close_engine` closes it when the app shuts down."""
+               close_engine: bool = False,
+               segment_secrets: Mapping[str, str] | None = None) -> FastAPI:
+    """The API over `engine`; `close_engine` closes it when the app shuts down;
+    `segment_secrets` (tenant -> shared secret) makes those tenants' Segment webhook
+    deliveries need a valid signature."""
     limits = limits or ServerLimits()
 
     @asynccontextmanager
@@ -48,6 +56,7 @@ def create_app(engine: Engine, keys: KeyRing, limits: ServerLimits | None = None
                                  slots=IngestSlots(limits.max_concurrent_ingests,
                                                    limits.max_queued_ingests))
     app.include_router(build_router(limits))
+    app.include_router(build_collect_router(limits, dict(segment_secrets or {})))
     problems.install(app)
     app.add_middleware(Gate, keys=keys, max_body_bytes=limits.max_body_bytes)
     # Every route is in: the document is made (and finished) now, and FastAPI serves the

@@ -22,7 +22,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PROTECTED_PREFIX = "/v1/users"
+PROTECTED_PREFIXES = ("/v1/users", "/v1/collect")
 PRINCIPAL = "doxa_principal"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _WWW_AUTH = (b"www-authenticate", b'Bearer realm="doxa"')
@@ -43,7 +43,7 @@ class Gate:
         path: str = scope["path"]
         raw_headers = scope.get("headers", [])
         headers = {k.lower(): v for k, v in raw_headers}
-        if path.startswith(PROTECTED_PREFIX):
+        if path.startswith(PROTECTED_PREFIXES):
             if sum(k.lower() == b"authorization" for k, _ in raw_headers) > 1:
                 await _answer(send, 400, "malformed-request",
                               "send exactly one Authorization header", path)
