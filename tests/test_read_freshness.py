@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import NOW, batch, chat, said
-from doxa.core.merge import merge
+from builders import seed_goal
 from doxa.engine import Engine
 from doxa.model.records import Record, UserModel
 from doxa.store import open_store
@@ -51,16 +50,8 @@ def user() -> str:
 
 
 async def seed(engine: Engine, user_id: str, statement: str) -> Record:
-    """Commit one goal for the user (what an ingest's merge would make) and return it."""
-    b = batch(chat(f"seed-{uuid.uuid4().hex[:8]}", statement, user=user_id))
-    made = merge(await engine.store.load(user_id), [said("goal", statement, *b.events)], b,
-                 now=NOW, prompt_version="p")
-    loaded = await engine.store.load(user_id)
-    await engine.store.commit(made.model, expected_version=loaded.version,
-                              changes=made.changes, events=list(b.events.values()),
-                              processed_ids=list(b.events),
-                              generation=await engine.generation(user_id))
-    return next(r for r in made.model.records if r.statement == statement)
+    return await seed_goal(engine.store, user_id, statement,
+                           generation=await engine.generation(user_id))
 
 
 async def cold(url: str, user_id: str) -> UserModel:

@@ -14,6 +14,7 @@ from doxa.engine import Engine
 from doxa.server import problems
 from doxa.server.auth import KeyRing
 from doxa.server.gate import Gate
+from doxa.server.reads import RenderedReads
 from doxa.server.routes import IngestSlots, ServerState, build_router
 from doxa.server.settings import ServerLimits
 
@@ -46,7 +47,8 @@ def create_app(engine: Engine, keys: KeyRing, limits: ServerLimits | None = None
                          lifespan=lifespan)
     app.state.doxa = ServerState(engine=engine, limits=limits,
                                  slots=IngestSlots(limits.max_concurrent_ingests,
-                                                   limits.max_queued_ingests))
+                                                   limits.max_queued_ingests),
+                                 reads=RenderedReads(limits.read_cache_bytes))
     app.include_router(build_router(limits))
     problems.install(app)
     app.add_middleware(Gate, keys=keys, max_body_bytes=limits.max_body_bytes)
