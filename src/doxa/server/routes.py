@@ -4,7 +4,7 @@
 # definition time, and the page-size type is built per app from its limits.
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -91,16 +91,18 @@ class ServerState:
     reads: RenderedReads
 
 
-def state(request: Request) -> ServerState:
+# The dependencies are `async def` although they never wait: FastAPI runs a plain `def`
+# dependency in a worker thread, two thread hops on every read for a dict lookup.
+async def state(request: Request) -> ServerState:
     found: ServerState = request.app.state.doxa
     return found
 
 
-def needs(scope: Scope) -> Callable[..., Principal]:
+def needs(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller (authenticated by the gate), if its key has `scope`."""
 
-    def check(request: Request,
-              _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    async def check(request: Request,
+                    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         principal = request.scope.get("state", {}).get(PRINCIPAL)
         if not isinstance(principal, Principal):
             raise ApiError(401, "unauthorized", "no valid API key")
