@@ -101,8 +101,10 @@ async def state(request: Request) -> ServerState:
 def needs(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller (authenticated by the gate), if its key has `scope`."""
 
-    async def check(request: Request,
-                    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    async def check(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
         principal = request.scope.get("state", {}).get(PRINCIPAL)
         if not isinstance(principal, Principal):
             raise ApiError(401, "unauthorized", "no valid API key")
