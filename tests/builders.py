@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from doxa.core.merge import merge
 from doxa.events.parse import Event
 from doxa.llm.schema import EvidenceQuote, ProposedRecord
+from doxa.model.records import Record
 from doxa.relevance import Batch, make_batches
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -29,3 +33,14 @@ def said(kind: str, statement: str, *event_ids: str, relation: str = "new",
         "kind": kind, "statement": statement, "context": context, "basis": basis,
         "evidence": [EvidenceQuote(event_id=e) for e in event_ids],
         "relation": relation, "related_record_id": related, "status": status})
+
+
+async def seed_goal(store: Any, user_id: str, statement: str, *, generation: int = 0) -> Record:
+    """Commit one goal for the user, as an ingest's merge would make it, and return it."""
+    b = batch(chat(f"seed-{uuid.uuid4().hex[:8]}", statement, user=user_id))
+    stored = await store.load(user_id)
+    made = merge(stored, [said("goal", statement, *b.events)], b, now=NOW, prompt_version="p")
+    await store.commit(made.model, expected_version=stored.version, changes=made.changes,
+                       events=list(b.events.values()), processed_ids=list(b.events),
+                       generation=generation)
+    return next(r for r in made.model.records if r.statement == statement)

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builders import NOW, batch, chat
 from doxa.core.merge import merge
 from doxa.errors import SchemaError
 from doxa.llm.schema import ValidationContext, extraction_model, split_valid
-from doxa.model.records import UserModel
+from doxa.model.records import Record, UserModel
 from doxa.model.schema import load_schema
 from doxa.resources import data_dir
 
@@ -312,3 +314,24 @@ def test_folding_is_a_pure_step_that_leaves_the_answer_as_the_model_wrote_it() -
     assert extraction.model_dump() == written
     assert [r.slot() for r in extraction.records] == [
         ("budget_constraints", "business_case"), ("communication_style", None)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["style", "depth", None]),
+                          st.sampled_from([0.2, 0.5, 0.61, 0.9]),
+                          st.sampled_from(["active", "superseded"])), max_size=12),
+       st.sampled_from(["style", "depth", "tone"]), st.sampled_from([0.0, 0.6]))
+def test_value_answers_the_surest_active_holder_as_active_orders_them(
+    specs: list[tuple[str | None, float, str]], dimension: str, floor: float,
+) -> None:
+    """`value` picks its record without sorting the model (it runs at every decision point):
+    the same one as the first holder in `active()`'s order, ties broken by id."""
+    records = [Record(id=f"r{i}", user_id="u1", kind="preference", statement=f"s{i}",
+                      dimension=dim, value=f"v{i}", confidence=conf, status=status,  # type: ignore[arg-type]
+                      valid_from=NOW, created_at=NOW, updated_at=NOW)
+               for i, (dim, conf, status) in enumerate(specs)]
+    model = UserModel(user_id="u1", records=tuple(records))
+    holders = [r for r in model.active() if r.dimension == dimension]
+    answer = model.value(dimension, min_confidence=floor, default="d")
+    assert answer.record_id == (holders[0].id if holders else None)
+    assert answer.fallback == (not holders or holders[0].confidence < floor)

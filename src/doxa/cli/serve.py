@@ -40,6 +40,9 @@ def serve(
         min=1, help="larger request bodies get 413")] = 1_048_576,
     max_events: Annotated[int, typer.Option(min=1, help="events per ingest request")] = 1000,
     concurrency: Annotated[int, typer.Option(min=1, help="ingests (LLM calls) at once")] = 4,
+    read_cache_mb: Annotated[int, typer.Option(
+        min=0, help="MiB of rendered model pages kept for repeated reads between commits "
+        "(0: none)")] = 64,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
     print_openapi: Annotated[bool, typer.Option("--print-openapi", metavar="",
                              help="print the OpenAPI "
@@ -73,7 +76,8 @@ def serve(
 
     try:
         limits = ServerLimits(max_body_bytes=max_body_bytes, max_events=max_events,
-                              max_concurrent_ingests=concurrency)
+                              max_concurrent_ingests=concurrency,
+                              read_cache_bytes=read_cache_mb * 2**20)
         if print_openapi:
             sys.stdout.write(json.dumps(openapi_document(limits), indent=2) + "\n")
             return

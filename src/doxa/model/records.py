@@ -303,8 +303,10 @@ class UserModel(Frozen):
               default: str | None = None) -> DimensionValue:
         """The current value of a schema dimension, with its confidence and evidence, or
         the caller's `default` (marked `fallback=True`) when doxa is not sure enough."""
-        holders = [r for r in self.active() if r.dimension == dimension]
-        best = holders[0] if holders else None
+        # The surest holder, as `active()` would order them, without sorting every record:
+        # this runs at each decision point.
+        best = min((r for r in self.records if r.dimension == dimension
+                    and r.status == "active"), key=lambda r: (-r.confidence, r.id), default=None)
         if best is None or best.confidence < min_confidence:
             return DimensionValue(dimension=dimension, value=default, fallback=True,
                                   confidence=best.confidence if best else 0.0,

@@ -15,6 +15,7 @@ from doxa.server import problems
 from doxa.server.auth import KeyRing
 from doxa.server.collect import build_collect_router
 from doxa.server.gate import Gate
+from doxa.server.reads import RenderedReads
 from doxa.server.routes import IngestSlots, ServerState, build_router
 from doxa.server.settings import ServerLimits
 
@@ -54,7 +55,8 @@ def create_app(engine: Engine, keys: KeyRing, limits: ServerLimits | None = None
                          lifespan=lifespan)
     app.state.doxa = ServerState(engine=engine, limits=limits,
                                  slots=IngestSlots(limits.max_concurrent_ingests,
-                                                   limits.max_queued_ingests))
+                                                   limits.max_queued_ingests),
+                                 reads=RenderedReads(limits.read_cache_bytes))
     app.include_router(build_router(limits))
     app.include_router(build_collect_router(limits, dict(segment_secrets or {})))
     problems.install(app)

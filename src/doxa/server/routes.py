@@ -4,7 +4,7 @@
 # definition time, and the page-size type is built per app from its limits.
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -21,6 +21,7 @@ from doxa.model.records import Explanation, Record, UserModel
 from doxa.server.auth import Principal, Scope
 from doxa.server.gate import PRINCIPAL
 from doxa.server.problems import FieldError, doxa_error, responses
+from doxa.server.reads import RenderedReads
 from doxa.server.schemas import (
     EventBatch,
     Health,
@@ -87,18 +88,23 @@ class ServerState:
     engine: Engine
     limits: ServerLimits
     slots: IngestSlots
+    reads: RenderedReads
 
 
-def state(request: Request) -> ServerState:
+# The dependencies are `async def` although they never wait: FastAPI runs a plain `def`
+# dependency in a worker thread, two thread hops on every read for a dict lookup.
+async def state(request: Request) -> ServerState:
     found: ServerState = request.app.state.doxa
     return found
 
 
-def needs(scope: Scope) -> Callable[..., Principal]:
+def needs(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller (authenticated by the gate), if its key has `scope`."""
 
-    def check(request: Request,
-              _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    async def check(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
         principal = request.scope.get("state", {}).get(PRINCIPAL)
         if not isinstance(principal, Principal):
             raise ApiError(401, "unauthorized", "no valid API key")
@@ -199,15 +205,22 @@ def build_router(limits: ServerLimits) -> APIRouter:
         return public_result(result, user_id)
 
     @router.get("/users/{user_id}/model", tags=["model"], responses=READ,
-                operation_id="get_model", summary="Read the model")
+                operation_id="get_model", summary="Read the model", response_model=ModelPage)
     async def model(user_id: UserId, caller: Reader, st: State, limit: Limit = limits.default_page,
-                    cursor: Cursor = None, at: At = None) -> ModelPage:
+                    cursor: Cursor = None, at: At = None) -> Response:
         """The user's whole model, every status, ordered by record id, one page at a time."""
-        found = await existing(st.engine, store_id_of(caller, user_id), user_id, at)
-        page, nxt = paginate(list(found.records), "model", lambda r: (0.0, r.id), limit, cursor)
-        return ModelPage(user_id=user_id, records=[public_record(r, user_id) for r in page],
-                         next_cursor=nxt, version=found.version, readiness=found.readiness(),
-                         is_cold=found.is_cold())
+        store_id = store_id_of(caller, user_id)
+        found = await existing(st.engine, store_id, user_id, at)
+
+        def render() -> ModelPage:
+            page, nxt = paginate(list(found.records), "model", lambda r: (0.0, r.id), limit,
+                                 cursor)
+            return ModelPage(user_id=user_id, records=[public_record(r, user_id) for r in page],
+                             next_cursor=nxt, version=found.version,
+                             readiness=found.readiness(), is_cold=found.is_cold())
+
+        return st.reads.response(store_id, found, ("model", limit, cursor), render,
+                                 keep=at is None)
 
     for kind in ("belief", "goal", "preference"):
         _add_kind_route(router, kind, Limit, Cursor, limits.default_page)
@@ -262,17 +275,23 @@ def _add_kind_route(router: APIRouter, kind: str, limit_type: Any, cursor_type: 
                       context: Annotated[str | None, Query(max_length=100)] = None,
                       min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
                       include_inactive: bool = False, limit: limit_type = default_page,
-                      cursor: cursor_type = None, at: At = None) -> RecordPage:
-        found = await existing(st.engine, store_id_of(caller, user_id), user_id, at)
-        chosen = select(found, context, min_confidence, include_inactive)
-        page, nxt = paginate(chosen, plural, lambda r: (-r.confidence, r.id), limit, cursor)
-        return RecordPage(user_id=user_id, records=[public_record(r, user_id) for r in page],
-                          next_cursor=nxt)
+                      cursor: cursor_type = None, at: At = None) -> Response:
+        store_id = store_id_of(caller, user_id)
+        found = await existing(st.engine, store_id, user_id, at)
+
+        def render() -> RecordPage:
+            chosen = select(found, context, min_confidence, include_inactive)
+            page, nxt = paginate(chosen, plural, lambda r: (-r.confidence, r.id), limit, cursor)
+            return RecordPage(user_id=user_id, records=[public_record(r, user_id) for r in page],
+                              next_cursor=nxt)
+
+        asked = (plural, context, min_confidence, include_inactive, limit, cursor)
+        return st.reads.response(store_id, found, asked, render, keep=at is None)
 
     listing.__doc__ = (f"The user's {plural}, surest first: filter by `context` and "
                        f"`min_confidence` (0..1); `include_inactive` adds ended ones.")
     router.add_api_route(f"/users/{{user_id}}/{plural}", listing, methods=["GET"],
-                         tags=["model"], responses=READ, name=plural,
+                         response_model=RecordPage, tags=["model"], responses=READ, name=plural,
                          operation_id=f"list_{plural}", summary=f"List {plural}")
 
 

@@ -26,3 +26,5 @@ class ServerLimits(BaseModel):
     """Ingests (LLM calls) running at once; others wait their turn."""
     max_queued_ingests: int = Field(default=64, ge=0)
     """Ingests allowed to wait; past that a request gets 503 with Retry-After."""
+    read_cache_bytes: int = Field(default=64 * 2**20, ge=0)
+    """Rendered model pages kept for repeated reads between commits (0: none kept)."""

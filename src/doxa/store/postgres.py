@@ -4,6 +4,12 @@ The same tables and the same single-transaction commit as SQLite; optimistic con
 through a version row per user, locked (`SELECT ... FOR UPDATE`) and checked inside the
 commit's transaction, so two workers never lose an update: the loser gets
 `StoreConflictError`, and the engine reloads and merges again.
+
+Reads at a decision point must not parse the whole model each time, so the store keeps the
+last model it loaded or committed per user (`doxa.store.snapshots`) and serves it while
+the user's row still names the same version and commit id. That check is one indexed row
+read on every load, so a commit from any other process sharing the database is seen by
+the very next read; no notification can arrive late.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import asyncio
 import functools
 import json
 import re
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence, Set
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection
@@ -31,6 +38,7 @@ from doxa.errors import (
 from doxa.events.parse import Event
 from doxa.model.records import Change, Record, UserModel, cited_event_ids
 from doxa.store.base import BufferClaim, erasure_key
+from doxa.store.snapshots import Snapshots, as_committed
 from doxa.store.tables import (
     POSTGRES,
     USER_TABLES,
@@ -63,6 +71,14 @@ def _store_errors(fn: Callable[P, Coroutine[Any, Any, R]]
     return translated
 
 
+class _Snapshot(NamedTuple):
+    """A model as loaded or committed, with the commit it was read at."""
+
+    version: int
+    commit_id: str
+    model: UserModel
+
+
 def _shown(url: str) -> str:
     """The URL for an error message, without its password."""
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
@@ -77,6 +93,7 @@ class PostgresStore:
                                          open=False, kwargs={"autocommit": True})
         self._ready = False
         self._opening = asyncio.Lock()
+        self._snapshots: Snapshots[_Snapshot] = Snapshots()
 
     async def _conn(self) -> AsyncConnectionPool:
         if self._ready:
@@ -103,6 +120,9 @@ class PostgresStore:
                     try:
                         for statement in schema(POSTGRES):
                             await conn.execute(statement)
+                        # Databases made before snapshots existed.
+                        await conn.execute(
+                            "ALTER TABLE users ADD COLUMN IF NOT EXISTS commit_id TEXT")
                     finally:
                         await conn.execute("SELECT pg_advisory_unlock(4242)")
             except Exception as exc:
@@ -113,16 +133,25 @@ class PostgresStore:
     async def load(self, user_id: str) -> UserModel:
         pool = await self._conn()
         async with pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT version FROM users WHERE user_id = %s", (user_id,))).fetchone()
-            rows = await (await conn.execute(
-                "SELECT data FROM records WHERE user_id = %s ORDER BY record_id",
-                (user_id,))).fetchall()
-            records = tuple(Record.model_validate_json(r[0]) for r in rows)
-            cited = sorted(cited_event_ids(records))
-            events = await _select_events(conn, user_id, cited)
-        return UserModel(user_id=user_id, records=records, version=int(row[0]) if row else 0,
-                         events=events)
+            known = self._snapshots.current(user_id, *await _commit_of(conn, user_id))
+            if known is not None:
+                return known.model
+            async with conn.transaction():
+                # The row and the records it names, read in one snapshot of the database:
+                # a commit landing between the two reads must not pair v with v+1's rows.
+                await conn.execute(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                version, commit_id = await _commit_of(conn, user_id)
+                rows = await (await conn.execute(
+                    "SELECT data FROM records WHERE user_id = %s ORDER BY record_id",
+                    (user_id,))).fetchall()
+                records = tuple(Record.model_validate_json(r[0]) for r in rows)
+                cited = sorted(cited_event_ids(records))
+                events = await _select_events(conn, user_id, cited)
+        model = UserModel(user_id=user_id, records=records, version=version, events=events)
+        if commit_id:
+            self._snapshots.remember(_Snapshot(version, commit_id, model))
+        return model
 
     @_store_errors
     async def processed(self, user_id: str, event_ids: Iterable[str]) -> set[str]:
@@ -148,6 +177,7 @@ class PostgresStore:
         pool = await self._conn()
         now = datetime.now(UTC).isoformat()
         user = model.user_id
+        commit_id = uuid.uuid4().hex
         async with pool.connection() as conn, conn.transaction():
             await _lock_user(conn, user)
             erased = await _generation(conn, user)
@@ -156,12 +186,14 @@ class PostgresStore:
             await conn.execute("INSERT INTO users VALUES (%s, 0) ON CONFLICT DO NOTHING",
                                (user,))
             row = await (await conn.execute(
-                "SELECT version FROM users WHERE user_id = %s FOR UPDATE", (user,))).fetchone()
-            found = int(row[0]) if row else 0
+                "SELECT version, commit_id FROM users WHERE user_id = %s FOR UPDATE",
+                (user,))).fetchone()
+            found, old_commit = (int(row[0]), row[1] or "") if row else (0, "")
             if found != expected_version:
                 raise StoreConflictError(user, expected_version, found)
             if claim is not None and await _consume(conn, claim) != len(claim.events):
                 raise BufferClaimLostError(user)
+            known = self._snapshots.current(user, found, old_commit)
             await _write_records(conn, model)
             async with conn.cursor() as cur:
                 await cur.executemany(
@@ -171,8 +203,15 @@ class PostgresStore:
                 await cur.executemany(
                     "INSERT INTO ledger VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                     [(user, eid, now) for eid in processed_ids])
-            await conn.execute("UPDATE users SET version = %s WHERE user_id = %s",
-                               (found + 1, user))
+            await conn.execute("UPDATE users SET version = %s, commit_id = %s "
+                               "WHERE user_id = %s", (found + 1, commit_id, user))
+        # Committed: the next read of this process needs no parse when the model was merged
+        # from the snapshot this store holds (the usual ingest: load, merge, commit).
+        if known is not None:
+            self._snapshots.remember(_Snapshot(
+                found + 1, commit_id, as_committed(model, known.model, events, found + 1)))
+        else:
+            self._snapshots.forget(user)
         return found + 1
 
     @_store_errors
@@ -201,6 +240,7 @@ class PostgresStore:
             for table in USER_TABLES:
                 await conn.execute(f"DELETE FROM {table} WHERE user_id = %s",
                                    (user_id,))
+        self._snapshots.forget(user_id)
 
     @_store_errors
     async def export_user(self, user_id: str) -> dict[str, Any]:
@@ -309,6 +349,13 @@ async def _consume(conn: AsyncConnection[Any], claim: BufferClaim) -> int:
     cur = await conn.execute("DELETE FROM buffer WHERE user_id = %s AND claim = %s",
                              (claim.user_id, claim.token))
     return max(cur.rowcount, 0)
+
+
+async def _commit_of(conn: AsyncConnection[Any], user_id: str) -> tuple[int, str]:
+    """The user's current version and commit id ((0, "") for a user never committed)."""
+    row = await (await conn.execute("SELECT version, commit_id FROM users WHERE user_id = %s",
+                                    (user_id,))).fetchone()
+    return (int(row[0]), row[1] or "") if row else (0, "")
 
 
 async def _generation(conn: AsyncConnection[Any], user_id: str) -> int:

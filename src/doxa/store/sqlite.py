@@ -4,11 +4,12 @@ Each record is kept whole as JSON (what `load` reads) with its evidence and revi
 as rows (what SQL, audits and `delete_user` scans see). A commit writes only the records
 whose content changed, so its cost follows the change, not the size of the model.
 
-Parsing a large model on every ingest would dominate doxa's own overhead, so the store keeps
-the last model it loaded or committed per user (a bounded LRU) together with each record's
-content hash. A load reuses it only when the user's row still carries the same version *and*
-commit id, which every commit from any process replaces: another process's write, a delete
-or a re-created user can never be served from a stale snapshot.
+Parsing a large model on every ingest or read would dominate doxa's own overhead, so the
+store keeps the last model it loaded or committed per user (`doxa.store.snapshots`)
+together with each record's content hash. A load reuses it only when the user's row still
+carries the same version *and* commit id, which every commit from any process replaces:
+another process's write, a delete or a re-created user can never be served from a stale
+snapshot.
 
 The file holds personal data, so it is created 0600 (its -wal and -shm follow), deleted
 rows are overwritten with zeros (`secure_delete`), and a delete ends with a TRUNCATE
@@ -26,7 +27,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence, Set
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,8 @@ from doxa.core.flush import BufferSummary
 from doxa.errors import BufferClaimLostError, StoreConflictError, StoreError, UserErasedError
 from doxa.events.parse import Event
 from doxa.model.records import Change, Record, UserModel, cited_event_ids
-from doxa.store.base import BufferClaim, carried_events, erasure_key
+from doxa.store.base import BufferClaim, erasure_key
+from doxa.store.snapshots import Snapshots, as_committed
 from doxa.store.tables import (
     SCHEMA_VERSION,
     SQLITE,
@@ -51,7 +52,6 @@ from doxa.workdir import create_private
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SNAPSHOT_USERS = 256
 
 
 class _Snapshot(NamedTuple):
@@ -89,14 +89,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._lock = threading.Lock()
-        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
-
-    def _remember(self, snapshot: _Snapshot) -> None:
-        user = snapshot.model.user_id
-        self._snapshots[user] = snapshot
-        self._snapshots.move_to_end(user)
-        while len(self._snapshots) > SNAPSHOT_USERS:
-            self._snapshots.popitem(last=False)
+        self._snapshots: Snapshots[_Snapshot] = Snapshots()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
@@ -109,9 +102,8 @@ class SqliteStore:
             row = db.execute("SELECT version, commit_id FROM users WHERE user_id = ?",
                              (user_id,)).fetchone()
             version, commit_id = (int(row[0]), row[1] or "") if row else (0, "")
-            known = self._snapshots.get(user_id)
-            if known and commit_id and (known.version, known.commit_id) == (version, commit_id):
-                self._snapshots.move_to_end(user_id)
+            known = self._snapshots.current(user_id, version, commit_id)
+            if known is not None:
                 return known.model
             rows = [(Record.model_validate_json(data), digest) for data, digest in db.execute(
                 "SELECT data, content_hash FROM records WHERE user_id = ? ORDER BY record_id",
@@ -121,8 +113,8 @@ class SqliteStore:
             events = _select_events(db, user_id, cited)
             model = UserModel(user_id=user_id, records=records, version=version, events=events)
             if commit_id:
-                self._remember(_Snapshot(version, commit_id, model,
-                                         {r.id: (r, digest) for r, digest in rows}))
+                self._snapshots.remember(_Snapshot(version, commit_id, model,
+                                                   {r.id: (r, digest) for r, digest in rows}))
             return model
         return await self._run(read)
 
@@ -161,10 +153,7 @@ class SqliteStore:
                     raise StoreConflictError(model.user_id, expected_version, version)
                 if claim is not None and _consume(db, claim) != len(claim.events):
                     raise BufferClaimLostError(model.user_id)
-                known = self._snapshots.get(model.user_id)
-                if not (known and old_commit and (known.version, known.commit_id)
-                        == (version, old_commit)):
-                    known = None
+                known = self._snapshots.current(model.user_id, version, old_commit)
                 hashes = _write_records(db, model, known)
                 db.executemany(
                     "INSERT OR REPLACE INTO events VALUES (?, ?, ?)",
@@ -179,18 +168,14 @@ class SqliteStore:
                            (model.user_id, version + 1, commit_id))
                 db.execute("COMMIT")
             except BaseException:
-                self._snapshots.pop(model.user_id, None)
+                self._snapshots.forget(model.user_id)
                 db.execute("ROLLBACK")
                 raise
             if known is not None:
-                # What a fresh load would return: the cited events, old and new.
-                pool = {**known.model.events, **model.events, **{e.id: e for e in events}}
-                committed = model.model_copy(update={
-                    "version": version + 1,
-                    "events": carried_events(model, known.model, pool)})
-                self._remember(_Snapshot(version + 1, commit_id, committed, hashes))
+                committed = as_committed(model, known.model, events, version + 1)
+                self._snapshots.remember(_Snapshot(version + 1, commit_id, committed, hashes))
             else:
-                self._snapshots.pop(model.user_id, None)
+                self._snapshots.forget(model.user_id)
             return version + 1
         return await self._run(write)
 
@@ -205,7 +190,7 @@ class SqliteStore:
     async def delete_user(self, user_id: str) -> None:
         def delete(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
-            self._snapshots.pop(user_id, None)
+            self._snapshots.forget(user_id)
             try:
                 db.execute("INSERT INTO erasures VALUES (?, 1) ON CONFLICT (user_key) "
                            "DO UPDATE SET generation = generation + 1", (erasure_key(user_id),))

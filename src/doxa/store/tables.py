@@ -45,7 +45,8 @@ POSTGRES: Final = Dialect(version_table="doxa_schema_version", counter="BIGINT",
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {version_table} (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, version {counter} NOT NULL);
+CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, version {counter} NOT NULL,
+  commit_id TEXT);
 CREATE TABLE IF NOT EXISTS records (
   user_id TEXT NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
   context TEXT NOT NULL, confidence {real} NOT NULL, statement TEXT NOT NULL,
