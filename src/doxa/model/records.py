@@ -6,6 +6,7 @@ from bisect import bisect_left
 from collections.abc import Generator, Iterable, Mapping
 from datetime import datetime
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,17 +23,27 @@ from doxa.errors import UnknownRecordError
 from doxa.events.parse import Event
 from doxa.model.views import ModelViews
 
-# belief, goal and preference are built in; a model schema may add kinds of its own
-# (e.g. constraint, motivation) where a team needs the causal view.
+# Five kinds are built in: belief, goal and preference, which every extraction asks for, and
+# motivation and constraint, the "why" behind a goal (stored, linked, observed and shown
+# like the others; a model schema asks for them where a team wants them extracted). A
+# model schema may add kinds of its own.
 Kind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
-KINDS: tuple[str, ...] = ("belief", "goal", "preference")
+KINDS: tuple[str, ...] = ("belief", "goal", "preference", "motivation", "constraint")
+EXTRACTED_KINDS: tuple[str, ...] = KINDS[:3]
+"""The kinds an extraction without a schema asks for, and a schema dimension's default."""
 Status = Literal["active", "superseded", "achieved", "abandoned", "retracted"]
 Polarity = Literal["supports", "contradicts"]
 Basis = Literal["explicit", "inferred", "outcome"]
 Action = Literal[
     "created", "reinforced", "refined", "contradicted", "superseded", "status_changed",
-    "outcome", "evicted",
+    "outcome", "evicted", "linked", "unlinked",
 ]
+Relation = Literal["because", "constrained_by", "blocked_by", "in_order_to"]
+LINK_TARGET_KIND: Mapping[str, str] = MappingProxyType({
+    "because": "motivation", "constrained_by": "constraint", "blocked_by": "belief",
+    "in_order_to": "goal"})
+"""What each causal relation points at; the record holding the link is always a goal."""
+LinkStatus = Literal["active", "ended"]
 
 
 class Frozen(BaseModel):
@@ -51,6 +62,31 @@ class EvidenceLink(Frozen):
     basis: Basis = "inferred"
     observed_at: AwareDatetime
     batch_id: str = ""
+    source: str = ""
+    """Who put it here: "" for extraction; "manual" or "rule:<name>" for an observation."""
+    weight: float | None = None
+    """The log-odds this link adds when its source stated a confidence (an observation's
+    prior for its evidence); None: the weight of its basis."""
+
+
+class CausalLink(Frozen):
+    """One "why" edge held by a goal: the goal is `because` of a motivation, `constrained_by`
+    a constraint, `blocked_by` a belief, or pursued `in_order_to` reach another goal. It
+    has its own evidence and confidence; an ended link stays, so history keeps it."""
+
+    relation: Relation
+    target_id: str
+    evidence: tuple[EvidenceLink, ...] = ()
+    confidence: float = Field(ge=0.0, le=1.0)
+    status: LinkStatus = "active"
+    created_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    note: str = ""
+    """Why it ended, or where it came from when it followed a superseded record."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.relation, self.target_id
 
 
 class Revision(Frozen):
@@ -90,6 +126,8 @@ class Record(Frozen):
     prompt_version: str = ""
     superseded_by: str | None = None
     history: tuple[Revision, ...] = ()
+    links: tuple[CausalLink, ...] = ()
+    """The goal's causal links (see `CausalLink`), active and ended; other kinds hold none."""
 
     @property
     def supporting(self) -> tuple[EvidenceLink, ...]:
@@ -106,10 +144,18 @@ class Record(Frozen):
     def evidence_ids(self) -> set[str]:
         return {e.event_id for e in self.evidence}
 
+    def cited_ids(self) -> set[str]:
+        """Every event id the record cites: its own evidence and its links' evidence."""
+        return self.evidence_ids() | {e.event_id for link in self.links for e in link.evidence}
+
+    def active_links(self, relation: Relation | None = None) -> list[CausalLink]:
+        return [link for link in self.links if link.status == "active"
+                and (relation is None or link.relation == relation)]
+
 
 def cited_event_ids(records: Iterable[Record]) -> set[str]:
     """The ids of the events these records cite: the events a store keeps with them."""
-    return {e.event_id for r in records for e in r.evidence}
+    return {eid for r in records for eid in r.cited_ids()}
 
 
 class DimensionValue(BaseModel):
@@ -119,10 +165,18 @@ class DimensionValue(BaseModel):
     value: str | None
     confidence: float
     fallback: bool = False
-    """True when `value` is the caller's default because doxa was not sure enough."""
+    """True when `value` is not the user's own answer (doxa was not sure enough): the
+    caller's default, or the segment's answer when `source` is "segment"."""
     record_id: str | None = None
     statement: str | None = None
     evidence: list[str] = Field(default_factory=list)
+    source: Literal["user", "default", "segment"] = "user"
+    """Whose answer `value` is: the user's own, the caller's default, or the segment's."""
+    support: int | None = None
+    """For a segment answer: how many users of the segment answer this dimension (the
+    denominator of `distribution`)."""
+    distribution: dict[str, float] = Field(default_factory=dict)
+    """For a segment answer: each value's share among those users, largest first."""
 
 
 class ExplainedEvidence(BaseModel):
@@ -147,18 +201,32 @@ class Explanation(BaseModel):
         for item in self.evidence:
             link, event = item.link, item.event
             sign = "+" if link.polarity == "supports" else "-"
-            what = "(event erased)" if event is None else (
+            what = ("(an external id, not an event doxa holds)" if link.source else
+                    "(event erased)") if event is None else (
                 event.text or f"{event.type} {event.properties}")
+            by = f" · observed by {link.source}" if link.source else ""
             lines.append(f"    {sign} {link.event_id} · {_minute(link.observed_at)} · "
-                         f"{link.basis}: {what}")
+                         f"{link.basis}{by}: {what}")
             if link.quote:
                 lines.append(f'        quote: "{link.quote}"')
+        if r.links:
+            lines.append("  links:")
+        lines += [f"    {link.relation} → {link.target_id} · {link.status} · confidence "
+                  f"{link.confidence:.2f} · evidence {', '.join(e.event_id for e in link.evidence)}"
+                  + (f" ({link.note})" if link.note else "") for link in r.links]
         if r.history:
             lines.append("  history:")
         lines += [f"    {_minute(rev.recorded_at)} {rev.action} → {rev.confidence:.2f} "
                   f"{rev.status}" + (f" ({', '.join(rev.event_ids)})" if rev.event_ids else "")
+                  + (f" {rev.note}" if rev.action in ("linked", "unlinked") else "")
                   for rev in r.history]
         return "\n".join(lines)
+
+
+def _link_as_of(link: CausalLink, when: datetime) -> CausalLink:
+    if link.ended_at is None or link.ended_at <= when:
+        return link
+    return link.model_copy(update={"status": "active", "ended_at": None, "note": ""})
 
 
 def _minute(at: datetime) -> str:
@@ -340,6 +408,8 @@ class UserModel(Frozen):
                 "updated_at": last.recorded_at,
                 "valid_to": record.valid_to if last.status != "active" else None,
                 "superseded_by": record.superseded_by if last.status == "superseded" else None,
+                "links": tuple(_link_as_of(link, when) for link in record.links
+                               if link.created_at <= when),
             }))
         return self.with_records(past)
 
