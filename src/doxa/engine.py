@@ -23,7 +23,16 @@ from typing import Any, Literal, TypedDict, TypeVar, Unpack
 from pydantic import BaseModel, Field
 
 from doxa.core.confidence import decayed_model
-from doxa.core.merge import MergeConfig, apply_outcome, merge
+from doxa.core.merge import MergeConfig, MergeResult, apply_outcome, merge
+from doxa.core.observe import (
+    LinkObservation,
+    Observation,
+    apply_link,
+    apply_observation,
+    default_id,
+    observation_event,
+    validated,
+)
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
 from doxa.events.parse import Event, load_events, parse_event
 from doxa.events.redaction import Redactor, default_redactor, redact_event
@@ -32,7 +41,7 @@ from doxa.llm.client import RetryPolicy
 from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
-from doxa.model.records import Change, UserModel, cited_event_ids
+from doxa.model.records import Change, Relation, UserModel, cited_event_ids
 from doxa.model.schema import ModelSchema, load_schema
 from doxa.prompts.render import SCHEMA_PROMPT, Messages, PromptSet
 from doxa.relevance import Batch, RelevanceConfig, make_batches
@@ -512,6 +521,72 @@ class Engine:
 
         return await self._retrying_conflicts(user_id, attempt)
 
+    # -- observations: records and links given without an LLM ------------------------------
+
+    async def observe(
+        self, user_id: str, kind: str, statement: str, *, evidence: Sequence[str] = (),
+        confidence: float | None = None, context: str | None = None, source: str = "manual",
+        id: str | None = None, at: datetime | None = None,
+        relation: Literal["new", "reinforces", "refines", "contradicts"] = "new",
+        related_record_id: str | None = None, dimension: str | None = None,
+        value: str | None = None, status: Literal["active", "achieved", "abandoned"] = "active",
+    ) -> list[Change]:
+        """Record what the caller observed about the user, merged as an extracted record
+        is (reinforce, contradict, supersede; history, ledger). `evidence` names events
+        doxa holds or the caller's own ids; `confidence` is the caller's prior for that
+        evidence; `source` is "manual" or "rule:<name>" and `explain` shows it. The same
+        `id` twice changes nothing; without one the id derives from what is observed."""
+        data = {"id": id or default_id(user_id, kind, statement, tuple(evidence), source,
+                                       context, relation, related_record_id, dimension, value),
+                "kind": kind, "statement": statement, "evidence": tuple(evidence),
+                "confidence": confidence, "context": context, "source": source,
+                "at": at or self._clock(), "relation": relation,
+                "related_record_id": related_record_id, "dimension": dimension,
+                "value": value, "status": status}
+        obs: Observation = validated(Observation, data)
+        return await self._observed(user_id, obs, lambda model, known, now: apply_observation(
+            model, obs, known, now=now, config=self.merge_config))
+
+    async def link(
+        self, user_id: str, goal_id: str, relation: Relation, target_id: str, *,
+        evidence: Sequence[str] = (), confidence: float | None = None,
+        source: str = "manual", id: str | None = None, at: datetime | None = None,
+    ) -> list[Change]:
+        """Record a causal link the caller observed: the goal is `because` of a motivation,
+        `constrained_by` a constraint, `blocked_by` a belief or `in_order_to` another goal.
+        Idempotent by `id` as `observe` is; a link the model cannot hold (an unknown record,
+        the wrong kinds) is refused naming the field."""
+        data = {"id": id or default_id(user_id, goal_id, relation, target_id, tuple(evidence),
+                                       source),
+                "goal_id": goal_id, "relation": relation, "target_id": target_id,
+                "evidence": tuple(evidence), "confidence": confidence, "source": source,
+                "at": at or self._clock()}
+        obs: LinkObservation = validated(LinkObservation, data)
+        return await self._observed(user_id, obs, lambda model, known, now: apply_link(
+            model, obs, known, now=now, config=self.merge_config))
+
+    async def _observed(self, user_id: str, obs: Observation | LinkObservation,
+                        apply: Callable[[UserModel, dict[str, Event], datetime], MergeResult],
+                        ) -> list[Change]:
+        """Commit an observation once: its event and ledger entry with what it changed."""
+        event = observation_event(user_id, obs)
+        if self.config.redact is not None:
+            event = redact_event(event, self.config.redact)
+        generation = await self.store.generation(user_id)
+
+        async def attempt(_retry: int) -> list[Change]:
+            if await self.store.processed(user_id, [obs.id]):
+                return []
+            model = await self.store.load(user_id)
+            known = {**await self.store.events(user_id, obs.evidence), obs.id: event}
+            result = apply(model, known, self._clock())
+            await self.store.commit(result.model, expected_version=model.version,
+                                    changes=result.changes, events=[event],
+                                    processed_ids=[obs.id], generation=generation)
+            return result.changes
+
+        return await self._retrying_conflicts(user_id, attempt)
+
     # -- queries and housekeeping ---------------------------------------------------------
 
     async def model(self, user_id: str, *, at: datetime | None = None) -> UserModel:
@@ -583,6 +658,17 @@ class Engine:
                             **kwargs: Any) -> list[Change]:
         return self._run("record_outcome",
                          lambda: self.record_outcome(user_id, record_id, outcome, **kwargs))
+
+    def observe_sync(self, user_id: str, kind: str, statement: str,
+                     **kwargs: Any) -> list[Change]:
+        """`observe` for code without an event loop."""
+        return self._run("observe", lambda: self.observe(user_id, kind, statement, **kwargs))
+
+    def link_sync(self, user_id: str, goal_id: str, relation: Relation, target_id: str,
+                  **kwargs: Any) -> list[Change]:
+        """`link` for code without an event loop."""
+        return self._run("link", lambda: self.link(user_id, goal_id, relation, target_id,
+                                                   **kwargs))
 
     def delete_user_sync(self, user_id: str) -> None:
         self._run("delete_user", lambda: self.delete_user(user_id))
