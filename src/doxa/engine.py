@@ -23,6 +23,8 @@ from typing import Any, Literal, TypedDict, TypeVar, Unpack
 from pydantic import BaseModel, Field
 
 from doxa.core.confidence import decayed_model
+from doxa.core.groups import GroupBy
+from doxa.core.leverage import LeverageReport, leverage
 from doxa.core.merge import MergeConfig, MergeResult, apply_outcome, merge
 from doxa.core.observe import (
     LinkObservation,
@@ -33,6 +35,16 @@ from doxa.core.observe import (
     observation_event,
     validated,
 )
+from doxa.core.profile import (
+    IDENTIFY,
+    PROFILE_TYPES,
+    RECORD_OUTCOME,
+    USER_OUTCOME,
+    UserProfile,
+    is_profile_event,
+)
+from doxa.core.segments import segment_of
+from doxa.core.similarity import Similarity
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
 from doxa.events.parse import Event, load_events, parse_event
 from doxa.events.redaction import Redactor, default_redactor, redact_event
@@ -569,36 +581,106 @@ class Engine:
                         apply: Callable[[UserModel, dict[str, Event], datetime], MergeResult],
                         ) -> list[Change]:
         """Commit an observation once: its event and ledger entry with what it changed."""
-        event = observation_event(user_id, obs)
+        return await self._keep_event(user_id, observation_event(user_id, obs), obs.evidence,
+                                      apply)
+
+    async def _keep_event(
+        self, user_id: str, event: Event, cited: Sequence[str] = (),
+        apply: Callable[[UserModel, dict[str, Event], datetime], MergeResult] | None = None,
+    ) -> list[Change]:
+        """Store one event once (its id in the ledger) with what `apply` makes of the model
+        given the stored events it `cited` (nothing: the model is unchanged)."""
         if self.config.redact is not None:
             event = redact_event(event, self.config.redact)
         generation = await self.store.generation(user_id)
 
         async def attempt(_retry: int) -> list[Change]:
-            if await self.store.processed(user_id, [obs.id]):
+            if await self.store.processed(user_id, [event.id]):
                 return []
             model = await self.store.load(user_id)
-            known = {**await self.store.events(user_id, obs.evidence), obs.id: event}
-            result = apply(model, known, self._clock())
+            result = MergeResult(model, []) if apply is None else apply(
+                model, {**await self.store.events(user_id, cited), event.id: event},
+                self._clock())
             await self.store.commit(result.model, expected_version=model.version,
                                     changes=result.changes, events=[event],
-                                    processed_ids=[obs.id], generation=generation)
+                                    processed_ids=[event.id], generation=generation)
             return result.changes
 
         return await self._retrying_conflicts(user_id, attempt)
 
+    # -- profiles: segment traits and user outcomes, leverage across users ------------------
+
+    async def identify(self, user_id: str, traits: Mapping[str, str | int | float | bool], *,
+                       at: datetime | None = None, id: str | None = None) -> bool:
+        """Declare the user's segment traits (plan, role, ...), as an `identify` event the
+        product's stream may also send; the latest value of each trait wins. Returns False
+        when this id was recorded before (the same traits and time without an id)."""
+        when = at or self._clock()
+        eid = id or default_id(user_id, IDENTIFY, sorted(traits.items()), when.isoformat())
+        event = parse_event({"id": eid, "user_id": user_id, "type": IDENTIFY,
+                             "timestamp": when, "properties": dict(traits)})
+        if await self._kept(user_id, eid):
+            return False
+        await self._keep_event(user_id, event)
+        return True
+
+    async def record_user_outcome(self, user_id: str, outcome: str, *,
+                                  at: datetime | None = None, id: str | None = None) -> None:
+        """Record that the user reached an outcome (converted, churned, renewed, ...): what
+        `leverage` compares users by. Outcome events of type `converted` or `churned` in
+        the event stream count the same; the same `id` twice is recorded once."""
+        when = at or self._clock()
+        eid = id or default_id(user_id, USER_OUTCOME, outcome, when.isoformat())
+        event = parse_event({"id": eid, "user_id": user_id, "type": USER_OUTCOME,
+                             "timestamp": when, "properties": {"outcome": outcome}})
+        await self._keep_event(user_id, event)
+
+    async def _kept(self, user_id: str, event_id: str) -> bool:
+        return bool(await self.store.processed(user_id, [event_id]))
+
+    async def profile(self, user_id: str) -> UserProfile:
+        """The user's model with the traits and outcomes their kept events declare."""
+        exported = await self.store.export_user(user_id)
+        events = [Event.model_validate(e) for e in exported.get("events", [])
+                  if e.get("type") in (*PROFILE_TYPES, RECORD_OUTCOME)]
+        return UserProfile.of(await self.store.load(user_id), events)
+
+    async def profiles(self) -> list[UserProfile]:
+        """Every user's profile (reads each user's events: an analysis, not a hot path)."""
+        return [await self.profile(u) for u in await self.store.users()]
+
+    async def leverage(self, outcome: str, *, against: str | None = None,
+                       by: GroupBy = "statement-cluster", min_users: int = 3,
+                       kinds: Sequence[str] | None = None,
+                       matcher: Literal["lexical", "embedding"] = "lexical") -> LeverageReport:
+        """Record groups ranked by how strongly holding them goes with reaching `outcome`
+        across users, with counts and a 95% interval for each lift (associations, not
+        causes; see `doxa.core.leverage`). `model.leverage(report)` ranks one user's."""
+        return leverage(await self.profiles(), outcome, against=against, by=by,
+                        min_users=min_users, kinds=kinds, similarity=_similarity(matcher))
+
     # -- queries and housekeeping ---------------------------------------------------------
 
-    async def model(self, user_id: str, *, at: datetime | None = None) -> UserModel:
+    async def model(self, user_id: str, *, at: datetime | None = None,
+                    segment_by: Sequence[str] | None = None,
+                    segment_min_confidence: float = 0.6) -> UserModel:
         """The user's model, for delivery code: `beliefs()`, `goals()`, `explain(id)`...
 
         With `at`, confidences are faded to that moment (records not reinforced for a while
-        count for less); without it they are as of each record's last evidence.
+        count for less); without it they are as of each record's last evidence. With
+        `segment_by` (trait names such as plan, role), the model carries what users sharing
+        those traits hold, for `value(..., fallback="segment")` and `top(...)`; that reads
+        every user's profile, so a hot path should cache the model it returns.
         """
         model = await self.store.load(user_id)
-        if at is None:
+        if at is not None:
+            model = decayed_model(model, at, self.merge_config.confidence)
+        if segment_by is None:
             return model
-        return decayed_model(model, at, self.merge_config.confidence)
+        own = replace(await self.profile(user_id), model=model)
+        segment = segment_of(own, await self.profiles(), list(segment_by),
+                             min_confidence=segment_min_confidence)
+        return model.model_copy(update={"segment": segment})
 
     async def users(self) -> list[str]:
         return await self.store.users()
@@ -684,6 +766,15 @@ async def _as_coro(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
+def _similarity(matcher: Literal["lexical", "embedding"]) -> Similarity | None:
+    """The statement matcher leverage clusters with (None: the lexical default)."""
+    if matcher == "lexical":
+        return None
+    from doxa.eval.embed import embedding_similarity  # the optional `embeddings` extra
+
+    return embedding_similarity()
+
+
 def _own_events(user_id: str, events: Iterable[Event | Mapping[str, Any]],
                 skip_invalid: bool) -> list[Event]:
     report = load_events(events, skip_invalid=skip_invalid, default_user_id=user_id)
@@ -725,4 +816,7 @@ def _cited_events(draft: _Draft, batches: Sequence[Batch]) -> list[Event]:
     the changes, not the whole model."""
     changed = {c.record_id for c in draft.changes}
     cited = cited_event_ids(r for rid in changed if (r := draft.model.find(rid)) is not None)
-    return [ev for b in batches for eid, ev in b.events.items() if eid in cited]
+    # Profile events (identify traits, converted/churned outcomes) are kept uncited too:
+    # segments and leverage read them.
+    return [ev for b in batches for eid, ev in b.events.items()
+            if eid in cited or is_profile_event(ev)]

@@ -7,7 +7,7 @@ from collections.abc import Generator, Iterable, Mapping
 from datetime import datetime
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 from pydantic import (
     AwareDatetime,
@@ -19,9 +19,13 @@ from pydantic import (
     field_validator,
 )
 
-from doxa.errors import UnknownRecordError
+from doxa.errors import SegmentNotLoadedError, UnknownRecordError
 from doxa.events.parse import Event
 from doxa.model.views import ModelViews
+
+if TYPE_CHECKING:
+    from doxa.core.leverage import HeldLeverage, LeverageReport
+    from doxa.model.twin import Twin
 
 # Five kinds are built in: belief, goal and preference, which every extraction asks for, and
 # motivation and constraint, the "why" behind a goal (stored, linked, observed and shown
@@ -179,6 +183,39 @@ class DimensionValue(BaseModel):
     """For a segment answer: each value's share among those users, largest first."""
 
 
+class SegmentAnswer(Frozen):
+    """What users of a segment commonly hold, for `top(..., fallback="segment")`: never
+    another user's record, only the statement many hold, its share and the support."""
+
+    kind: Kind
+    statement: str
+    share: float = Field(ge=0.0, le=1.0)
+    """Of the segment's users holding any record of this kind, the share holding this."""
+    support: int
+    """How many of the segment's users hold a record of this kind."""
+    source: Literal["segment"] = "segment"
+
+
+class DimensionShares(Frozen):
+    """A dimension's answers across a segment: each value's share, and how many answered."""
+
+    support: int
+    shares: dict[str, float] = Field(default_factory=dict)
+
+
+class Segment(Frozen):
+    """What is true of the users who share this user's declared traits (plan, role, ...):
+    the prior delivery falls back to when the user's own model is not sure enough."""
+
+    traits: dict[str, str] = Field(default_factory=dict)
+    """The traits the segment's users share with this user."""
+    members: int = 0
+    """How many other users share them."""
+    dimensions: dict[str, DimensionShares] = Field(default_factory=dict)
+    kinds: dict[str, list[SegmentAnswer]] = Field(default_factory=dict)
+    """Per kind, the statements most of the segment's users hold, commonest first."""
+
+
 class ExplainedEvidence(BaseModel):
     """An evidence link next to the event it points at (None if the event was erased)."""
 
@@ -246,6 +283,9 @@ class UserModel(Frozen):
     """In id order, always (a model built by hand is sorted here; `with_records` sorts)."""
     version: int = 0
     events: Mapping[str, Event] = Field(default_factory=dict, exclude=True)
+    segment: Segment | None = Field(default=None, exclude=True)
+    """What users sharing this user's traits hold, when the model was read with
+    `segment_by` (see `value` and `top` with `fallback="segment"`)."""
     _views: ModelViews[Record] = PrivateAttr(default_factory=ModelViews)
 
     @property
@@ -351,30 +391,84 @@ class UserModel(Frozen):
             lines.append("- nothing with enough confidence yet")
         return "\n".join(lines)
 
+    @overload
     def top(self, kind: Kind, *, context: str | None = None, min_confidence: float = 0.6,
-            default: Record | None = None) -> Record | None:
+            default: Record | None = None,
+            fallback: Literal["default"] = "default") -> Record | None: ...
+
+    @overload
+    def top(self, kind: Kind, *, context: str | None = None, min_confidence: float = 0.6,
+            default: Record | None = None,
+            fallback: Literal["segment"]) -> Record | SegmentAnswer | None: ...
+
+    def top(self, kind: Kind, *, context: str | None = None, min_confidence: float = 0.6,
+            default: Record | None = None,
+            fallback: Literal["default", "segment"] = "default",
+            ) -> Record | SegmentAnswer | None:
         """The surest active record of a kind, or `default` when none is sure enough.
 
         Delivery code calls this at a decision point, so thin evidence falls back to the
-        product's default instead of personalising on a guess.
+        product's default instead of personalising on a guess; with `fallback="segment"`,
+        to what most users of the user's segment hold (a `SegmentAnswer`, with its share
+        and support), and to `default` only when the segment holds nothing of the kind.
         """
         chosen = self._select(kind, context, min_confidence, False)
-        return chosen[0] if chosen else default
+        if chosen:
+            return chosen[0]
+        if fallback == "segment":
+            answers = self._segment().kinds.get(kind, [])
+            if answers:
+                return answers[0]
+        return default
 
     def value(self, dimension: str, *, min_confidence: float = 0.6,
-              default: str | None = None) -> DimensionValue:
+              default: str | None = None,
+              fallback: Literal["default", "segment"] = "default") -> DimensionValue:
         """The current value of a schema dimension, with its confidence and evidence, or
-        the caller's `default` (marked `fallback=True`) when doxa is not sure enough."""
+        the caller's `default` (marked `fallback=True`) when doxa is not sure enough.
+
+        With `fallback="segment"`, a value below `min_confidence` gives way to the
+        segment's commonest value instead (`source="segment"`, with its share as the
+        confidence, the support count and the whole distribution), and to `default` only
+        when no user of the segment answers the dimension."""
         holders = [r for r in self.active() if r.dimension == dimension]
         best = holders[0] if holders else None
         if best is None or best.confidence < min_confidence:
+            if fallback == "segment":
+                shares = self._segment().dimensions.get(dimension)
+                if shares is not None and shares.shares:
+                    top_value, share = next(iter(shares.shares.items()))
+                    return DimensionValue(dimension=dimension, value=top_value,
+                                          confidence=share, fallback=True, source="segment",
+                                          support=shares.support,
+                                          distribution=dict(shares.shares))
             return DimensionValue(dimension=dimension, value=default, fallback=True,
                                   confidence=best.confidence if best else 0.0,
-                                  record_id=best.id if best else None)
+                                  record_id=best.id if best else None, source="default",
+                                  support=0 if fallback == "segment" else None)
         return DimensionValue(
             dimension=dimension, value=best.value if best.value is not None else best.statement,
             confidence=best.confidence, record_id=best.id, statement=best.statement,
             evidence=[e.event_id for e in best.supporting])
+
+    def _segment(self) -> Segment:
+        if self.segment is None:
+            raise SegmentNotLoadedError()
+        return self.segment
+
+    def twin(self, *, recent_days: float = 30.0) -> Twin:
+        """The digital twin: active goals with their motivations, constraints and blocking
+        beliefs (from the goals' causal links), and what changed recently (see
+        `doxa.model.twin`); `.as_prompt()` renders it for delivery."""
+        from doxa.model.twin import build_twin  # twin builds on this module's types
+
+        return build_twin(self, recent_days=recent_days)
+
+    def leverage(self, report: LeverageReport) -> list[HeldLeverage]:
+        """The user's records ranked by how strongly their groups separate the report's
+        outcome across users (`Engine.leverage` makes the report): associations, not
+        causes, each with its lift and interval."""
+        return report.for_user(self)
 
     def dimensions(self) -> dict[str, list[Record]]:
         """Active records by schema dimension, surest first (records without one omitted)."""
