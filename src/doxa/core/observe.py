@@ -30,7 +30,7 @@ from doxa.errors import InvalidObservationError
 from doxa.events.fields import check_event_id, check_label
 from doxa.events.parse import Event, parse_event
 from doxa.llm.schema import EvidenceQuote, Proposal
-from doxa.model.records import EvidenceLink, Kind, Relation, UserModel
+from doxa.model.records import EvidenceLink, Kind, Record, Relation, UserModel
 from doxa.relevance import Batch
 
 OBSERVATION_TYPE = "observation"
@@ -184,16 +184,30 @@ def apply_observation(model: UserModel, obs: Observation, known: Mapping[str, Ev
                            prompt_version=PROMPT_VERSION, config=config)
 
 
+def record_named(model: UserModel, ref: str) -> Record | None:
+    """The record with this id, or the one the observation with this id landed on (its
+    evidence carries the observation's batch id): so a link can name the observations it
+    joins, the way a hand-written file knows them."""
+    found = model.find(ref)
+    if found is not None:
+        return found
+    batch_id = f"{OBSERVATION_TYPE}:{ref}"
+    return next((r for r in model.records if any(e.batch_id == batch_id for e in r.evidence)),
+                None)
+
+
 def apply_link(model: UserModel, obs: LinkObservation, known: Mapping[str, Event], *,
                now: datetime, config: MergeConfig | None = None) -> MergeResult:
     """Add the observed link (or give an existing one this evidence); a link the model
     cannot hold is refused naming why."""
     config = config or MergeConfig()
-    problem = link_problem(model.find(obs.goal_id), obs.relation, model.find(obs.target_id))
-    if problem is not None:
-        field = "goal_id" if "goal" in problem and "points at" not in problem else "target_id"
-        raise InvalidObservationError(problem, field=field)
-    links = ProposedLink(obs.goal_id, obs.relation, obs.target_id,
+    goal, target = record_named(model, obs.goal_id), record_named(model, obs.target_id)
+    problem = link_problem(goal, obs.relation, target)
+    if problem is not None or goal is None or target is None:
+        field = "goal_id" if problem and "goal" in problem and "points at" not in problem \
+            else "target_id"
+        raise InvalidObservationError(problem or "unknown record", field=field)
+    links = ProposedLink(goal.id, obs.relation, target.id,
                          tuple(evidence_links(obs, known, config)))
     return merge_evidenced(model, [], _batch(model.user_id, obs), now=now,
                            prompt_version=PROMPT_VERSION, config=config, links=[links])
