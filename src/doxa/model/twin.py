@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from doxa.model.records import CausalLink, Record, Relation, UserModel
 
@@ -74,6 +74,12 @@ class Twin(BaseModel):
     recent: list[TwinChange] = Field(default_factory=list)
     since: datetime | None = None
     """Changes whose event time is after this are `recent` (None: the model has no history)."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def prompt(self) -> str:
+        """`as_prompt()` at its defaults: what an HTTP caller puts in a delivery prompt."""
+        return self.as_prompt()
 
     def as_prompt(self, min_confidence: float = 0.5, recent: int = 5) -> str:
         """A compact rendering for a delivery prompt: surest goals first, each with its
