@@ -34,7 +34,7 @@ def test_the_starter_schema_is_valid_and_declares_extra_kinds() -> None:
     ("dimensions:\n  - name: a_b\n    description: fine one\n  - name: Bad Name\n"
      "    description: x y z\n", 4, "name"),
     ("dimensions:\n  - name: s\n    description: [unclosed\n", 4, "not valid YAML"),
-    ("dimensions:\n  - name: pay\n    description: payback rule\n    kinds: [constraint]\n",
+    ("dimensions:\n  - name: pay\n    description: payback rule\n    kinds: [objection]\n",
      1, "undeclared kind"),
     ("version: 1\n", 1, "dimensions: is required"),
 ])

@@ -26,7 +26,28 @@ from pydantic import BaseModel, Field
 
 from doxa.core.confidence import decayed_model
 from doxa.core.flush import FlushPolicy, FlushReason
-from doxa.core.merge import MergeConfig, apply_outcome, merge
+from doxa.core.groups import GroupBy
+from doxa.core.leverage import LeverageReport, leverage
+from doxa.core.merge import MergeConfig, MergeResult, apply_outcome, merge
+from doxa.core.observe import (
+    LinkObservation,
+    Observation,
+    apply_link,
+    apply_observation,
+    default_id,
+    observation_event,
+    validated,
+)
+from doxa.core.profile import (
+    IDENTIFY,
+    PROFILE_TYPES,
+    RECORD_OUTCOME,
+    USER_OUTCOME,
+    UserProfile,
+    is_profile_event,
+)
+from doxa.core.segments import segment_of
+from doxa.core.similarity import Similarity
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
 from doxa.events.fields import tenant_scoped_user_ids
 from doxa.events.parse import Event, load_events, parse_event
@@ -36,7 +57,7 @@ from doxa.llm.client import RetryPolicy
 from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
-from doxa.model.records import Change, UserModel, cited_event_ids
+from doxa.model.records import Change, Relation, UserModel, cited_event_ids
 from doxa.model.schema import ModelSchema, load_schema
 from doxa.prompts.render import SCHEMA_PROMPT, Messages, PromptSet
 from doxa.relevance import Batch, RelevanceConfig, make_batches, relevant_text_tokens
@@ -684,18 +705,154 @@ class Engine:
 
         return await self._retrying_conflicts(user_id, attempt)
 
+    # -- observations: records and links given without an LLM ------------------------------
+
+    async def observe(
+        self, user_id: str, kind: str, statement: str, *, evidence: Sequence[str] = (),
+        confidence: float | None = None, context: str | None = None, source: str = "manual",
+        id: str | None = None, at: datetime | None = None,
+        relation: Literal["new", "reinforces", "refines", "contradicts"] = "new",
+        related_record_id: str | None = None, dimension: str | None = None,
+        value: str | None = None, status: Literal["active", "achieved", "abandoned"] = "active",
+    ) -> list[Change]:
+        """Record what the caller observed about the user, merged as an extracted record
+        is (reinforce, contradict, supersede; history, ledger). `evidence` names events
+        doxa holds or the caller's own ids; `confidence` is the caller's prior for that
+        evidence; `source` is "manual" or "rule:<name>" and `explain` shows it. The same
+        `id` twice changes nothing; without one the id derives from what is observed."""
+        data = {"id": id or default_id(user_id, kind, statement, tuple(evidence), source,
+                                       context, relation, related_record_id, dimension, value),
+                "kind": kind, "statement": statement, "evidence": tuple(evidence),
+                "confidence": confidence, "context": context, "source": source,
+                "at": at or self._clock(), "relation": relation,
+                "related_record_id": related_record_id, "dimension": dimension,
+                "value": value, "status": status}
+        obs: Observation = validated(Observation, data)
+        return await self._observed(user_id, obs, lambda model, known, now: apply_observation(
+            model, obs, known, now=now, config=self.merge_config))
+
+    async def link(
+        self, user_id: str, goal_id: str, relation: Relation, target_id: str, *,
+        evidence: Sequence[str] = (), confidence: float | None = None,
+        source: str = "manual", id: str | None = None, at: datetime | None = None,
+    ) -> list[Change]:
+        """Record a causal link the caller observed: the goal is `because` of a motivation,
+        `constrained_by` a constraint, `blocked_by` a belief or `in_order_to` another goal.
+        Idempotent by `id` as `observe` is; a link the model cannot hold (an unknown record,
+        the wrong kinds) is refused naming the field."""
+        data = {"id": id or default_id(user_id, goal_id, relation, target_id, tuple(evidence),
+                                       source),
+                "goal_id": goal_id, "relation": relation, "target_id": target_id,
+                "evidence": tuple(evidence), "confidence": confidence, "source": source,
+                "at": at or self._clock()}
+        obs: LinkObservation = validated(LinkObservation, data)
+        return await self._observed(user_id, obs, lambda model, known, now: apply_link(
+            model, obs, known, now=now, config=self.merge_config))
+
+    async def _observed(self, user_id: str, obs: Observation | LinkObservation,
+                        apply: Callable[[UserModel, dict[str, Event], datetime], MergeResult],
+                        ) -> list[Change]:
+        """Commit an observation once: its event and ledger entry with what it changed."""
+        return await self._keep_event(user_id, observation_event(user_id, obs), obs.evidence,
+                                      apply)
+
+    async def _keep_event(
+        self, user_id: str, event: Event, cited: Sequence[str] = (),
+        apply: Callable[[UserModel, dict[str, Event], datetime], MergeResult] | None = None,
+    ) -> list[Change]:
+        """Store one event once (its id in the ledger) with what `apply` makes of the model
+        given the stored events it `cited` (nothing: the model is unchanged)."""
+        if self.config.redact is not None:
+            event = redact_event(event, self.config.redact)
+        generation = await self.store.generation(user_id)
+
+        async def attempt(_retry: int) -> list[Change]:
+            if await self.store.processed(user_id, [event.id]):
+                return []
+            model = await self.store.load(user_id)
+            result = MergeResult(model, []) if apply is None else apply(
+                model, {**await self.store.events(user_id, cited), event.id: event},
+                self._clock())
+            await self.store.commit(result.model, expected_version=model.version,
+                                    changes=result.changes, events=[event],
+                                    processed_ids=[event.id], generation=generation)
+            return result.changes
+
+        return await self._retrying_conflicts(user_id, attempt)
+
+    # -- profiles: segment traits and user outcomes, leverage across users ------------------
+
+    async def identify(self, user_id: str, traits: Mapping[str, str | int | float | bool], *,
+                       at: datetime | None = None, id: str | None = None) -> bool:
+        """Declare the user's segment traits (plan, role, ...), as an `identify` event the
+        product's stream may also send; the latest value of each trait wins. Returns False
+        when this id was recorded before (the same traits and time without an id)."""
+        when = at or self._clock()
+        eid = id or default_id(user_id, IDENTIFY, sorted(traits.items()), when.isoformat())
+        event = parse_event({"id": eid, "user_id": user_id, "type": IDENTIFY,
+                             "timestamp": when, "properties": dict(traits)})
+        if await self._kept(user_id, eid):
+            return False
+        await self._keep_event(user_id, event)
+        return True
+
+    async def record_user_outcome(self, user_id: str, outcome: str, *,
+                                  at: datetime | None = None, id: str | None = None) -> None:
+        """Record that the user reached an outcome (converted, churned, renewed, ...): what
+        `leverage` compares users by. Outcome events of type `converted` or `churned` in
+        the event stream count the same; the same `id` twice is recorded once."""
+        when = at or self._clock()
+        eid = id or default_id(user_id, USER_OUTCOME, outcome, when.isoformat())
+        event = parse_event({"id": eid, "user_id": user_id, "type": USER_OUTCOME,
+                             "timestamp": when, "properties": {"outcome": outcome}})
+        await self._keep_event(user_id, event)
+
+    async def _kept(self, user_id: str, event_id: str) -> bool:
+        return bool(await self.store.processed(user_id, [event_id]))
+
+    async def profile(self, user_id: str) -> UserProfile:
+        """The user's model with the traits and outcomes their kept events declare."""
+        exported = await self.store.export_user(user_id)
+        events = [Event.model_validate(e) for e in exported.get("events", [])
+                  if e.get("type") in (*PROFILE_TYPES, RECORD_OUTCOME)]
+        return UserProfile.of(await self.store.load(user_id), events)
+
+    async def profiles(self) -> list[UserProfile]:
+        """Every user's profile (reads each user's events: an analysis, not a hot path)."""
+        return [await self.profile(u) for u in await self.store.users()]
+
+    async def leverage(self, outcome: str, *, against: str | None = None,
+                       by: GroupBy = "statement-cluster", min_users: int = 3,
+                       kinds: Sequence[str] | None = None,
+                       matcher: Literal["lexical", "embedding"] = "lexical") -> LeverageReport:
+        """Record groups ranked by how strongly holding them goes with reaching `outcome`
+        across users, with counts and a 95% interval for each lift (associations, not
+        causes; see `doxa.core.leverage`). `model.leverage(report)` ranks one user's."""
+        return leverage(await self.profiles(), outcome, against=against, by=by,
+                        min_users=min_users, kinds=kinds, similarity=_similarity(matcher))
+
     # -- queries and housekeeping ---------------------------------------------------------
 
-    async def model(self, user_id: str, *, at: datetime | None = None) -> UserModel:
+    async def model(self, user_id: str, *, at: datetime | None = None,
+                    segment_by: Sequence[str] | None = None,
+                    segment_min_confidence: float = 0.6) -> UserModel:
         """The user's model, for delivery code: `beliefs()`, `goals()`, `explain(id)`...
 
         With `at`, confidences are faded to that moment (records not reinforced for a while
-        count for less); without it they are as of each record's last evidence.
+        count for less); without it they are as of each record's last evidence. With
+        `segment_by` (trait names such as plan, role), the model carries what users sharing
+        those traits hold, for `value(..., fallback="segment")` and `top(...)`; that reads
+        every user's profile, so a hot path should cache the model it returns.
         """
         model = await self.store.load(user_id)
-        if at is None:
+        if at is not None:
+            model = decayed_model(model, at, self.merge_config.confidence)
+        if segment_by is None:
             return model
-        return decayed_model(model, at, self.merge_config.confidence)
+        own = replace(await self.profile(user_id), model=model)
+        segment = segment_of(own, await self.profiles(), list(segment_by),
+                             min_confidence=segment_min_confidence)
+        return model.model_copy(update={"segment": segment})
 
     async def users(self) -> list[str]:
         return await self.store.users()
@@ -763,6 +920,17 @@ class Engine:
         return self._run("record_outcome",
                          lambda: self.record_outcome(user_id, record_id, outcome, **kwargs))
 
+    def observe_sync(self, user_id: str, kind: str, statement: str,
+                     **kwargs: Any) -> list[Change]:
+        """`observe` for code without an event loop."""
+        return self._run("observe", lambda: self.observe(user_id, kind, statement, **kwargs))
+
+    def link_sync(self, user_id: str, goal_id: str, relation: Relation, target_id: str,
+                  **kwargs: Any) -> list[Change]:
+        """`link` for code without an event loop."""
+        return self._run("link", lambda: self.link(user_id, goal_id, relation, target_id,
+                                                   **kwargs))
+
     def delete_user_sync(self, user_id: str) -> None:
         self._run("delete_user", lambda: self.delete_user(user_id))
 
@@ -775,6 +943,15 @@ class Engine:
 
 async def _as_coro(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
+
+
+def _similarity(matcher: Literal["lexical", "embedding"]) -> Similarity | None:
+    """The statement matcher leverage clusters with (None: the lexical default)."""
+    if matcher == "lexical":
+        return None
+    from doxa.eval.embed import embedding_similarity  # the optional `embeddings` extra
+
+    return embedding_similarity()
 
 
 def _own_events(user_id: str, events: Iterable[Event | Mapping[str, Any]],
@@ -818,4 +995,7 @@ def _cited_events(draft: _Draft, batches: Sequence[Batch]) -> list[Event]:
     the changes, not the whole model."""
     changed = {c.record_id for c in draft.changes}
     cited = cited_event_ids(r for rid in changed if (r := draft.model.find(rid)) is not None)
-    return [ev for b in batches for eid, ev in b.events.items() if eid in cited]
+    # Profile events (identify traits, converted/churned outcomes) are kept uncited too:
+    # segments and leverage read them.
+    return [ev for b in batches for eid, ev in b.events.items()
+            if eid in cited or is_profile_event(ev)]

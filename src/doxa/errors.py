@@ -52,6 +52,19 @@ class InvalidEventError(DoxaError):
         super().__init__(f"{', '.join(where)}: {said}" if where else said)
 
 
+class InvalidObservationError(InvalidEventError):
+    """An observation or a link given by hand that cannot be recorded, naming the field
+    (an observation is stored as an event, so it is refused as one: a 422 over HTTP)."""
+
+
+class SegmentNotLoadedError(DoxaError):
+    """`fallback="segment"` on a model read without its segment (`segment_by=`)."""
+
+    def __init__(self) -> None:
+        super().__init__("this model was read without a segment: read it with "
+                         "engine.model(user, segment_by=[...]) to fall back to the segment")
+
+
 class InvalidEventsError(DoxaError):
     """A file or sequence held invalid events; nothing from it was accepted."""
 

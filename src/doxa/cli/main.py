@@ -18,6 +18,7 @@ from typing import Annotated, TypeVar, cast, get_args
 import typer
 
 from doxa import __version__
+from doxa.cli import why
 from doxa.cli.backfill import backfill
 from doxa.cli.eval import app as eval_app
 from doxa.cli.ingest import ingest
@@ -55,6 +56,10 @@ app.command("serve")(serve)  # FastAPI and uvicorn load inside it: the `server` 
 app.command("backfill")(backfill)  # doxa/cli/backfill.py: --batch-api, resume
 app.command("worker")(worker)  # doxa/cli/worker.py: flush buffered events (Engine.add)
 app.command("buffers")(buffers)  # doxa/cli/worker.py: what waits in the buffers
+app.command("observe")(why.observe)  # doxa/cli/why.py: the "why" layer's commands
+app.command("link")(why.link)
+app.command("twin")(why.twin)
+app.command("leverage")(why.leverage)
 
 
 def _print_version(value: bool) -> None:

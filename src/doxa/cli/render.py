@@ -54,15 +54,30 @@ def print_explanation(console: Console, explanation: Explanation) -> None:
         table.add_column(col, overflow="fold")
     for item in explanation.evidence:
         ev, link = item.event, item.link
-        what = (ev.text or f"{ev.type} {ev.properties}") if ev is not None else "(event erased)"
+        what = (ev.text or f"{ev.type} {ev.properties}") if ev is not None else (
+            "(an external id, not an event doxa holds)" if link.source else "(event erased)")
         if link.quote:
             what += f'\n  quote: "{link.quote}"'
         if link.quote_as_written is not None:
             what += f'\n  repaired from: "{link.quote_as_written}"'
-        table.add_row(link.event_id, _ago(link.observed_at), link.polarity, link.basis, what)
+        basis = link.basis + (f" · observed by {link.source}" if link.source else "")
+        table.add_row(link.event_id, _ago(link.observed_at), link.polarity, basis, what)
     console.print(table)
+    if r.links:
+        console.print(links_table(r))
     if r.history:
         console.print(history_table([r]))
+
+
+def links_table(record: Record) -> Table:
+    """The goal's causal links: relation, the record it points at, confidence, evidence."""
+    table = Table(title="links", title_justify="left")
+    for col in ("relation", "record", "status", "conf.", "evidence", "note"):
+        table.add_column(col, overflow="fold")
+    for link in record.links:
+        table.add_row(link.relation, link.target_id, link.status, f"{link.confidence:.2f}",
+                      ", ".join(e.event_id for e in link.evidence), link.note)
+    return table
 
 
 def history_table(records: list[Record]) -> Table:

@@ -30,7 +30,8 @@ class ConfidenceConfig(BaseModel):
     floor: float = 0.02
     cap: float = 0.97
     half_life_days: Mapping[str, float] = Field(default_factory=lambda: {
-        "preference": 180.0, "belief": 90.0, "goal": 45.0})
+        "preference": 180.0, "belief": 90.0, "goal": 45.0, "motivation": 180.0,
+        "constraint": 90.0})
 
 
 def _logit(p: float) -> float:
@@ -45,6 +46,22 @@ def _diminished(weights: Sequence[float], r: float) -> float:
     return float(sum(w * r**i for i, w in enumerate(sorted(weights, reverse=True))))
 
 
+def _weight(link: EvidenceLink, config: ConfidenceConfig) -> float:
+    """A link's own weight (an observation's stated prior) or its basis's."""
+    return link.weight if link.weight is not None else config.weights.get(link.basis, 1.0)
+
+
+def prior_weight(confidence: float, links: int, config: ConfidenceConfig | None = None) -> float:
+    """The weight each of `links` fresh supporting links needs so that, on a record with no
+    other evidence, they give exactly `confidence`: how an observation's stated confidence
+    is recorded as evidence that later evidence moves like any other. A confidence below
+    the prior gives a negative weight (the caller doubts it more than doxa's default)."""
+    config = config or ConfidenceConfig()
+    wanted = min(config.cap, max(config.floor, confidence))
+    spread = sum(config.diminishing**i for i in range(max(1, links)))
+    return (_logit(wanted) - _logit(config.prior)) / spread
+
+
 def evidence_score(evidence: Sequence[EvidenceLink],
                    config: ConfidenceConfig | None = None) -> float:
     """Log-odds of the record from its evidence; one link per event id counts."""
@@ -52,10 +69,8 @@ def evidence_score(evidence: Sequence[EvidenceLink],
     by_event: dict[str, EvidenceLink] = {}
     for link in evidence:
         by_event.setdefault(link.event_id, link)
-    support = [config.weights.get(e.basis, 1.0) for e in by_event.values()
-               if e.polarity == "supports"]
-    against = [config.weights.get(e.basis, 1.0) for e in by_event.values()
-               if e.polarity == "contradicts"]
+    support = [_weight(e, config) for e in by_event.values() if e.polarity == "supports"]
+    against = [_weight(e, config) for e in by_event.values() if e.polarity == "contradicts"]
     return (_logit(config.prior) + _diminished(support, config.diminishing)
             - _diminished(against, config.diminishing))
 

@@ -18,6 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from doxa.core.confidence import ConfidenceConfig, confidence_from_evidence
 from doxa.core.injection import speaking_event_ids
+from doxa.core.links import (
+    Evidenced,
+    LinkProposal,
+    ProposedLink,
+    link_problem,
+    resolve,
+    with_link,
+    without_link,
+)
 from doxa.core.similarity import Similarity, content_words, lexical_similarity
 from doxa.events.parse import Event
 from doxa.llm.evidence import as_written
@@ -25,10 +34,12 @@ from doxa.llm.schema import Proposal
 from doxa.model.records import (
     Action,
     Basis,
+    CausalLink,
     Change,
     EvidenceLink,
     Polarity,
     Record,
+    Relation,
     Revision,
     Status,
     UserModel,
@@ -109,11 +120,11 @@ def _repair_note(record: Record, event_ids: Sequence[str], batch_id: str) -> str
 
 
 def _same_state(a: Record, b: Record) -> bool:
-    return (a.statement, a.status, a.evidence, a.valid_to, a.superseded_by) == (
-        b.statement, b.status, b.evidence, b.valid_to, b.superseded_by)
+    return (a.statement, a.status, a.evidence, a.valid_to, a.superseded_by, a.links) == (
+        b.statement, b.status, b.evidence, b.valid_to, b.superseded_by, b.links)
 
 
-def _links(proposal: Proposal, batch: Batch,
+def _links(proposal: Evidenced, batch: Batch,
            polarity: Polarity = "supports") -> list[EvidenceLink]:
     links: list[EvidenceLink] = []
     speaking = speaking_event_ids(batch.items)
@@ -191,36 +202,63 @@ def _find_duplicate(work: _Working, proposal: Proposal,
 
 def merge(model: UserModel, proposals: Sequence[Proposal], batch: Batch, *,
           now: datetime, prompt_version: str, config: MergeConfig | None = None,
-          similarity: Similarity | None = None) -> MergeResult:
-    """Apply one batch's validated proposals to the model."""
+          similarity: Similarity | None = None,
+          links: Sequence[LinkProposal] = ()) -> MergeResult:
+    """Apply one batch's validated proposals (and the causal links proposed between them
+    and the known records) to the model."""
+    evidenced = [(proposal, _links(proposal, batch)) for proposal in proposals]
+    proposed = [ProposedLink(lp.source, lp.relation, lp.target, tuple(_links(lp, batch)))
+                for lp in links]
+    return merge_evidenced(model, evidenced, batch, now=now, prompt_version=prompt_version,
+                           config=config, similarity=similarity, links=proposed)
+
+
+def merge_evidenced(model: UserModel,
+                    proposals: Sequence[tuple[Proposal, Sequence[EvidenceLink]]],
+                    batch: Batch, *, now: datetime, prompt_version: str,
+                    config: MergeConfig | None = None, similarity: Similarity | None = None,
+                    links: Sequence[ProposedLink] = ()) -> MergeResult:
+    """`merge` for proposals whose evidence links are already made: what an observation
+    (`doxa.core.observe`) sends, its evidence being ids the caller names rather than quotes
+    an LLM cited from the batch. Extracted and observed records take the same steps."""
     work = _Working(model, now, config or MergeConfig())
     sim = similarity or lexical_similarity
-    for proposal in proposals:
-        links = _links(proposal, batch)
-        if not links:
-            continue
-        related = work.records.get(proposal.related_record_id or "")
-        if proposal.relation == "contradicts" and related is not None:
-            _contradict(work, related, proposal, links, batch, prompt_version)
-        elif proposal.relation in ("reinforces", "refines") and related is not None:
-            _reinforce(work, related, proposal, links, batch, prompt_version,
-                       refine=proposal.relation == "refines")
-        elif (same_slot := _closed_slot(work, proposal)) is not None:
-            if same_slot.value == proposal.slot()[1]:
-                _reinforce(work, same_slot, proposal, links, batch, prompt_version, refine=False)
-            else:  # a closed dimension holds one value: a new one contradicts the old
-                _contradict(work, same_slot, proposal, links, batch, prompt_version)
-        else:
-            target = _find_duplicate(work, proposal, sim)
-            if target is not None:
-                _reinforce(work, target, proposal, links, batch, prompt_version, refine=False)
-            else:
-                _create(work, model.user_id, proposal, links, batch, prompt_version)
+    landed: list[str | None] = []
+    for proposal, evidence in proposals:
+        landed.append(_merge_one(work, model.user_id, proposal, evidence, batch,
+                                 prompt_version, sim) if evidence else None)
+    for proposed in links:
+        add_proposed_link(work, proposed, landed, batch.id, prompt_version)
+    follow_superseded(work, batch.id, prompt_version)
     records = _evict(work, batch, prompt_version)
+    if len(records) < len(work.records):
+        records = end_links_to_missing(work, records, batch.id, prompt_version)
     if len(records) == len(model.records) and all(c.action != "created" for c in work.changes):
         # The same ids, replaced in place in the id-ordered dict: already in id order.
         return MergeResult(model.model_copy(update={"records": tuple(records)}), work.changes)
     return MergeResult(model.with_records(records), work.changes)
+
+
+def _merge_one(work: _Working, user_id: str, proposal: Proposal,
+               links: Sequence[EvidenceLink], batch: Batch, prompt_version: str,
+               sim: Similarity) -> str:
+    """One proposal into the model; returns the id of the record it landed on."""
+    related = work.records.get(proposal.related_record_id or "")
+    if proposal.relation == "contradicts" and related is not None:
+        return _contradict(work, related, proposal, links, batch, prompt_version)
+    if proposal.relation in ("reinforces", "refines") and related is not None:
+        return _reinforce(work, related, proposal, links, batch, prompt_version,
+                          refine=proposal.relation == "refines")
+    if (same_slot := _closed_slot(work, proposal)) is not None:
+        if same_slot.value == proposal.slot()[1]:
+            return _reinforce(work, same_slot, proposal, links, batch, prompt_version,
+                              refine=False)
+        # a closed dimension holds one value: a new one contradicts the old
+        return _contradict(work, same_slot, proposal, links, batch, prompt_version)
+    target = _find_duplicate(work, proposal, sim)
+    if target is not None:
+        return _reinforce(work, target, proposal, links, batch, prompt_version, refine=False)
+    return _create(work, user_id, proposal, links, batch, prompt_version).id
 
 
 def _status_for(record: Record, proposal: Proposal) -> Status:
@@ -231,7 +269,7 @@ def _status_for(record: Record, proposal: Proposal) -> Status:
 
 def _reinforce(work: _Working, record: Record, proposal: Proposal,
                links: Sequence[EvidenceLink], batch: Batch, prompt_version: str,
-               *, refine: bool) -> None:
+               *, refine: bool) -> str:
     updated = _add_links(record, links)
     status = _status_for(record, proposal)
     update: dict[str, object] = {"status": status}
@@ -244,6 +282,7 @@ def _reinforce(work: _Working, record: Record, proposal: Proposal,
                       else "refined" if "statement" in update else "reinforced")
     work.put(record, updated, action, [link.event_id for link in links], batch.id,
              prompt_version, max(link.observed_at for link in links))
+    return record.id
 
 
 def _create(work: _Working, user_id: str, proposal: Proposal,
@@ -269,7 +308,7 @@ def _create(work: _Working, user_id: str, proposal: Proposal,
 
 
 def _contradict(work: _Working, old: Record, proposal: Proposal,
-                links: Sequence[EvidenceLink], batch: Batch, prompt_version: str) -> None:
+                links: Sequence[EvidenceLink], batch: Batch, prompt_version: str) -> str:
     against = [link.model_copy(update={"polarity": "contradicts"}) for link in links]
     lowered = _add_links(old, against)
     when = max(link.observed_at for link in links)
@@ -285,6 +324,7 @@ def _contradict(work: _Working, old: Record, proposal: Proposal,
         action = "contradicted"
     work.put(old, lowered, action, [link.event_id for link in links], batch.id,
              prompt_version, when)
+    return new.id
 
 
 def _value(record: Record) -> tuple[float, datetime, str]:
@@ -307,6 +347,78 @@ def _evict(work: _Working, batch: Batch, prompt_version: str) -> list[Record]:
                 confidence_after=record.confidence, status=record.status))
         kept += of_kind[:cap]
     return kept
+
+
+def add_proposed_link(work: _Working, proposed: ProposedLink, landed: Sequence[str | None],
+                      batch_id: str, prompt_version: str) -> None:
+    """Add a proposed link when both ends resolve to records it may join; a link the
+    model cannot hold (wrong kinds, an end that was dropped) is left out, as an invalid
+    proposed record is."""
+    if not proposed.evidence:
+        return
+    goal_id, target_id = resolve(proposed.source, landed), resolve(proposed.target, landed)
+    goal = work.records.get(goal_id or "")
+    target = work.records.get(target_id or "")
+    if goal is None or target is None or link_problem(goal, proposed.relation, target):
+        return
+    _put_link(work, goal, proposed.relation, target.id, proposed.evidence, batch_id,
+              prompt_version)
+
+
+def _put_link(work: _Working, goal: Record, relation: Relation, target_id: str,
+              evidence: Sequence[EvidenceLink], batch_id: str, prompt_version: str,
+              note: str = "") -> None:
+    linked = with_link(goal, relation, target_id, evidence, work.now, work.config.confidence,
+                       note)
+    if linked is goal:
+        return
+    when = max((e.observed_at for e in evidence), default=work.now)
+    work.put(goal, linked, "linked", [e.event_id for e in evidence], batch_id, prompt_version,
+             when, note=f"{relation} → {target_id}" + (f" ({note})" if note else ""))
+
+
+def _end_link(work: _Working, goal: Record, link: CausalLink, batch_id: str,
+              prompt_version: str, why: str) -> None:
+    work.put(goal, without_link(goal, link, work.now, why), "unlinked", [], batch_id,
+             prompt_version, work.now, note=f"{link.relation} → {link.target_id} ({why})")
+
+
+def follow_superseded(work: _Working, batch_id: str, prompt_version: str) -> None:
+    """Keep links consistent with the supersedes this merge made. A superseded goal's
+    links follow it to the goal that replaced it (the same pursuit, restated); a link
+    pointing at a superseded record ends, naming the successor: a reason that was
+    contradicted cannot be assumed to still explain the goal, and new evidence links the
+    new one."""
+    for rid in sorted(work.touched):
+        old = work.records[rid]
+        if old.status != "superseded" or old.superseded_by is None:
+            continue
+        successor = work.records.get(old.superseded_by)
+        if old.kind == "goal" and successor is not None and successor.kind == "goal":
+            for link in old.active_links():
+                if link.target_id == successor.id:
+                    continue
+                _put_link(work, work.records[successor.id], link.relation, link.target_id,
+                          link.evidence, batch_id, prompt_version, note=f"followed from {rid}")
+                _end_link(work, work.records[rid], link, batch_id, prompt_version,
+                          f"followed to {successor.id}")
+        for goal in [r for r in work.records.values() if r.kind == "goal" and r.links]:
+            for link in goal.active_links():
+                if link.target_id == rid:
+                    _end_link(work, work.records[goal.id], link, batch_id, prompt_version,
+                              f"{rid} was superseded by {old.superseded_by}")
+
+
+def end_links_to_missing(work: _Working, kept: list[Record], batch_id: str,
+                         prompt_version: str) -> list[Record]:
+    """After eviction: links that point at a record no longer held end."""
+    ids = {r.id for r in kept}
+    for record in kept:
+        for link in record.active_links():
+            if link.target_id not in ids:
+                _end_link(work, work.records[record.id], link, batch_id, prompt_version,
+                          f"{link.target_id} was evicted")
+    return [work.records[rid] for rid in sorted(ids)]
 
 
 def apply_outcome(model: UserModel, record_id: str, outcome_event: Event, outcome: Outcome,

@@ -80,3 +80,20 @@ class EmbeddingMatcher:
             vectors = encode(texts)
         row = {t: vectors[i] for i, t in enumerate(texts)}
         return [min(1.0, max(0.0, float(row[a] @ row[b]))) for a, b in pairs]
+
+
+def embedding_similarity(encoder: Encoder | None = None) -> Callable[[str, str], float]:
+    """A `doxa.core.similarity.Similarity` from sentence embeddings (cosine, clipped to
+    0..1), each text encoded once: for clustering statements across users by meaning."""
+    vectors: dict[str, Any] = {}
+
+    def similarity(a: str, b: str) -> float:
+        missing = [t for t in dict.fromkeys((a, b)) if t not in vectors]
+        if missing:
+            encode = encoder or minilm_encoder()
+            with _LOCK:
+                rows = encode(missing)
+            vectors.update({t: rows[i] for i, t in enumerate(missing)})
+        return min(1.0, max(0.0, float(vectors[a] @ vectors[b])))
+
+    return similarity

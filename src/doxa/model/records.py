@@ -6,7 +6,8 @@ from bisect import bisect_left
 from collections.abc import Generator, Iterable, Mapping
 from datetime import datetime
 from operator import attrgetter
-from typing import Annotated, Any, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 from pydantic import (
     AwareDatetime,
@@ -18,21 +19,35 @@ from pydantic import (
     field_validator,
 )
 
-from doxa.errors import UnknownRecordError
+from doxa.errors import SegmentNotLoadedError, UnknownRecordError
 from doxa.events.parse import Event
 from doxa.model.views import ModelViews
 
-# belief, goal and preference are built in; a model schema may add kinds of its own
-# (e.g. constraint, motivation) where a team needs the causal view.
+if TYPE_CHECKING:
+    from doxa.core.leverage import HeldLeverage, LeverageReport
+    from doxa.model.twin import Twin
+
+# Five kinds are built in: belief, goal and preference, which every extraction asks for, and
+# motivation and constraint, the "why" behind a goal (stored, linked, observed and shown
+# like the others; a model schema asks for them where a team wants them extracted). A
+# model schema may add kinds of its own.
 Kind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
-KINDS: tuple[str, ...] = ("belief", "goal", "preference")
+KINDS: tuple[str, ...] = ("belief", "goal", "preference", "motivation", "constraint")
+EXTRACTED_KINDS: tuple[str, ...] = KINDS[:3]
+"""The kinds an extraction without a schema asks for, and a schema dimension's default."""
 Status = Literal["active", "superseded", "achieved", "abandoned", "retracted"]
 Polarity = Literal["supports", "contradicts"]
 Basis = Literal["explicit", "inferred", "outcome"]
 Action = Literal[
     "created", "reinforced", "refined", "contradicted", "superseded", "status_changed",
-    "outcome", "evicted",
+    "outcome", "evicted", "linked", "unlinked",
 ]
+Relation = Literal["because", "constrained_by", "blocked_by", "in_order_to"]
+LINK_TARGET_KIND: Mapping[str, str] = MappingProxyType({
+    "because": "motivation", "constrained_by": "constraint", "blocked_by": "belief",
+    "in_order_to": "goal"})
+"""What each causal relation points at; the record holding the link is always a goal."""
+LinkStatus = Literal["active", "ended"]
 
 
 class Frozen(BaseModel):
@@ -54,6 +69,31 @@ class EvidenceLink(Frozen):
     basis: Basis = "inferred"
     observed_at: AwareDatetime
     batch_id: str = ""
+    source: str = ""
+    """Who put it here: "" for extraction; "manual" or "rule:<name>" for an observation."""
+    weight: float | None = None
+    """The log-odds this link adds when its source stated a confidence (an observation's
+    prior for its evidence); None: the weight of its basis."""
+
+
+class CausalLink(Frozen):
+    """One "why" edge held by a goal: the goal is `because` of a motivation, `constrained_by`
+    a constraint, `blocked_by` a belief, or pursued `in_order_to` reach another goal. It
+    has its own evidence and confidence; an ended link stays, so history keeps it."""
+
+    relation: Relation
+    target_id: str
+    evidence: tuple[EvidenceLink, ...] = ()
+    confidence: float = Field(ge=0.0, le=1.0)
+    status: LinkStatus = "active"
+    created_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    note: str = ""
+    """Why it ended, or where it came from when it followed a superseded record."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.relation, self.target_id
 
 
 class Revision(Frozen):
@@ -93,6 +133,8 @@ class Record(Frozen):
     prompt_version: str = ""
     superseded_by: str | None = None
     history: tuple[Revision, ...] = ()
+    links: tuple[CausalLink, ...] = ()
+    """The goal's causal links (see `CausalLink`), active and ended; other kinds hold none."""
 
     @property
     def supporting(self) -> tuple[EvidenceLink, ...]:
@@ -109,10 +151,18 @@ class Record(Frozen):
     def evidence_ids(self) -> set[str]:
         return {e.event_id for e in self.evidence}
 
+    def cited_ids(self) -> set[str]:
+        """Every event id the record cites: its own evidence and its links' evidence."""
+        return self.evidence_ids() | {e.event_id for link in self.links for e in link.evidence}
+
+    def active_links(self, relation: Relation | None = None) -> list[CausalLink]:
+        return [link for link in self.links if link.status == "active"
+                and (relation is None or link.relation == relation)]
+
 
 def cited_event_ids(records: Iterable[Record]) -> set[str]:
     """The ids of the events these records cite: the events a store keeps with them."""
-    return {e.event_id for r in records for e in r.evidence}
+    return {eid for r in records for eid in r.cited_ids()}
 
 
 class DimensionValue(BaseModel):
@@ -122,10 +172,51 @@ class DimensionValue(BaseModel):
     value: str | None
     confidence: float
     fallback: bool = False
-    """True when `value` is the caller's default because doxa was not sure enough."""
+    """True when `value` is not the user's own answer (doxa was not sure enough): the
+    caller's default, or the segment's answer when `source` is "segment"."""
     record_id: str | None = None
     statement: str | None = None
     evidence: list[str] = Field(default_factory=list)
+    source: Literal["user", "default", "segment"] = "user"
+    """Whose answer `value` is: the user's own, the caller's default, or the segment's."""
+    support: int | None = None
+    """For a segment answer: how many users of the segment answer this dimension (the
+    denominator of `distribution`)."""
+    distribution: dict[str, float] = Field(default_factory=dict)
+    """For a segment answer: each value's share among those users, largest first."""
+
+
+class SegmentAnswer(Frozen):
+    """What users of a segment commonly hold, for `top(..., fallback="segment")`: never
+    another user's record, only the statement many hold, its share and the support."""
+
+    kind: Kind
+    statement: str
+    share: float = Field(ge=0.0, le=1.0)
+    """Of the segment's users holding any record of this kind, the share holding this."""
+    support: int
+    """How many of the segment's users hold a record of this kind."""
+    source: Literal["segment"] = "segment"
+
+
+class DimensionShares(Frozen):
+    """A dimension's answers across a segment: each value's share, and how many answered."""
+
+    support: int
+    shares: dict[str, float] = Field(default_factory=dict)
+
+
+class Segment(Frozen):
+    """What is true of the users who share this user's declared traits (plan, role, ...):
+    the prior delivery falls back to when the user's own model is not sure enough."""
+
+    traits: dict[str, str] = Field(default_factory=dict)
+    """The traits the segment's users share with this user."""
+    members: int = 0
+    """How many other users share them."""
+    dimensions: dict[str, DimensionShares] = Field(default_factory=dict)
+    kinds: dict[str, list[SegmentAnswer]] = Field(default_factory=dict)
+    """Per kind, the statements most of the segment's users hold, commonest first."""
 
 
 class ExplainedEvidence(BaseModel):
@@ -150,14 +241,21 @@ class Explanation(BaseModel):
         for item in self.evidence:
             link, event = item.link, item.event
             sign = "+" if link.polarity == "supports" else "-"
-            what = "(event erased)" if event is None else (
+            what = ("(an external id, not an event doxa holds)" if link.source else
+                    "(event erased)") if event is None else (
                 event.text or f"{event.type} {event.properties}")
+            by = f" · observed by {link.source}" if link.source else ""
             lines.append(f"    {sign} {link.event_id} · {_minute(link.observed_at)} · "
-                         f"{link.basis}: {what}")
+                         f"{link.basis}{by}: {what}")
             if link.quote:
                 lines.append(f'        quote: "{link.quote}"')
             if link.quote_as_written is not None:
                 lines.append(f'        repaired from: "{link.quote_as_written}"')
+        if r.links:
+            lines.append("  links:")
+        lines += [f"    {link.relation} → {link.target_id} · {link.status} · confidence "
+                  f"{link.confidence:.2f} · evidence {', '.join(e.event_id for e in link.evidence)}"
+                  + (f" ({link.note})" if link.note else "") for link in r.links]
         if r.history:
             lines.append("  history:")
         lines += [f"    {_minute(rev.recorded_at)} {rev.action} → {rev.confidence:.2f} "
@@ -165,6 +263,12 @@ class Explanation(BaseModel):
                   + (f" · {rev.note}" if rev.note else "")
                   for rev in r.history]
         return "\n".join(lines)
+
+
+def _link_as_of(link: CausalLink, when: datetime) -> CausalLink:
+    if link.ended_at is None or link.ended_at <= when:
+        return link
+    return link.model_copy(update={"status": "active", "ended_at": None, "note": ""})
 
 
 def _minute(at: datetime) -> str:
@@ -184,6 +288,9 @@ class UserModel(Frozen):
     """In id order, always (a model built by hand is sorted here; `with_records` sorts)."""
     version: int = 0
     events: Mapping[str, Event] = Field(default_factory=dict, exclude=True)
+    segment: Segment | None = Field(default=None, exclude=True)
+    """What users sharing this user's traits hold, when the model was read with
+    `segment_by` (see `value` and `top` with `fallback="segment"`)."""
     _views: ModelViews[Record] = PrivateAttr(default_factory=ModelViews)
 
     @property
@@ -289,32 +396,86 @@ class UserModel(Frozen):
             lines.append("- nothing with enough confidence yet")
         return "\n".join(lines)
 
+    @overload
     def top(self, kind: Kind, *, context: str | None = None, min_confidence: float = 0.6,
-            default: Record | None = None) -> Record | None:
+            default: Record | None = None,
+            fallback: Literal["default"] = "default") -> Record | None: ...
+
+    @overload
+    def top(self, kind: Kind, *, context: str | None = None, min_confidence: float = 0.6,
+            default: Record | None = None,
+            fallback: Literal["segment"]) -> Record | SegmentAnswer | None: ...
+
+    def top(self, kind: Kind, *, context: str | None = None, min_confidence: float = 0.6,
+            default: Record | None = None,
+            fallback: Literal["default", "segment"] = "default",
+            ) -> Record | SegmentAnswer | None:
         """The surest active record of a kind, or `default` when none is sure enough.
 
         Delivery code calls this at a decision point, so thin evidence falls back to the
-        product's default instead of personalising on a guess.
+        product's default instead of personalising on a guess; with `fallback="segment"`,
+        to what most users of the user's segment hold (a `SegmentAnswer`, with its share
+        and support), and to `default` only when the segment holds nothing of the kind.
         """
         chosen = self._select(kind, context, min_confidence, False)
-        return chosen[0] if chosen else default
+        if chosen:
+            return chosen[0]
+        if fallback == "segment":
+            answers = self._segment().kinds.get(kind, [])
+            if answers:
+                return answers[0]
+        return default
 
     def value(self, dimension: str, *, min_confidence: float = 0.6,
-              default: str | None = None) -> DimensionValue:
+              default: str | None = None,
+              fallback: Literal["default", "segment"] = "default") -> DimensionValue:
         """The current value of a schema dimension, with its confidence and evidence, or
-        the caller's `default` (marked `fallback=True`) when doxa is not sure enough."""
+        the caller's `default` (marked `fallback=True`) when doxa is not sure enough.
+
+        With `fallback="segment"`, a value below `min_confidence` gives way to the
+        segment's commonest value instead (`source="segment"`, with its share as the
+        confidence, the support count and the whole distribution), and to `default` only
+        when no user of the segment answers the dimension."""
         # The surest holder, as `active()` would order them, without sorting every record:
         # this runs at each decision point.
         best = min((r for r in self.records if r.dimension == dimension
                     and r.status == "active"), key=lambda r: (-r.confidence, r.id), default=None)
         if best is None or best.confidence < min_confidence:
+            if fallback == "segment":
+                shares = self._segment().dimensions.get(dimension)
+                if shares is not None and shares.shares:
+                    top_value, share = next(iter(shares.shares.items()))
+                    return DimensionValue(dimension=dimension, value=top_value,
+                                          confidence=share, fallback=True, source="segment",
+                                          support=shares.support,
+                                          distribution=dict(shares.shares))
             return DimensionValue(dimension=dimension, value=default, fallback=True,
                                   confidence=best.confidence if best else 0.0,
-                                  record_id=best.id if best else None)
+                                  record_id=best.id if best else None, source="default",
+                                  support=0 if fallback == "segment" else None)
         return DimensionValue(
             dimension=dimension, value=best.value if best.value is not None else best.statement,
             confidence=best.confidence, record_id=best.id, statement=best.statement,
             evidence=[e.event_id for e in best.supporting])
+
+    def _segment(self) -> Segment:
+        if self.segment is None:
+            raise SegmentNotLoadedError()
+        return self.segment
+
+    def twin(self, *, recent_days: float = 30.0) -> Twin:
+        """The digital twin: active goals with their motivations, constraints and blocking
+        beliefs (from the goals' causal links), and what changed recently (see
+        `doxa.model.twin`); `.as_prompt()` renders it for delivery."""
+        from doxa.model.twin import build_twin  # twin builds on this module's types
+
+        return build_twin(self, recent_days=recent_days)
+
+    def leverage(self, report: LeverageReport) -> list[HeldLeverage]:
+        """The user's records ranked by how strongly their groups separate the report's
+        outcome across users (`Engine.leverage` makes the report): associations, not
+        causes, each with its lift and interval."""
+        return report.for_user(self)
 
     def dimensions(self) -> dict[str, list[Record]]:
         """Active records by schema dimension, surest first (records without one omitted)."""
@@ -348,6 +509,8 @@ class UserModel(Frozen):
                 "updated_at": last.recorded_at,
                 "valid_to": record.valid_to if last.status != "active" else None,
                 "superseded_by": record.superseded_by if last.status == "superseded" else None,
+                "links": tuple(_link_as_of(link, when) for link in record.links
+                               if link.created_at <= when),
             }))
         return self.with_records(past)
 

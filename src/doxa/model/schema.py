@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from doxa.errors import SchemaError
-from doxa.model.records import KINDS
+from doxa.model.records import EXTRACTED_KINDS, KINDS
 
 _NAME = r"^[a-z][a-z0-9_]{1,39}$"
 OTHER = "other"
@@ -30,7 +30,7 @@ class Dimension(BaseModel):
 
     name: str = Field(pattern=_NAME)
     description: str = Field(min_length=3)
-    kinds: tuple[str, ...] = KINDS
+    kinds: tuple[str, ...] = EXTRACTED_KINDS
     values: tuple[str, ...] | None = None
     value_descriptions: dict[str, str] = Field(default_factory=dict)
     """What each value means, when the file gives `values` as a mapping; the prompt shows
@@ -114,7 +114,13 @@ class ModelSchema(BaseModel):
 
     @property
     def all_kinds(self) -> tuple[str, ...]:
-        return (*KINDS, *self.kinds)
+        """The kinds this schema extracts: belief, goal and preference, the kinds it
+        declares, then the other built-in kinds (motivation, constraint) its dimensions use
+        without declaring them (in that order, so a schema's tool schema, and so its
+        prompt version, does not change when a kind becomes built in)."""
+        declared = (*EXTRACTED_KINDS, *self.kinds)
+        used = {k for d in self.dimensions for k in d.kinds}
+        return (*declared, *(k for k in KINDS if k in used and k not in declared))
 
     def dimension(self, name: str) -> Dimension | None:
         return next((d for d in self.dimensions if d.name == name), None)

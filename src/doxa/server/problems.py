@@ -113,6 +113,10 @@ def invalid_events(exc: InvalidEventsError | InvalidEventError) -> ApiError:
 
 def doxa_error(exc: DoxaError) -> ApiError:
     """What a doxa error means to an API caller (details that name store ids are not sent)."""
+    if isinstance(exc, doxa_errors.InvalidObservationError):
+        return ApiError(422, "invalid-observation", str(exc), errors=[FieldError(
+            field=exc.field or "body", location="body", message=exc.reason,
+            type="invalid_observation")])
     if isinstance(exc, InvalidEventsError | InvalidEventError):
         return invalid_events(exc)
     if isinstance(exc, doxa_errors.UnknownRecordError):

@@ -18,14 +18,18 @@ from doxa.engine import Engine, IngestResult
 from doxa.errors import ApiError, DoxaError
 from doxa.events.fields import tenant_scoped_user_ids
 from doxa.model.records import Explanation, Record, UserModel
+from doxa.model.twin import Twin
 from doxa.server.auth import Principal, Scope
 from doxa.server.gate import PRINCIPAL
 from doxa.server.problems import FieldError, doxa_error, responses
 from doxa.server.reads import RenderedReads
 from doxa.server.schemas import (
+    ChangesResult,
     EventBatch,
     Health,
+    LinkIn,
     ModelPage,
+    ObservationIn,
     OutcomeIn,
     OutcomeResult,
     RecordPage,
@@ -250,6 +254,42 @@ def build_router(limits: ServerLimits) -> APIRouter:
                 store_id, body.record_id, body.outcome, at=body.at, event_id=body.event_id,
                 properties=extra)
         return OutcomeResult(user_id=user_id, changes=changes)
+
+    @router.post("/users/{user_id}/observations", tags=["why"], responses=WRITE,
+                 operation_id="observe", summary="Record an observation")
+    async def observe(user_id: UserId, body: ObservationIn, caller: Writer,
+                      st: State) -> ChangesResult:
+        """Record what you observed about the user without an LLM (by hand or by a rule):
+        merged as an extracted record is (reinforce, contradict, supersede), its source
+        kept for explain. The same `id` twice changes nothing."""
+        store_id = store_id_of(caller, user_id)
+        async with translated(store_id, user_id):
+            changes = await st.engine.observe(store_id, **body.model_dump())
+        return ChangesResult(user_id=user_id, changes=changes)
+
+    @router.post("/users/{user_id}/links", tags=["why"], responses=WRITE,
+                 operation_id="link_records", summary="Record a causal link")
+    async def link(user_id: UserId, body: LinkIn, caller: Writer, st: State) -> ChangesResult:
+        """Record why the user pursues a goal: `because` a motivation, `constrained_by` a
+        constraint, `blocked_by` a belief, `in_order_to` another goal. A link the model
+        cannot hold (an unknown record, the wrong kinds) is a 422 naming the field."""
+        store_id = store_id_of(caller, user_id)
+        await existing(st.engine, store_id, user_id)
+        async with translated(store_id, user_id):
+            changes = await st.engine.link(store_id, **body.model_dump())
+        return ChangesResult(user_id=user_id, changes=changes)
+
+    @router.get("/users/{user_id}/twin", tags=["why"], responses=READ, operation_id="get_twin",
+                summary="Read the digital twin")
+    async def twin(user_id: UserId, caller: Reader, st: State,
+                   recent_days: Annotated[float, Query(ge=0.0, le=3650.0)] = 30.0,
+                   at: At = None) -> Twin:
+        """The user's active goals, each with its motivations, constraints and blocking
+        beliefs (confidences and evidence), and what changed recently; `prompt` is the
+        compact rendering for a delivery prompt (`as_prompt()`)."""
+        found = await existing(st.engine, store_id_of(caller, user_id), user_id, at)
+        view = found.twin(recent_days=recent_days)
+        return view.model_copy(update={"user_id": user_id})
 
     @router.delete("/users/{user_id}", tags=["users"], status_code=204,
                    responses=responses(400, 401, 403, 422, 503), operation_id="delete_user",

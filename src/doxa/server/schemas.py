@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from doxa.core.merge import Outcome
 from doxa.events.fields import MAX_TEXT_CHARS, EventId, EventText, Label, Properties
-from doxa.model.records import Change, Record
+from doxa.model.records import Change, Record, Relation
 
 
 class EventIn(BaseModel):
@@ -59,6 +59,59 @@ class OutcomeIn(BaseModel):
 
 class OutcomeResult(BaseModel):
     """How the outcome moved the record (empty when it was recorded before)."""
+
+    user_id: str
+    changes: list[Change]
+
+
+class ObservationIn(BaseModel):
+    """A record observed without an LLM (by hand or by a rule), merged as extracted ones."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "kind": "belief", "statement": "Is building an internal business case",
+        "evidence": ["pricing_3x", "comparison_page"], "confidence": 0.78,
+        "context": "purchase_intent", "source": "rule:pricing_visits", "id": "obs-17"}]})
+
+    kind: str = Field(examples=["belief"], description="belief, goal, preference, motivation, "
+                      "constraint, or a schema's kind")
+    statement: str = Field(min_length=3, max_length=300)
+    evidence: list[EventId] = Field(default_factory=list, max_length=50, description=(
+        "event ids doxa holds or ids from your own systems; none: the observation itself"))
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0, description=(
+        "your prior for this evidence; later evidence moves it as for any record"))
+    context: Label | None = None
+    source: str = Field(default="manual", description='"manual" or "rule:<name>"')
+    id: EventId | None = Field(default=None, description=(
+        "sending the same id again changes nothing (default: derived from the content)"))
+    at: AwareDatetime | None = Field(default=None, description="when; default now")
+    relation: Literal["new", "reinforces", "refines", "contradicts"] = "new"
+    related_record_id: str | None = Field(default=None, max_length=128)
+    dimension: str | None = Field(default=None, max_length=40)
+    value: str | None = Field(default=None, max_length=200)
+    status: Literal["active", "achieved", "abandoned"] = "active"
+
+
+class LinkIn(BaseModel):
+    """A causal link observed between a goal and the record that explains it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "goal_id": "r_1970c3ac1534", "relation": "because", "target_id": "r_5a0e2f9b77c1",
+        "evidence": ["call-notes-3"], "confidence": 0.7}]})
+
+    goal_id: str = Field(min_length=1, max_length=200, description=(
+        "the goal's record id, or the id of the observation that made it"))
+    relation: Relation = Field(description="because → a motivation; constrained_by → a "
+                               "constraint; blocked_by → a belief; in_order_to → a goal")
+    target_id: str = Field(min_length=1, max_length=200)
+    evidence: list[EventId] = Field(default_factory=list, max_length=50)
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    source: str = "manual"
+    id: EventId | None = None
+    at: AwareDatetime | None = None
+
+
+class ChangesResult(BaseModel):
+    """What an observation or a link changed (empty when its id was recorded before)."""
 
     user_id: str
     changes: list[Change]

@@ -166,7 +166,7 @@ def carried_events(model: UserModel, committed: UserModel | None,
     if committed is not None:
         gone, replaced = model.views.difference(committed.records, model.records)
         by_id = {r.id: r for r in replaced}
-        if all(r.id in by_id and r.evidence_ids() <= by_id[r.id].evidence_ids() for r in gone):
+        if all(r.id in by_id and r.cited_ids() <= by_id[r.id].cited_ids() for r in gone):
             cited = cited_event_ids(replaced)
             return {**committed.events, **{k: pool[k] for k in cited if k in pool}}
     cited = cited_event_ids(model.records)
