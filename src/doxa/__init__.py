@@ -8,6 +8,8 @@ what its constructor takes (configs, store, schema, redactor), the models it ret
 every error it raises on purpose (tests/test_public_api.py keeps the list whole).
 """
 
+from doxa.calibration.outcomes import OutcomeCount
+from doxa.calibration.profile import CalibrationProfile, read_profile
 from doxa.core.confidence import ConfidenceConfig
 from doxa.core.merge import MergeConfig, Outcome
 from doxa.engine import DroppedInfo, Engine, EngineConfig, EngineOptions, IngestResult
@@ -17,6 +19,7 @@ from doxa.errors import (
     ContextLengthError,
     DoxaError,
     ExtractionValidationError,
+    InvalidCalibrationError,
     InvalidEventError,
     InvalidEventsError,
     InvalidFixtureError,
@@ -60,6 +63,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackfillStateError",
     "Batch",
+    "CalibrationProfile",
     "Change",
     "ConfidenceConfig",
     "ConfigError",
@@ -76,6 +80,7 @@ __all__ = [
     "ExtractionSettings",
     "ExtractionValidationError",
     "IngestResult",
+    "InvalidCalibrationError",
     "InvalidEventError",
     "InvalidEventsError",
     "InvalidFixtureError",
@@ -85,6 +90,7 @@ __all__ = [
     "MissingCredentialsError",
     "ModelSchema",
     "Outcome",
+    "OutcomeCount",
     "Provider",
     "ProviderAuthError",
     "ProviderError",
@@ -112,5 +118,6 @@ __all__ = [
     "load_schema",
     "open_store",
     "parse_provider",
+    "read_profile",
     "register",
 ]

@@ -22,6 +22,9 @@ from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel, Field
 
+from doxa.calibration.apply import make_calibrator
+from doxa.calibration.outcomes import OutcomeCount, outcome_count
+from doxa.calibration.profile import CalibrationProfile
 from doxa.core.confidence import decayed_model
 from doxa.core.merge import MergeConfig, apply_outcome, merge
 from doxa.errors import InvalidEventError, StoreConflictError, SyncInEventLoopError
@@ -114,6 +117,10 @@ class EngineConfig:
     """Requests per minute to stay under (None: no client-side limit)."""
     tpm: float | None = None
     """Tokens per minute to stay under (None: no client-side limit)."""
+    calibration: CalibrationProfile | str | Path | None = None
+    """A calibration profile (or its file) applied to every record, or a folder searched
+    for the model's profiles by prompt version (None: `DOXA_CALIBRATION_DIR`, then the
+    profiles shipped with doxa). Without a matching profile, `model.calibrated` is False."""
 
 
 class EngineOptions(TypedDict, total=False):
@@ -134,6 +141,7 @@ class EngineOptions(TypedDict, total=False):
     redact: Redactor | None
     rpm: float | None
     tpm: float | None
+    calibration: CalibrationProfile | str | Path | None
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,7 @@ class Engine:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._runner: asyncio.Runner | None = None
         self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm)
+        self.calibrator = make_calibrator(config.calibration, self.spec.label, self.relevance)
 
     @property
     def prompt_version(self) -> str:
@@ -507,10 +516,25 @@ class Engine:
                                    config=self.merge_config)
             await self.store.commit(result.model, expected_version=model.version,
                                     changes=result.changes, events=[event],
-                                    processed_ids=[eid], generation=generation)
+                                    processed_ids=[eid], generation=generation,
+                                    outcomes=[self._outcome_count(model, record_id, outcome,
+                                                                  when)])
             return result.changes
 
         return await self._retrying_conflicts(user_id, attempt)
+
+    def _outcome_count(self, model: UserModel, record_id: str, outcome: Outcome,
+                       when: datetime) -> OutcomeCount:
+        """The outcome as a label for calibration: the record as delivery read it at `when`
+        (decayed, then calibrated), right when the user engaged or converted."""
+        record = model.get(record_id)
+        profile = self.calibrator.profile_for(record)
+        delivered = self.calibrator.calibrate(
+            decayed_model(model.with_records([record]), when, self.merge_config.confidence))
+        return outcome_count(model.user_id, profile=profile.name if profile else None,
+                             model=self.spec.label, prompt_version=record.prompt_version,
+                             kind=record.kind, confidence=delivered.records[0].confidence,
+                             outcome=outcome)
 
     # -- queries and housekeeping ---------------------------------------------------------
 
@@ -518,15 +542,22 @@ class Engine:
         """The user's model, for delivery code: `beliefs()`, `goals()`, `explain(id)`...
 
         With `at`, confidences are faded to that moment (records not reinforced for a while
-        count for less); without it they are as of each record's last evidence.
+        count for less); without it they are as of each record's last evidence. Then each
+        confidence is read through the calibration profile of the model and prompt version
+        that produced the record (`model.calibrated` says whether every one was).
         """
         model = await self.store.load(user_id)
-        if at is None:
-            return model
-        return decayed_model(model, at, self.merge_config.confidence)
+        if at is not None:
+            model = decayed_model(model, at, self.merge_config.confidence)
+        return self.calibrator.calibrate(model)
 
     async def users(self) -> list[str]:
         return await self.store.users()
+
+    async def outcome_counts(self, user_id: str | None = None) -> list[OutcomeCount]:
+        """Delivery outcomes counted per profile, kind and confidence bin: one user's, or
+        every user's with None (`doxa calibration` reads them)."""
+        return await self.store.outcome_counts(user_id)
 
     async def delete_user(self, user_id: str) -> None:
         """Forget the user: records, evidence, history, events, ledger and cached answers."""

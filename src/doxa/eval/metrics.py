@@ -22,12 +22,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from doxa.calibration.reliability import BINS as BINS
+from doxa.calibration.reliability import Calibration as Calibration
+from doxa.calibration.reliability import ReliabilityBin as ReliabilityBin
+from doxa.calibration.reliability import calibration
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
 from doxa.eval.match import Matching, PredictedRecord
 from doxa.model.records import KINDS, Kind
 from doxa.usage import Usage
-
-BINS = 10
 
 
 class PRF(BaseModel):
@@ -75,29 +77,6 @@ def evidence_score(pairs: int, hits: int, predicted: int, expected: int) -> Evid
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return EvidenceScore(pairs=pairs, hits=hits, predicted=predicted, expected=expected,
                          precision=precision, recall=recall, f1=f1)
-
-
-class ReliabilityBin(BaseModel):
-    """Records whose confidence fell in [lo, hi): how sure doxa was, how often it was right."""
-
-    model_config = ConfigDict(frozen=True)
-
-    lo: float
-    hi: float
-    count: int
-    mean_confidence: float | None = None
-    accuracy: float | None = None
-
-
-class Calibration(BaseModel):
-    """Confidence against matched: Brier score, expected calibration error, reliability table."""
-
-    model_config = ConfigDict(frozen=True)
-
-    n: int = 0
-    brier: float | None = None
-    ece: float | None = None
-    bins: tuple[ReliabilityBin, ...] = ()
 
 
 class DimensionScore(BaseModel):
@@ -195,33 +174,6 @@ def calibration_points(case: ScoredCase) -> list[tuple[float, int]]:
         return []
     matched = case.matched_ids()
     return [(p.confidence, int(p.id in matched)) for p in case.compared()]
-
-
-def _bin(confidence: float, bins: int) -> int:
-    # The epsilon keeps 0.3 in [0.3, 0.4) despite 0.3 * 10 == 2.9999...
-    return min(int(confidence * bins + 1e-9), bins - 1)
-
-
-def calibration(points: Sequence[tuple[float, int]], bins: int = BINS) -> Calibration:
-    """Brier score, ECE and the reliability table; confidence 1.0 falls in the last bin."""
-    if not points:
-        return Calibration(bins=tuple(ReliabilityBin(lo=b / bins, hi=(b + 1) / bins, count=0)
-                                      for b in range(bins)))
-    n = len(points)
-    brier = sum((c - y) ** 2 for c, y in points) / n
-    table: list[ReliabilityBin] = []
-    ece = 0.0
-    for b in range(bins):
-        members = [(c, y) for c, y in points if _bin(c, bins) == b]
-        if not members:
-            table.append(ReliabilityBin(lo=b / bins, hi=(b + 1) / bins, count=0))
-            continue
-        conf = sum(c for c, _ in members) / len(members)
-        acc = sum(y for _, y in members) / len(members)
-        ece += len(members) / n * abs(acc - conf)
-        table.append(ReliabilityBin(lo=b / bins, hi=(b + 1) / bins, count=len(members),
-                                    mean_confidence=conf, accuracy=acc))
-    return Calibration(n=n, brier=brier, ece=ece, bins=tuple(table))
 
 
 def _same_value(a: Any, b: Any) -> bool:
