@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from doxa.cli.calibration import calibrate_command
 from doxa.cli.options import DEFAULT_MODEL, JsonOpt, print_json
 from doxa.cli.terminal import EXIT_ERROR, err_console, exit_on_error, fail, print_labelled
 from doxa.eval.baselines import BASELINES, check_baseline
@@ -43,6 +44,7 @@ app = typer.Typer(
     help="Evaluate doxa on labelled fixtures. Exit codes: 0 pass, 100 ran but under a "
     "--fail-under threshold, 1 crash or bad input.",
     no_args_is_help=True, pretty_exceptions_enable=False)
+app.command("calibrate")(calibrate_command)  # cli/calibration.py: a profile from runs or outcomes
 # The tables here style their cells with rich markup (escaping what a case or a model
 # wrote); everything on stderr goes through cli/terminal.py's plain console.
 console = Console()

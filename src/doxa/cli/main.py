@@ -19,10 +19,12 @@ import typer
 
 from doxa import __version__
 from doxa.cli.backfill import backfill
+from doxa.cli.calibration import calibration_command
 from doxa.cli.eval import app as eval_app
 from doxa.cli.ingest import ingest
 from doxa.cli.options import (
     DEFAULT_DB,
+    DEFAULT_MODEL,
     BaseUrlOpt,
     DbOpt,
     JsonOpt,
@@ -52,6 +54,7 @@ app.add_typer(schema_app, name="schema")
 app.command("ingest")(ingest)  # doxa/cli/ingest.py: the file's users through the engine
 app.command("serve")(serve)  # FastAPI and uvicorn load inside it: the `server` extra
 app.command("backfill")(backfill)  # doxa/cli/backfill.py: --batch-api, resume
+app.command("calibration")(calibration_command)  # doxa/cli/calibration.py: outcomes' table
 
 
 def _print_version(value: bool) -> None:
@@ -335,7 +338,7 @@ def _with_engine(db: str, use: Callable[[Engine], Awaitable[T]]) -> T:
     url = existing_store(db)
 
     async def go() -> T:
-        engine = Engine(store=url)
+        engine = Engine(model=DEFAULT_MODEL, store=url)  # its model picks the calibration
         try:
             return await use(engine)
         finally:
