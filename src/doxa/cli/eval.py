@@ -95,6 +95,9 @@ def summary_table(run: RunFile) -> Table:
     for name in ("precision", "recall", "f1", "macro_f1", "evidence_precision",
                  "evidence_recall", "evidence_f1", "status_accuracy", "brier", "ece"):
         table.add_row(name, _num(values[name]))
+    if m.evidence_calibration != m.calibration:  # a calibration profile read the records
+        table.add_row("brier / ece of the evidence score (before the profile)",
+                      f"{_num(values['evidence_brier'])} / {_num(values['evidence_ece'])}")
     table.add_row("forbidden violations", f"{m.forbidden_violations}/{m.forbidden_total}")
     table.add_row("kind mismatches", str(m.kind_mismatches))
     for kind, s in m.per_kind.items():
@@ -178,7 +181,8 @@ def run_command(
         "as a line, a two-sentence instruction, nothing checked)")] = None,
     as_json: JsonOpt = False,
     fail_under: Annotated[list[str] | None, typer.Option(
-        "--fail-under", help="METRIC=VALUE, repeatable (exit 100 if under): "
+        "--fail-under", help="METRIC=VALUE, repeatable (exit 100 if under; ece and brier "
+        "are ceilings, exit 100 if over): "
         + ", ".join(threshold_names()))] = None,
 ) -> None:
     """Run a suite of labelled cases through doxa and score the final models."""

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from doxa.calibration.reliability import BINS as BINS
 from doxa.calibration.reliability import Calibration as Calibration
 from doxa.calibration.reliability import ReliabilityBin as ReliabilityBin
-from doxa.calibration.reliability import calibration
+from doxa.calibration.reliability import RiskPoint, calibration, risk_coverage
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
 from doxa.eval.match import Matching, PredictedRecord
 from doxa.model.records import KINDS, Kind
@@ -176,6 +176,16 @@ def calibration_points(case: ScoredCase) -> list[tuple[float, int]]:
     return [(p.confidence, int(p.id in matched)) for p in case.compared()]
 
 
+def evidence_points(case: ScoredCase) -> list[tuple[float, int]]:
+    """As `calibration_points`, with each record's evidence score instead of its confidence:
+    the two differ when a calibration profile read the records (the before and the after)."""
+    if not case.calibrated:
+        return []
+    matched = case.matched_ids()
+    return [(p.features.evidence_score if p.features is not None else p.confidence,
+             int(p.id in matched)) for p in case.compared()]
+
+
 def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return a.strip().casefold() == b.strip().casefold()
@@ -277,6 +287,11 @@ class SuiteMetrics(BaseModel):
     status_correct: int = 0
     status_accuracy: float | None = None
     calibration: Calibration = Calibration()
+    evidence_calibration: Calibration = Calibration()
+    """The same table for the evidence scores: the records before any calibration profile."""
+    risk_coverage: tuple[RiskPoint, ...] = ()
+    """Precision of the records kept at each confidence threshold, and how many are kept."""
+    evidence_risk_coverage: tuple[RiskPoint, ...] = ()
     value_accuracy: dict[str, DimensionScore] = {}
     answer_accuracy: dict[str, DimensionScore] = {}
     """Per closed dimension of the run's schema: labelled values the final model answers."""
@@ -315,7 +330,10 @@ def suite_metrics(cases: Sequence[ScoredCase], errored: int = 0,
         kind_mismatches=sum(m.kind_mismatches for m in per_case),
         status_total=status_total, status_correct=status_correct,
         status_accuracy=status_correct / status_total if status_total else None,
-        calibration=calibration([p for c in cases for p in calibration_points(c)]),
+        calibration=calibration(points := [p for c in cases for p in calibration_points(c)]),
+        evidence_calibration=calibration(
+            before := [p for c in cases for p in evidence_points(c)]),
+        risk_coverage=risk_coverage(points), evidence_risk_coverage=risk_coverage(before),
         value_accuracy=_dimensions(cases),
         answer_accuracy=_dimensions(
             cases, lambda case: answer_counts(case, closed_dimensions)),
@@ -326,7 +344,10 @@ HIGHER_IS_BETTER = (
     "precision", "recall", "f1", "macro_f1", "evidence_precision", "evidence_recall",
     "evidence_f1", "status_accuracy", "forbidden_pass_rate",
 )
-LOWER_IS_BETTER = ("brier", "ece", "forbidden_violations", "kind_mismatches")
+LOWER_IS_BETTER = ("brier", "ece", "evidence_brier", "evidence_ece", "forbidden_violations",
+                   "kind_mismatches")
+CEILINGS = ("ece", "brier")
+"""Lower-is-better metrics `--fail-under` takes as a ceiling (`ece=0.1`: fail above it)."""
 
 
 def metric_values(m: SuiteMetrics) -> dict[str, float | None]:
@@ -339,6 +360,8 @@ def metric_values(m: SuiteMetrics) -> dict[str, float | None]:
         "forbidden_pass_rate": (1 - m.forbidden_violations / m.forbidden_total
                                 if m.forbidden_total else None),
         "brier": m.calibration.brier, "ece": m.calibration.ece,
+        "evidence_brier": m.evidence_calibration.brier,
+        "evidence_ece": m.evidence_calibration.ece,
         "forbidden_violations": float(m.forbidden_violations),
         "kind_mismatches": float(m.kind_mismatches),
     }

@@ -207,7 +207,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
         page, nxt = paginate(list(found.records), "model", lambda r: (0.0, r.id), limit, cursor)
         return ModelPage(user_id=user_id, records=[public_record(r, user_id) for r in page],
                          next_cursor=nxt, version=found.version, readiness=found.readiness(),
-                         is_cold=found.is_cold())
+                         is_cold=found.is_cold(), calibrated=found.calibrated)
 
     for kind in ("belief", "goal", "preference"):
         _add_kind_route(router, kind, Limit, Cursor, limits.default_page)
@@ -267,7 +267,7 @@ def _add_kind_route(router: APIRouter, kind: str, limit_type: Any, cursor_type: 
         chosen = select(found, context, min_confidence, include_inactive)
         page, nxt = paginate(chosen, plural, lambda r: (-r.confidence, r.id), limit, cursor)
         return RecordPage(user_id=user_id, records=[public_record(r, user_id) for r in page],
-                          next_cursor=nxt)
+                          next_cursor=nxt, calibrated=found.calibrated)
 
     listing.__doc__ = (f"The user's {plural}, surest first: filter by `context` and "
                        f"`min_confidence` (0..1); `include_inactive` adds ended ones.")
