@@ -65,7 +65,7 @@ def test_under_a_threshold_the_run_exits_100(suite: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--fail-under", "f1"], "expected METRIC=VALUE"),
-    (["--fail-under", "ece=0.1"], "expected METRIC=VALUE"),
+    (["--fail-under", "evidence_ece=0.1"], "expected METRIC=VALUE"),
     (["--matcher", "fuzzy"], "unknown matcher 'fuzzy'"),
 ])
 def test_bad_options_exit_1(suite: Path, tmp_path: Path, args: list[str], message: str) -> None:

@@ -217,7 +217,7 @@ def test_usage_adds_up_and_an_unknown_price_makes_the_cost_unknown() -> None:
 def test_thresholds_parse_and_fail(mixed: ScoredCase) -> None:
     assert parse_threshold("f1=0.6") == ("f1", 0.6)
     assert parse_threshold("goal.recall=0.5") == ("goal.recall", 0.5)
-    for bad in ("f1", "f1=high", "f1=1.5", "brier=0.2", "accuracy=0.5"):
+    for bad in ("f1", "f1=high", "f1=1.5", "brier=1.2", "evidence_ece=0.2", "accuracy=0.5"):
         with pytest.raises(ConfigError, match="--fail-under"):
             parse_threshold(bad)
     s = suite_metrics([mixed])

@@ -8,6 +8,8 @@ what its constructor takes (configs, store, schema, redactor), the models it ret
 every error it raises on purpose (tests/test_public_api.py keeps the list whole).
 """
 
+from doxa.calibration.outcomes import OutcomeCount
+from doxa.calibration.profile import CalibrationProfile, read_profile
 from doxa.core.confidence import ConfidenceConfig
 from doxa.core.flush import FlushPolicy
 from doxa.core.merge import MergeConfig, Outcome
@@ -27,6 +29,7 @@ from doxa.errors import (
     ContextLengthError,
     DoxaError,
     ExtractionValidationError,
+    InvalidCalibrationError,
     InvalidEventError,
     InvalidEventsError,
     InvalidFixtureError,
@@ -72,6 +75,7 @@ __all__ = [
     "BackfillStateError",
     "Batch",
     "BufferClaimLostError",
+    "CalibrationProfile",
     "Change",
     "ConfidenceConfig",
     "ConfigError",
@@ -90,6 +94,7 @@ __all__ = [
     "FlushPolicy",
     "FlushReport",
     "IngestResult",
+    "InvalidCalibrationError",
     "InvalidEventError",
     "InvalidEventsError",
     "InvalidFixtureError",
@@ -99,6 +104,7 @@ __all__ = [
     "MissingCredentialsError",
     "ModelSchema",
     "Outcome",
+    "OutcomeCount",
     "Provider",
     "ProviderAuthError",
     "ProviderError",
@@ -126,5 +132,6 @@ __all__ = [
     "load_schema",
     "open_store",
     "parse_provider",
+    "read_profile",
     "register",
 ]

@@ -24,6 +24,9 @@ from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel, Field
 
+from doxa.calibration.apply import make_calibrator
+from doxa.calibration.outcomes import OutcomeCount, outcome_count
+from doxa.calibration.profile import CalibrationProfile
 from doxa.core.confidence import decayed_model
 from doxa.core.flush import FlushPolicy, FlushReason
 from doxa.core.groups import GroupBy
@@ -171,6 +174,10 @@ class EngineConfig:
     """Tokens per minute to stay under (None: no client-side limit)."""
     flush: FlushPolicy | None = None
     """When a buffered user's events are worth a call (None: `FlushPolicy()`)."""
+    calibration: CalibrationProfile | str | Path | None = None
+    """A calibration profile (or its file) applied to every record, or a folder searched
+    for the model's profiles by prompt version (None: `DOXA_CALIBRATION_DIR`, then the
+    profiles shipped with doxa). Without a matching profile, `model.calibrated` is False."""
 
 
 class EngineOptions(TypedDict, total=False):
@@ -192,6 +199,7 @@ class EngineOptions(TypedDict, total=False):
     rpm: float | None
     tpm: float | None
     flush: FlushPolicy | None
+    calibration: CalibrationProfile | str | Path | None
 
 
 @dataclass(frozen=True)
@@ -276,6 +284,7 @@ class Engine:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._runner: asyncio.Runner | None = None
         self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm)
+        self.calibrator = make_calibrator(config.calibration, self.spec.label, self.relevance)
 
     @property
     def prompt_version(self) -> str:
@@ -700,7 +709,9 @@ class Engine:
                                    config=self.merge_config)
             await self.store.commit(result.model, expected_version=model.version,
                                     changes=result.changes, events=[event],
-                                    processed_ids=[eid], generation=generation)
+                                    processed_ids=[eid], generation=generation,
+                                    outcomes=[self._outcome_count(model, record_id, outcome,
+                                                                  when)])
             return result.changes
 
         return await self._retrying_conflicts(user_id, attempt)
@@ -830,6 +841,18 @@ class Engine:
         causes; see `doxa.core.leverage`). `model.leverage(report)` ranks one user's."""
         return leverage(await self.profiles(), outcome, against=against, by=by,
                         min_users=min_users, kinds=kinds, similarity=_similarity(matcher))
+    def _outcome_count(self, model: UserModel, record_id: str, outcome: Outcome,
+                       when: datetime) -> OutcomeCount:
+        """The outcome as a label for calibration: the record as delivery read it at `when`
+        (decayed, then calibrated), right when the user engaged or converted."""
+        record = model.get(record_id)
+        profile = self.calibrator.profile_for(record)
+        delivered = self.calibrator.calibrate(
+            decayed_model(model.with_records([record]), when, self.merge_config.confidence))
+        return outcome_count(model.user_id, profile=profile.name if profile else None,
+                             model=self.spec.label, prompt_version=record.prompt_version,
+                             kind=record.kind, confidence=delivered.records[0].confidence,
+                             outcome=outcome)
 
     # -- queries and housekeeping ---------------------------------------------------------
 
@@ -843,10 +866,14 @@ class Engine:
         `segment_by` (trait names such as plan, role), the model carries what users sharing
         those traits hold, for `value(..., fallback="segment")` and `top(...)`; that reads
         every user's profile, so a hot path should cache the model it returns.
+        Then each confidence is read through the calibration profile of the model and
+        prompt version that produced the record (`model.calibrated` says whether every
+        one was).
         """
         model = await self.store.load(user_id)
         if at is not None:
             model = decayed_model(model, at, self.merge_config.confidence)
+        model = self.calibrator.calibrate(model)
         if segment_by is None:
             return model
         own = replace(await self.profile(user_id), model=model)
@@ -856,6 +883,11 @@ class Engine:
 
     async def users(self) -> list[str]:
         return await self.store.users()
+
+    async def outcome_counts(self, user_id: str | None = None) -> list[OutcomeCount]:
+        """Delivery outcomes counted per profile, kind and confidence bin: one user's, or
+        every user's with None (`doxa calibration` reads them)."""
+        return await self.store.outcome_counts(user_id)
 
     async def delete_user(self, user_id: str) -> None:
         """Forget the user: records, evidence, history, events, ledger and cached answers."""

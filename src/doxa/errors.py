@@ -254,6 +254,18 @@ class InvalidRunFileError(DoxaError):
         super().__init__(f"{path}: {message}")
 
 
+class InvalidCalibrationError(DoxaError):
+    """A calibration profile cannot be used: missing, not JSON, or not monotone and bounded;
+    `key` names the field that is wrong."""
+
+    def __init__(self, path: str | Path, message: str, *, key: str | None = None) -> None:
+        self.path = str(path)
+        self.key = key
+        self.reason = message
+        where = f"{self.path}, field '{key}'" if key else self.path
+        super().__init__(f"{where}: {message}")
+
+
 class BackfillStateError(DoxaError):
     """The state file cannot be used for this run: another input, model or prompt."""
 

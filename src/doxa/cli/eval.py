@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from doxa.cli.calibration import calibrate_command
 from doxa.cli.options import DEFAULT_MODEL, JsonOpt, print_json
 from doxa.cli.terminal import EXIT_ERROR, err_console, exit_on_error, fail, print_labelled
 from doxa.eval.baselines import BASELINES, check_baseline
@@ -43,6 +44,7 @@ app = typer.Typer(
     help="Evaluate doxa on labelled fixtures. Exit codes: 0 pass, 100 ran but under a "
     "--fail-under threshold, 1 crash or bad input.",
     no_args_is_help=True, pretty_exceptions_enable=False)
+app.command("calibrate")(calibrate_command)  # cli/calibration.py: a profile from runs or outcomes
 # The tables here style their cells with rich markup (escaping what a case or a model
 # wrote); everything on stderr goes through cli/terminal.py's plain console.
 console = Console()
@@ -93,6 +95,9 @@ def summary_table(run: RunFile) -> Table:
     for name in ("precision", "recall", "f1", "macro_f1", "evidence_precision",
                  "evidence_recall", "evidence_f1", "status_accuracy", "brier", "ece"):
         table.add_row(name, _num(values[name]))
+    if m.evidence_calibration != m.calibration:  # a calibration profile read the records
+        table.add_row("brier / ece of the evidence score (before the profile)",
+                      f"{_num(values['evidence_brier'])} / {_num(values['evidence_ece'])}")
     table.add_row("forbidden violations", f"{m.forbidden_violations}/{m.forbidden_total}")
     table.add_row("kind mismatches", str(m.kind_mismatches))
     for kind, s in m.per_kind.items():
@@ -178,7 +183,8 @@ def run_command(
         "as a line, a two-sentence instruction, nothing checked)")] = None,
     as_json: JsonOpt = False,
     fail_under: Annotated[list[str] | None, typer.Option(
-        "--fail-under", help="METRIC=VALUE, repeatable (exit 100 if under): "
+        "--fail-under", help="METRIC=VALUE, repeatable (exit 100 if under; ece and brier "
+        "are ceilings, exit 100 if over): "
         + ", ".join(threshold_names()))] = None,
 ) -> None:
     """Run a suite of labelled cases through doxa and score the final models."""

@@ -20,10 +20,12 @@ import typer
 from doxa import __version__
 from doxa.cli import why
 from doxa.cli.backfill import backfill
+from doxa.cli.calibration import calibration_command
 from doxa.cli.eval import app as eval_app
 from doxa.cli.ingest import ingest
 from doxa.cli.options import (
     DEFAULT_DB,
+    DEFAULT_MODEL,
     BaseUrlOpt,
     DbOpt,
     JsonOpt,
@@ -60,6 +62,7 @@ app.command("observe")(why.observe)  # doxa/cli/why.py: the "why" layer's comman
 app.command("link")(why.link)
 app.command("twin")(why.twin)
 app.command("leverage")(why.leverage)
+app.command("calibration")(calibration_command)  # doxa/cli/calibration.py: outcomes' table
 
 
 def _print_version(value: bool) -> None:
@@ -343,7 +346,7 @@ def _with_engine(db: str, use: Callable[[Engine], Awaitable[T]]) -> T:
     url = existing_store(db)
 
     async def go() -> T:
-        engine = Engine(store=url)
+        engine = Engine(model=DEFAULT_MODEL, store=url)  # its model picks the calibration
         try:
             return await use(engine)
         finally:

@@ -19,8 +19,10 @@ def model_table(model: UserModel, *, include_inactive: bool = False,
                 min_confidence: float = 0.0) -> Table:
     """Kind, statement, confidence, evidence count and last seen, surest first per kind."""
     cold = " (cold start: little evidence, treat as tentative)" if model.is_cold() else ""
-    table = Table(title=f"User {model.user_id}: {len(model.active())} active records{cold}",
-                  title_justify="left")
+    uncalibrated = ("" if model.calibrated else "\nconf. is an uncalibrated evidence score, "
+                    "not a probability: no calibration profile for this model and prompt")
+    table = Table(title=f"User {model.user_id}: {len(model.active())} active records{cold}"
+                  f"{uncalibrated}", title_justify="left")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("id", "left"), ("kind", "left"), ("statement", "left"), ("context", "left"),
         ("conf.", "right"), ("evidence", "right"), ("status", "left"), ("last seen", "left"))
@@ -45,8 +47,10 @@ def _evidence_count(record: Record) -> str:
 def print_explanation(console: Console, explanation: Explanation) -> None:
     """The record, then each piece of evidence with its event, then its history."""
     r = explanation.record
-    console.print(Text.assemble((r.id, "bold"),
-                                f" {r.kind} · {r.status} · confidence {r.confidence:.2f}"))
+    score = ("uncalibrated" if r.evidence_score is None
+             else f"evidence score {r.evidence_score:.2f}")
+    console.print(Text.assemble((r.id, "bold"), f" {r.kind} · {r.status} · confidence "
+                                f"{r.confidence:.2f}, {score}"))
     console.print(Text.assemble(f"  {r.statement}  ",
                                 (f"({r.context}; prompt {r.prompt_version})", "dim")))
     table = Table(title="evidence", title_justify="left")

@@ -10,13 +10,15 @@ and `doxa.eval.embed`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from doxa.calibration.features import RecordFeatures, record_features
 from doxa.core.similarity import content_words
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
+from doxa.events.parse import Event
 from doxa.model.records import Kind, Record, Status
 
 Pair = tuple[str, str]
@@ -38,15 +40,21 @@ class PredictedRecord(BaseModel):
     evidence: tuple[str, ...] = ()
     dimension: str | None = None
     value: Any = None
+    features: RecordFeatures | None = None
+    """What a calibration profile reads of the record (None in runs written before doxa
+    kept them, and for baselines' answers)."""
 
     @classmethod
-    def from_record(cls, record: Record) -> PredictedRecord:
-        """Supporting evidence ids only; `dimension`/`value` when the record carries them."""
+    def from_record(cls, record: Record,
+                    events: Mapping[str, Event] | None = None) -> PredictedRecord:
+        """Supporting evidence ids only; `dimension`/`value` when the record carries them;
+        the calibration features when the model's `events` are given."""
         return cls(
             id=record.id, kind=record.kind, statement=record.statement, context=record.context,
             confidence=record.confidence, status=record.status,
             evidence=tuple(e.event_id for e in record.supporting),
             dimension=record.dimension, value=record.value,
+            features=None if events is None else record_features(record, events),
         )
 
 

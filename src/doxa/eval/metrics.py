@@ -22,12 +22,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from doxa.calibration.reliability import BINS as BINS
+from doxa.calibration.reliability import Calibration as Calibration
+from doxa.calibration.reliability import ReliabilityBin as ReliabilityBin
+from doxa.calibration.reliability import RiskPoint, calibration, risk_coverage
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
 from doxa.eval.match import Matching, PredictedRecord
 from doxa.model.records import KINDS, Kind
 from doxa.usage import Usage
-
-BINS = 10
 
 
 class PRF(BaseModel):
@@ -75,29 +77,6 @@ def evidence_score(pairs: int, hits: int, predicted: int, expected: int) -> Evid
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return EvidenceScore(pairs=pairs, hits=hits, predicted=predicted, expected=expected,
                          precision=precision, recall=recall, f1=f1)
-
-
-class ReliabilityBin(BaseModel):
-    """Records whose confidence fell in [lo, hi): how sure doxa was, how often it was right."""
-
-    model_config = ConfigDict(frozen=True)
-
-    lo: float
-    hi: float
-    count: int
-    mean_confidence: float | None = None
-    accuracy: float | None = None
-
-
-class Calibration(BaseModel):
-    """Confidence against matched: Brier score, expected calibration error, reliability table."""
-
-    model_config = ConfigDict(frozen=True)
-
-    n: int = 0
-    brier: float | None = None
-    ece: float | None = None
-    bins: tuple[ReliabilityBin, ...] = ()
 
 
 class DimensionScore(BaseModel):
@@ -200,31 +179,14 @@ def calibration_points(case: ScoredCase) -> list[tuple[float, int]]:
     return [(p.confidence, int(p.id in matched)) for p in case.compared()]
 
 
-def _bin(confidence: float, bins: int) -> int:
-    # The epsilon keeps 0.3 in [0.3, 0.4) despite 0.3 * 10 == 2.9999...
-    return min(int(confidence * bins + 1e-9), bins - 1)
-
-
-def calibration(points: Sequence[tuple[float, int]], bins: int = BINS) -> Calibration:
-    """Brier score, ECE and the reliability table; confidence 1.0 falls in the last bin."""
-    if not points:
-        return Calibration(bins=tuple(ReliabilityBin(lo=b / bins, hi=(b + 1) / bins, count=0)
-                                      for b in range(bins)))
-    n = len(points)
-    brier = sum((c - y) ** 2 for c, y in points) / n
-    table: list[ReliabilityBin] = []
-    ece = 0.0
-    for b in range(bins):
-        members = [(c, y) for c, y in points if _bin(c, bins) == b]
-        if not members:
-            table.append(ReliabilityBin(lo=b / bins, hi=(b + 1) / bins, count=0))
-            continue
-        conf = sum(c for c, _ in members) / len(members)
-        acc = sum(y for _, y in members) / len(members)
-        ece += len(members) / n * abs(acc - conf)
-        table.append(ReliabilityBin(lo=b / bins, hi=(b + 1) / bins, count=len(members),
-                                    mean_confidence=conf, accuracy=acc))
-    return Calibration(n=n, brier=brier, ece=ece, bins=tuple(table))
+def evidence_points(case: ScoredCase) -> list[tuple[float, int]]:
+    """As `calibration_points`, with each record's evidence score instead of its confidence:
+    the two differ when a calibration profile read the records (the before and the after)."""
+    if not case.calibrated:
+        return []
+    matched = case.matched_ids()
+    return [(p.features.evidence_score if p.features is not None else p.confidence,
+             int(p.id in matched)) for p in case.compared()]
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -328,6 +290,11 @@ class SuiteMetrics(BaseModel):
     status_correct: int = 0
     status_accuracy: float | None = None
     calibration: Calibration = Calibration()
+    evidence_calibration: Calibration = Calibration()
+    """The same table for the evidence scores: the records before any calibration profile."""
+    risk_coverage: tuple[RiskPoint, ...] = ()
+    """Precision of the records kept at each confidence threshold, and how many are kept."""
+    evidence_risk_coverage: tuple[RiskPoint, ...] = ()
     value_accuracy: dict[str, DimensionScore] = {}
     answer_accuracy: dict[str, DimensionScore] = {}
     """Per closed dimension of the run's schema: labelled values the final model answers."""
@@ -366,7 +333,10 @@ def suite_metrics(cases: Sequence[ScoredCase], errored: int = 0,
         kind_mismatches=sum(m.kind_mismatches for m in per_case),
         status_total=status_total, status_correct=status_correct,
         status_accuracy=status_correct / status_total if status_total else None,
-        calibration=calibration([p for c in cases for p in calibration_points(c)]),
+        calibration=calibration(points := [p for c in cases for p in calibration_points(c)]),
+        evidence_calibration=calibration(
+            before := [p for c in cases for p in evidence_points(c)]),
+        risk_coverage=risk_coverage(points), evidence_risk_coverage=risk_coverage(before),
         value_accuracy=_dimensions(cases),
         answer_accuracy=_dimensions(
             cases, lambda case: answer_counts(case, closed_dimensions)),
@@ -377,7 +347,10 @@ HIGHER_IS_BETTER = (
     "precision", "recall", "f1", "macro_f1", "evidence_precision", "evidence_recall",
     "evidence_f1", "status_accuracy", "forbidden_pass_rate",
 )
-LOWER_IS_BETTER = ("brier", "ece", "forbidden_violations", "kind_mismatches")
+LOWER_IS_BETTER = ("brier", "ece", "evidence_brier", "evidence_ece", "forbidden_violations",
+                   "kind_mismatches")
+CEILINGS = ("ece", "brier")
+"""Lower-is-better metrics `--fail-under` takes as a ceiling (`ece=0.1`: fail above it)."""
 
 
 def metric_values(m: SuiteMetrics) -> dict[str, float | None]:
@@ -390,6 +363,8 @@ def metric_values(m: SuiteMetrics) -> dict[str, float | None]:
         "forbidden_pass_rate": (1 - m.forbidden_violations / m.forbidden_total
                                 if m.forbidden_total else None),
         "brier": m.calibration.brier, "ece": m.calibration.ece,
+        "evidence_brier": m.evidence_calibration.brier,
+        "evidence_ece": m.evidence_calibration.ece,
         "forbidden_violations": float(m.forbidden_violations),
         "kind_mismatches": float(m.kind_mismatches),
     }

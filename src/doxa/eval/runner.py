@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,10 +89,13 @@ def _counted(result: Any, name: str) -> int | None:
 
 
 async def score_case(case: Case, records: Sequence[Record], *, matcher: Matcher,
-                     usage: Usage | None = None, prompt_version: str = "") -> CaseResult:
-    """Match the final model's records against the case's labels and score them."""
-    return await score_predicted(case, tuple(PredictedRecord.from_record(r) for r in records),
-                                 matcher=matcher, usage=usage, prompt_version=prompt_version)
+                     usage: Usage | None = None, prompt_version: str = "",
+                     events: Mapping[str, Event] | None = None) -> CaseResult:
+    """Match the final model's records against the case's labels and score them; with the
+    model's `events`, each record's calibration features go into the run file too."""
+    return await score_predicted(
+        case, tuple(PredictedRecord.from_record(r, events) for r in records),
+        matcher=matcher, usage=usage, prompt_version=prompt_version)
 
 
 async def score_predicted(case: Case, predicted: tuple[PredictedRecord, ...], *,
@@ -122,7 +125,7 @@ async def run_case(case: Case, engine_factory: EngineFactory, *,
         model = await engine.model(case.user_id)
         prompt_version = str(getattr(engine, "prompt_version", ""))
     return await score_case(case, model.records, matcher=matcher or LexicalMatcher(),
-                            usage=usage, prompt_version=prompt_version)
+                            usage=usage, prompt_version=prompt_version, events=model.events)
 
 
 @asynccontextmanager

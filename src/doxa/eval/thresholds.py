@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from doxa.errors import ConfigError
-from doxa.eval.metrics import HIGHER_IS_BETTER, SuiteMetrics, metric_values
+from doxa.eval.metrics import CEILINGS, HIGHER_IS_BETTER, SuiteMetrics, metric_values
 from doxa.model.records import KINDS
 
 
 def threshold_names() -> list[str]:
-    """Metrics `--fail-under` accepts: the higher-is-better ones, overall and per kind."""
-    return [*HIGHER_IS_BETTER,
+    """Metrics `--fail-under` accepts: the higher-is-better ones, overall and per kind (a
+    floor), and the calibration errors (a ceiling)."""
+    return [*HIGHER_IS_BETTER, *CEILINGS,
             *(f"{k}.{n}" for k in KINDS for n in ("precision", "recall", "f1")), "value.<dim>",
             "answer.<dim>"]
 
@@ -39,13 +40,18 @@ def parse_threshold(text: str) -> tuple[str, float]:
 
 
 def check_thresholds(m: SuiteMetrics, thresholds: Sequence[tuple[str, float]]) -> list[str]:
-    """One message per threshold not met; a metric the run could not measure fails too."""
+    """One message per threshold not met; a metric the run could not measure fails too.
+    `ece` and `brier` are ceilings: the run fails when they are above the value."""
     values = metric_values(m)
     failures: list[str] = []
-    for name, floor in thresholds:
+    for name, limit in thresholds:
         value = values.get(name)
+        ceiling = name in CEILINGS
         if value is None:
-            failures.append(f"{name}: not measured by this run (needs ≥ {floor:g})")
-        elif value < floor:
-            failures.append(f"{name} = {value:.3f} < {floor:g}")
+            failures.append(f"{name}: not measured by this run (needs {'≤' if ceiling else '≥'}"
+                            f" {limit:g})")
+        elif ceiling and value > limit:
+            failures.append(f"{name} = {value:.3f} > {limit:g} (a ceiling)")
+        elif not ceiling and value < limit:
+            failures.append(f"{name} = {value:.3f} < {limit:g}")
     return failures

@@ -124,6 +124,11 @@ class Record(Frozen):
     value: str | None = None
     """For a closed dimension, the chosen value from its set."""
     confidence: float = Field(ge=0.0, le=1.0)
+    """What delivery reads: the probability that the record is right when a calibration
+    profile read it (`evidence_score` set), else the evidence score itself."""
+    evidence_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    """The evidence arithmetic (`doxa.core.confidence`) behind a calibrated `confidence`;
+    None while `confidence` is uncalibrated. Never stored: the engine sets it on read."""
     evidence: tuple[EvidenceLink, ...] = ()
     status: Status = "active"
     valid_from: AwareDatetime
@@ -236,7 +241,10 @@ class Explanation(BaseModel):
         """`print(model.explain(id))` reads as the chain; the attributes stay for code."""
         r = self.record
         where = r.context + (f", {r.dimension}={r.value}" if r.dimension and r.value else "")
-        lines = [f"{r.id} {r.kind} · {r.status} · confidence {r.confidence:.2f} ({where})",
+        score = ("uncalibrated" if r.evidence_score is None
+                 else f"evidence score {r.evidence_score:.2f}")
+        lines = [f"{r.id} {r.kind} · {r.status} · confidence {r.confidence:.2f}, {score} "
+                 f"({where})",
                  f"  {r.statement}", "  evidence:"]
         for item in self.evidence:
             link, event = item.link, item.event
@@ -287,6 +295,10 @@ class UserModel(Frozen):
     records: tuple[Record, ...] = ()
     """In id order, always (a model built by hand is sorted here; `with_records` sorts)."""
     version: int = 0
+    calibrated: bool = False
+    """True when every record's confidence was read through a calibration profile for the
+    model and prompt version that produced it; False means confidences are evidence scores,
+    not probabilities, and `as_prompt` and `doxa show` say so."""
     events: Mapping[str, Event] = Field(default_factory=dict, exclude=True)
     segment: Segment | None = Field(default=None, exclude=True)
     """What users sharing this user's traits hold, when the model was read with
@@ -389,9 +401,13 @@ class UserModel(Frozen):
         """A compact rendering for the delivery layer's LLM prompts, surest records first."""
         lines = [f"What we understand about user {self.user_id}"
                  + (" (little evidence yet; treat as tentative):" if self.is_cold() else ":")]
+        if not self.calibrated:
+            lines.append("(confidence is an uncalibrated evidence score, not a probability)")
         chosen = [r for r in self.active() if r.confidence >= min_confidence][:limit]
+        mark = "" if self.calibrated else " uncalibrated"
         for r in chosen:
-            lines.append(f"- [{r.kind}, {r.context}, confidence {r.confidence:.2f}] {r.statement}")
+            lines.append(f"- [{r.kind}, {r.context}, confidence {r.confidence:.2f}{mark}] "
+                         f"{r.statement}")
         if not chosen:
             lines.append("- nothing with enough confidence yet")
         return "\n".join(lines)

@@ -221,7 +221,8 @@ def build_router(limits: ServerLimits) -> APIRouter:
                                  cursor)
             return ModelPage(user_id=user_id, records=[public_record(r, user_id) for r in page],
                              next_cursor=nxt, version=found.version,
-                             readiness=found.readiness(), is_cold=found.is_cold())
+                             readiness=found.readiness(), is_cold=found.is_cold(),
+                             calibrated=found.calibrated)
 
         return st.reads.response(store_id, found, ("model", limit, cursor), render,
                                  keep=at is None)
@@ -323,7 +324,7 @@ def _add_kind_route(router: APIRouter, kind: str, limit_type: Any, cursor_type: 
             chosen = select(found, context, min_confidence, include_inactive)
             page, nxt = paginate(chosen, plural, lambda r: (-r.confidence, r.id), limit, cursor)
             return RecordPage(user_id=user_id, records=[public_record(r, user_id) for r in page],
-                              next_cursor=nxt)
+                              next_cursor=nxt, calibrated=found.calibrated)
 
         asked = (plural, context, min_confidence, include_inactive, limit, cursor)
         return st.reads.response(store_id, found, asked, render, keep=at is None)

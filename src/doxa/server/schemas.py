@@ -123,6 +123,10 @@ class RecordPage(BaseModel):
     user_id: str
     records: list[Record]
     next_cursor: str | None = None
+    calibrated: bool = Field(default=False, description=(
+        "true when every confidence is a calibrated probability (a calibration profile for "
+        "the model and prompt version read it; `evidence_score` holds the arithmetic); "
+        "false when confidences are uncalibrated evidence scores"))
 
 
 class ModelPage(RecordPage):

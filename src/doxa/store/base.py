@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from doxa.calibration.outcomes import OutcomeCount
 from doxa.core.flush import BufferSummary
 from doxa.events.parse import Event
 from doxa.model.records import Change, UserModel, cited_event_ids
@@ -120,8 +121,12 @@ class Store(ResponseCache, EventBuffer, Protocol):
         processed_ids: Sequence[str],
         generation: int = 0,
         claim: BufferClaim | None = None,
+        outcomes: Sequence[OutcomeCount] = (),
     ) -> int:
         """Write the whole model, events and ledger atomically; return the new version.
+
+        `outcomes` are added to the user's outcome counts in the same transaction, so a
+        delivery outcome is counted exactly when its event is processed.
 
         Raises `UserErasedError` when the user's erasure generation is not `generation` (a
         delete came after the work began), else `StoreConflictError` when the stored version
@@ -135,6 +140,9 @@ class Store(ResponseCache, EventBuffer, Protocol):
 
     async def users(self) -> list[str]:
         """Every user id with a model or processed events, sorted."""
+
+    async def outcome_counts(self, user_id: str | None = None) -> list[OutcomeCount]:
+        """The user's outcome counts (every user's with None), in key order."""
 
     async def delete_user(self, user_id: str) -> None:
         """Erase everything held about the user: records, evidence, history, events, ledger,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from doxa.calibration.outcomes import OutcomeCount
 from doxa.core.flush import BufferSummary
 from doxa.errors import BufferClaimLostError, StoreConflictError, UserErasedError
 from doxa.events.parse import Event
@@ -40,6 +41,7 @@ class MemoryStore:
         self._cache: dict[str, tuple[str, str]] = {}
         self._generations: dict[str, int] = {}
         self._buffer: dict[str, dict[str, _Buffered]] = {}
+        self._outcomes: dict[str, dict[tuple[str, str, str, str, int], OutcomeCount]] = {}
         self._lock = asyncio.Lock()
 
     async def load(self, user_id: str) -> UserModel:
@@ -56,7 +58,8 @@ class MemoryStore:
     async def commit(self, model: UserModel, *, expected_version: int,
                      changes: Sequence[Change], events: Sequence[Event],
                      processed_ids: Sequence[str], generation: int = 0,
-                     claim: BufferClaim | None = None) -> int:
+                     claim: BufferClaim | None = None,
+                     outcomes: Sequence[OutcomeCount] = ()) -> int:
         async with self._lock:
             user = model.user_id
             erased = await self.generation(user)
@@ -77,9 +80,11 @@ class MemoryStore:
                 "version": found + 1,
                 "events": carried_events(model, current, new_events)})
             new_ledger = self._ledger.get(user, set()) | set(processed_ids)
+            counts = _added(self._outcomes.get(user, {}), outcomes)
             self._models[user], self._events[user], self._ledger[user] = (
                 new, new_events, new_ledger)
             self._set_buffer(user, buffered)
+            self._outcomes[user] = counts
             return new.version
 
     def _held(self, claim: BufferClaim) -> list[str]:
@@ -143,6 +148,10 @@ class MemoryStore:
     async def users(self) -> list[str]:
         return sorted(set(self._models) | set(self._ledger))
 
+    async def outcome_counts(self, user_id: str | None = None) -> list[OutcomeCount]:
+        users = sorted(self._outcomes) if user_id is None else [user_id]
+        return [c for u in users for _, c in sorted(self._outcomes.get(u, {}).items())]
+
     async def delete_user(self, user_id: str) -> None:
         async with self._lock:
             key = erasure_key(user_id)
@@ -151,6 +160,7 @@ class MemoryStore:
             self._events.pop(user_id, None)
             self._ledger.pop(user_id, None)
             self._buffer.pop(user_id, None)
+            self._outcomes.pop(user_id, None)
             for key in [k for k, (owner, _) in self._cache.items() if owner == user_id]:
                 del self._cache[key]
 
@@ -161,6 +171,8 @@ class MemoryStore:
             "records": [r.model_dump(mode="json") for r in model.records],
             "events": [e.model_dump(mode="json") for e in self._events.get(user_id, {}).values()],
             "ledger": sorted(self._ledger.get(user_id, set())),
+            "outcome_counts": [c.model_dump(mode="json")
+                               for c in await self.outcome_counts(user_id)],
         }
 
     async def cache_get(self, key: str) -> str | None:
@@ -174,3 +186,16 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+def _added(held: dict[tuple[str, str, str, str, int], OutcomeCount],
+           outcomes: Sequence[OutcomeCount]) -> dict[tuple[str, str, str, str, int], OutcomeCount]:
+    """A copy of `held` with `outcomes` added in (the stored value is never changed)."""
+    counts = dict(held)
+    for c in outcomes:
+        key = (c.profile, c.model, c.prompt_version, c.kind, c.bin)
+        if (old := counts.get(key)) is not None:
+            c = old.model_copy(update={"n": old.n + c.n, "right": old.right + c.right,
+                                       "confidence_sum": old.confidence_sum + c.confidence_sum})
+        counts[key] = c
+    return counts

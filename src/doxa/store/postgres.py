@@ -27,6 +27,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from doxa.calibration.outcomes import OutcomeCount
 from doxa.core.flush import BufferSummary
 from doxa.errors import (
     BufferClaimLostError,
@@ -40,12 +41,16 @@ from doxa.model.records import Change, Record, UserModel, cited_event_ids
 from doxa.store.base import BufferClaim, erasure_key
 from doxa.store.snapshots import Snapshots, as_committed
 from doxa.store.tables import (
+    OUTCOME_COLUMNS,
     POSTGRES,
     USER_TABLES,
+    add_outcomes_sql,
     buffer_summary,
     buffer_summary_query,
     buffer_time,
     content_hash,
+    outcome_count,
+    outcome_row,
     schema,
 )
 
@@ -173,7 +178,8 @@ class PostgresStore:
     async def commit(self, model: UserModel, *, expected_version: int,
                      changes: Sequence[Change], events: Sequence[Event],
                      processed_ids: Sequence[str], generation: int = 0,
-                     claim: BufferClaim | None = None) -> int:
+                     claim: BufferClaim | None = None,
+                     outcomes: Sequence[OutcomeCount] = ()) -> int:
         pool = await self._conn()
         now = datetime.now(UTC).isoformat()
         user = model.user_id
@@ -203,6 +209,8 @@ class PostgresStore:
                 await cur.executemany(
                     "INSERT INTO ledger VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                     [(user, eid, now) for eid in processed_ids])
+                await cur.executemany(add_outcomes_sql("%s"),
+                                      [outcome_row(c) for c in outcomes])
             await conn.execute("UPDATE users SET version = %s, commit_id = %s "
                                "WHERE user_id = %s", (found + 1, commit_id, user))
         # Committed: the next read of this process needs no parse when the model was merged
@@ -230,6 +238,16 @@ class PostgresStore:
         return [r[0] for r in rows]
 
     @_store_errors
+    async def outcome_counts(self, user_id: str | None = None) -> list[OutcomeCount]:
+        pool = await self._conn()
+        where, args = ("WHERE user_id = %s ", (user_id,)) if user_id is not None else ("", ())
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(
+                f"SELECT {OUTCOME_COLUMNS} FROM outcome_counts {where}"
+                "ORDER BY user_id, profile, model, prompt_version, kind, bin", args)).fetchall()
+        return [outcome_count(row) for row in rows]
+
+    @_store_errors
     async def delete_user(self, user_id: str) -> None:
         pool = await self._conn()
         async with pool.connection() as conn, conn.transaction():
@@ -255,7 +273,9 @@ class PostgresStore:
                 (user_id,))).fetchall()
         return {"user_id": user_id, "version": model.version,
                 "records": [r.model_dump(mode="json") for r in model.records],
-                "events": [json.loads(e[0]) for e in events], "ledger": [r[0] for r in ledger]}
+                "events": [json.loads(e[0]) for e in events], "ledger": [r[0] for r in ledger],
+                "outcome_counts": [c.model_dump(mode="json")
+                                   for c in await self.outcome_counts(user_id)]}
 
     @_store_errors
     async def cache_get(self, key: str) -> str | None:

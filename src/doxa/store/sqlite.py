@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from doxa.calibration.outcomes import OutcomeCount
 from doxa.core.flush import BufferSummary
 from doxa.errors import BufferClaimLostError, StoreConflictError, StoreError, UserErasedError
 from doxa.events.parse import Event
@@ -39,13 +40,17 @@ from doxa.model.records import Change, Record, UserModel, cited_event_ids
 from doxa.store.base import BufferClaim, erasure_key
 from doxa.store.snapshots import Snapshots, as_committed
 from doxa.store.tables import (
+    OUTCOME_COLUMNS,
     SCHEMA_VERSION,
     SQLITE,
     USER_TABLES,
+    add_outcomes_sql,
     buffer_summary,
     buffer_summary_query,
     buffer_time,
     content_hash,
+    outcome_count,
+    outcome_row,
     schema,
 )
 from doxa.workdir import create_private
@@ -137,7 +142,8 @@ class SqliteStore:
     async def commit(self, model: UserModel, *, expected_version: int,
                      changes: Sequence[Change], events: Sequence[Event],
                      processed_ids: Sequence[str], generation: int = 0,
-                     claim: BufferClaim | None = None) -> int:
+                     claim: BufferClaim | None = None,
+                     outcomes: Sequence[OutcomeCount] = ()) -> int:
         now = datetime.now(UTC).isoformat()
 
         def write(db: sqlite3.Connection) -> int:
@@ -161,6 +167,7 @@ class SqliteStore:
                 db.executemany(
                     "INSERT OR IGNORE INTO ledger VALUES (?, ?, ?)",
                     [(model.user_id, eid, now) for eid in processed_ids])
+                db.executemany(add_outcomes_sql("?"), [outcome_row(c) for c in outcomes])
                 commit_id = uuid.uuid4().hex
                 db.execute("INSERT INTO users (user_id, version, commit_id) VALUES (?, ?, ?) "
                            "ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, "
@@ -186,6 +193,12 @@ class SqliteStore:
     async def users(self) -> list[str]:
         return await self._run(lambda db: [r[0] for r in db.execute(
             "SELECT user_id FROM users UNION SELECT user_id FROM ledger ORDER BY 1")])
+
+    async def outcome_counts(self, user_id: str | None = None) -> list[OutcomeCount]:
+        where, args = ("WHERE user_id = ? ", (user_id,)) if user_id is not None else ("", ())
+        return await self._run(lambda db: [outcome_count(row) for row in db.execute(
+            f"SELECT {OUTCOME_COLUMNS} FROM outcome_counts {where}"
+            "ORDER BY user_id, profile, model, prompt_version, kind, bin", args)])
 
     async def delete_user(self, user_id: str) -> None:
         def delete(db: sqlite3.Connection) -> None:
@@ -220,7 +233,9 @@ class SqliteStore:
             return {"user_id": user_id, "version": model.version,
                     "records": [r.model_dump(mode="json") for r in model.records],
                     "events": events, "ledger": ledger}
-        return await self._run(read)
+        exported = await self._run(read)
+        return exported | {"outcome_counts": [c.model_dump(mode="json")
+                                              for c in await self.outcome_counts(user_id)]}
 
     async def cache_get(self, key: str) -> str | None:
         def read(db: sqlite3.Connection) -> str | None:

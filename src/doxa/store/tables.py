@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from doxa.calibration.outcomes import OutcomeCount
 from doxa.core.flush import BufferSummary
 from doxa.model.records import Record
 
 SCHEMA_VERSION: Final = 1
 USER_TABLES: Final = ("records", "evidence", "revisions", "events", "ledger", "cache", "buffer",
-                      "users")
+                      "outcome_counts", "users")
 """Every table with rows about one user, in the order `delete_user` empties them."""
 
 
@@ -75,6 +76,11 @@ CREATE TABLE IF NOT EXISTS buffer (
   PRIMARY KEY (user_id, event_id));
 CREATE INDEX IF NOT EXISTS buffer_claim ON buffer (claim);
 CREATE TABLE IF NOT EXISTS erasures (user_key TEXT PRIMARY KEY, generation {counter} NOT NULL);
+CREATE TABLE IF NOT EXISTS outcome_counts (
+  user_id TEXT NOT NULL, profile TEXT NOT NULL, model TEXT NOT NULL,
+  prompt_version TEXT NOT NULL, kind TEXT NOT NULL, bin INTEGER NOT NULL,
+  n {counter} NOT NULL, right_n {counter} NOT NULL, confidence_sum {real} NOT NULL,
+  PRIMARY KEY (user_id, profile, model, prompt_version, kind, bin));
 """
 
 
@@ -127,3 +133,30 @@ def content_hash(record: Record) -> str:
     """What the `content_hash` column holds: a commit rewrites a record's rows only when
     this changed."""
     return hashlib.sha256(record.model_dump_json().encode()).hexdigest()[:24]
+
+
+OUTCOME_COLUMNS: Final = ("user_id, profile, model, prompt_version, kind, bin, n, right_n, "
+                          "confidence_sum")
+
+
+def add_outcomes_sql(placeholder: str) -> str:
+    """The statement that adds one row of outcome counts to what is stored (both dialects
+    speak `ON CONFLICT ... DO UPDATE`; they differ only in the parameter mark)."""
+    marks = ", ".join([placeholder] * 9)
+    return (f"INSERT INTO outcome_counts ({OUTCOME_COLUMNS}) VALUES ({marks}) "
+            "ON CONFLICT (user_id, profile, model, prompt_version, kind, bin) DO UPDATE SET "
+            "n = outcome_counts.n + excluded.n, "
+            "right_n = outcome_counts.right_n + excluded.right_n, "
+            "confidence_sum = outcome_counts.confidence_sum + excluded.confidence_sum")
+
+
+def outcome_row(count: OutcomeCount) -> tuple[str, str, str, str, str, int, int, int, float]:
+    return (count.user_id, count.profile, count.model, count.prompt_version, count.kind,
+            count.bin, count.n, count.right, count.confidence_sum)
+
+
+def outcome_count(row: Sequence[Any]) -> OutcomeCount:
+    """A row selected as OUTCOME_COLUMNS, as the value it stores."""
+    return OutcomeCount(user_id=row[0], profile=row[1], model=row[2], prompt_version=row[3],
+                        kind=row[4], bin=int(row[5]), n=int(row[6]), right=int(row[7]),
+                        confidence_sum=float(row[8]))
