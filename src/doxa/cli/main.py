@@ -44,7 +44,8 @@ from doxa.server.tenancy import SEPARATOR as TENANT_SEPARATOR
 
 T = TypeVar("T")
 app = typer.Typer(help="doxa: build a queryable model of each user from their events.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)
 app.add_typer(eval_app, name="eval", help="Score extraction against labelled fixtures.")
 schema_app = typer.Typer(help="Model schemas: declare the dimensions worth knowing.",
                          no_args_is_help=True)
