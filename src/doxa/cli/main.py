@@ -233,6 +233,9 @@ def trajectories(
     if as_json:
         print_json(report.model_dump(mode="json"))
         return
+    if not report.users:
+        _say_none(f"{kind} records", db)
+        return
     console.print(f"{report.users} user(s) with {kind} records, grouped by {by}")
     for t in report.transitions[:top]:
         console.print(f"  {t.source} → {t.target}: {t.users} user(s)")
