@@ -1,11 +1,12 @@
 # Two commands do all the set-up on a fresh machine (each creates .venv when it is missing):
 #   make demo   install, then run a real extraction on the sample events (doxa demo)
 #   make test   install, then ruff, mypy --strict and the test suite (what CI runs)
+#   make docs   build the documentation site (docs/, mkdocs.yml) strictly into site/
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install install-dev demo test lint
+.PHONY: install install-dev demo test lint docs
 
 # The demo needs doxa alone.
 $(VENV)/.installed: pyproject.toml
@@ -34,3 +35,7 @@ lint: install-dev
 
 test: lint
 	$(PY) -m pytest -q
+
+docs: install
+	$(PY) -m pip install -q -e '.[docs]'
+	$(VENV)/bin/mkdocs build --strict

@@ -188,7 +188,8 @@ async def test_empty_results_are_said_the_same_way(tmp_path: Path, fake: FakePro
     for command, what in ((["show", "u2"], "No records for user u2"),
                           (["show", "u2", "--dimensions"], "No dimension values for user u2"),
                           (["history", "u2"], "No history for user u2"),
-                          (["users", "--tenant", "acme"], "No users of tenant acme")):
+                          (["users", "--tenant", "acme"], "No users of tenant acme"),
+                          (["trajectories"], "No goal records")):
         out = await acli(*command, "--db", str(db))
         assert out.exit_code == 0 and out.output.strip() == f"{what} in {db}.", out.output
     for command, empty in ((["show", "u2", "--dimensions"], []), (["history", "u2"], {}),

@@ -48,7 +48,8 @@ from doxa.server.tenancy import SEPARATOR as TENANT_SEPARATOR
 
 T = TypeVar("T")
 app = typer.Typer(help="doxa: build a queryable model of each user from their events.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)
 app.add_typer(eval_app, name="eval", help="Score extraction against labelled fixtures.")
 schema_app = typer.Typer(help="Model schemas: declare the dimensions worth knowing.",
                          no_args_is_help=True)
@@ -242,6 +243,9 @@ def trajectories(
                        group_by=cast(GroupBy, by), top=top)
     if as_json:
         print_json(report.model_dump(mode="json"))
+        return
+    if not report.users:
+        _say_none(f"{kind} records", db)
         return
     console.print(f"{report.users} user(s) with {kind} records, grouped by {by}")
     for t in report.transitions[:top]:
