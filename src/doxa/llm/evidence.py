@@ -61,7 +61,7 @@ class ChatValidation(ValidationContext):
     def problems(self, record: Proposal) -> list[str]:
         if self.deferred:
             return []
-        return super().problems(record) + self.speaker_problems(record)
+        return self.speaker_problems(record) + super().problems(record)
 
     def speaker_problems(self, record: Proposal) -> list[str]:
         reasons = []
@@ -147,6 +147,9 @@ def repair_record(record: Proposal, ctx: ChatValidation,
     if own and len(own) < len(evidence):
         repairs += len(evidence) - len(own)
         evidence = own
+    if repairs:  # a citation moved onto an event the record already cites is one citation
+        first = {ev.event_id: n for n, ev in reversed(list(enumerate(evidence)))}
+        evidence = [ev for n, ev in enumerate(evidence) if first[ev.event_id] == n]
     if not repairs:
         return record, 0
     return record.model_copy(update={"evidence": evidence}), repairs
