@@ -93,3 +93,14 @@ def test_a_mended_quote_is_always_verbatim_in_a_users_own_event(quote: str, cite
             event = c.batch.event(ev.event_id)
             assert event is not None and event.text is not None
             assert ev.quote in event.text and c.citable(ev.event_id)
+
+
+def test_records_waiting_for_a_later_reask_are_neither_lost_nor_kept() -> None:
+    from doxa.llm.evidence import Review
+    from doxa.llm.schema import DroppedRecord
+
+    waiting = DroppedRecord(proposal(("u2", "not said")), ["quote 'not said' is not in ..."])
+    fixed = proposal(("u3", "I learn best in the morning"), statement="Learns best mornings")
+    combined = Review(fixable=[waiting]).then(Review(kept=[fixed], repairs=1))
+    assert (combined.kept, combined.fixable, combined.repairs) == ([fixed], [waiting], 1)
+    assert combined.settled().dropped == [waiting] and combined.settled().fixable == []

@@ -104,10 +104,10 @@ class Review:
         return Review(self.kept, [*self.dropped, *self.fixable], [], self.repairs)
 
     def then(self, reasked: Review) -> Review:
-        """This review's kept and refused records, plus what a re-ask of its fixable ones
-        came to."""
+        """This review plus what a re-ask came to (the records it re-asked are no longer
+        this review's: `_reask` leaves out of `fixable` what it asked about)."""
         return Review([*self.kept, *reasked.kept], [*self.dropped, *reasked.dropped],
-                      reasked.fixable, self.repairs + reasked.repairs)
+                      [*self.fixable, *reasked.fixable], self.repairs + reasked.repairs)
 
 
 def review(answer: BaseExtraction, ctx: ChatValidation) -> Review:
