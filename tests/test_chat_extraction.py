@@ -52,16 +52,24 @@ def scripted(first: list[dict[str, Any]],
     return answer
 
 
+OPENED: list[Engine] = []
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeProvider]:
     provider = await FakeProvider(keep_bodies=True).start()
     yield provider
+    while OPENED:
+        await OPENED.pop().close()
     await provider.stop()
 
 
 def engine_for(fake: FakeProvider, reasks: int = 2) -> Engine:
-    return Engine(model="openai/fake", store="memory://", base_url=fake.base_url, api_key="x",
-                  retry=RetryPolicy(attempts=1), settings=ExtractionSettings(reasks=reasks))
+    engine = Engine(model="openai/fake", store="memory://", base_url=fake.base_url,
+                    api_key="x", retry=RetryPolicy(attempts=1),
+                    settings=ExtractionSettings(reasks=reasks))
+    OPENED.append(engine)
+    return engine
 
 
 async def test_a_near_miss_quote_is_repaired_without_a_reask_and_the_repair_is_kept(

@@ -319,6 +319,20 @@ async def test_ingest_with_a_schema_against_the_fake_provider(
     assert {r.dimension for r in model.records} == {"integration_needs"}
 
 
+async def test_ingest_says_how_many_reasks_and_evidence_repairs_it_made(
+        fake: FakeProvider, tmp_path: Path) -> None:
+    fake.answer = lambda body: {"notes": "", "records": [{
+        "kind": "preference", "statement": "Prefers short written guides", "context": "learning",
+        "basis": "explicit", "evidence": [{"event_id": "e0", "quote": "i PREFER short guides"}]}]}
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(chat("e0", "I prefer short guides, not videos")) + "\n",
+                      encoding="utf-8")
+    out = await acli("ingest", str(events), "--db", str(tmp_path / "doxa.db"),
+                     "--model", "openai/fake", "--base-url", fake.base_url)
+    assert out.exit_code == 0, out.output
+    assert "1 LLM call(s) (0 re-ask(s); 1 evidence repair(s) instead)" in out.output
+
+
 # -- 7. every problem of an event, in the CLI ---------------------------------------------------
 
 

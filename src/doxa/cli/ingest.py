@@ -173,7 +173,9 @@ def _report_ingest(results: dict[str, IngestResult | BaseException], totals: Ing
         usage = totals.usage
         cost = "unknown" if usage.cost_usd is None else f"${usage.cost_usd:.4f}"
         console.print(f"{totals.users} user(s) ingested: {totals.changes} change(s), "
-                      f"{usage.llm_calls} LLM call(s), {usage.input_tokens} input + "
+                      f"{usage.llm_calls} LLM call(s) ({usage.reasks or 0} re-ask(s); "
+                      f"{usage.repairs or 0} evidence repair(s) instead), "
+                      f"{usage.input_tokens} input + "
                       f"{usage.output_tokens} output tokens, cost {cost}, "
                       f"{totals.dropped} invalid record(s) dropped, {skipped} event(s) skipped")
         for u, exc in failed.items():

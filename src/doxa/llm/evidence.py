@@ -61,7 +61,7 @@ class ChatValidation(ValidationContext):
     def problems(self, record: Proposal) -> list[str]:
         if self.deferred:
             return []
-        return super().problems(record) + self.speaker_problems(record)
+        return self.speaker_problems(record) + super().problems(record)
 
     def speaker_problems(self, record: Proposal) -> list[str]:
         reasons = []
@@ -104,10 +104,10 @@ class Review:
         return Review(self.kept, [*self.dropped, *self.fixable], [], self.repairs)
 
     def then(self, reasked: Review) -> Review:
-        """This review's kept and refused records, plus what a re-ask of its fixable ones
-        came to."""
+        """This review plus what a re-ask came to (the records it re-asked are no longer
+        this review's: `_reask` leaves out of `fixable` what it asked about)."""
         return Review([*self.kept, *reasked.kept], [*self.dropped, *reasked.dropped],
-                      reasked.fixable, self.repairs + reasked.repairs)
+                      [*self.fixable, *reasked.fixable], self.repairs + reasked.repairs)
 
 
 def review(answer: BaseExtraction, ctx: ChatValidation) -> Review:
@@ -147,6 +147,9 @@ def repair_record(record: Proposal, ctx: ChatValidation,
     if own and len(own) < len(evidence):
         repairs += len(evidence) - len(own)
         evidence = own
+    if repairs:  # a citation moved onto an event the record already cites is one citation
+        first = {ev.event_id: n for n, ev in reversed(list(enumerate(evidence)))}
+        evidence = [ev for n, ev in enumerate(evidence) if first[ev.event_id] == n]
     if not repairs:
         return record, 0
     return record.model_copy(update={"evidence": evidence}), repairs

@@ -194,8 +194,9 @@ class Extractor:
         for _ in range(self.settings.reasks):
             if not result.fixable:
                 break
+            asked, waiting = result.fixable[:MAX_RECORDS], result.fixable[MAX_RECORDS:]
             failing = [Failing(d.record.model_dump(mode="json", exclude_defaults=True),
-                               d.reasons) for d in result.fixable[:MAX_RECORDS]]
+                               d.reasons) for d in asked]
             messages = self.reask_prompt.render(batch, failing, ctx.known_record_ids)
             if "<event " not in messages.user:
                 break  # no event of the batch could show them: nothing to ask
@@ -209,7 +210,7 @@ class Extractor:
                 break
             if answer is None:
                 break  # the re-ask did not parse: what it asked about stays invalid
-            result = Review(result.kept, result.dropped, result.fixable[MAX_RECORDS:],
+            result = Review(result.kept, result.dropped, waiting,
                             result.repairs).then(review(answer, ctx))
         return result.settled()
 
