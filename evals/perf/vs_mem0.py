@@ -303,12 +303,12 @@ def run_mem0(events: list[Event], base_url: str, tmp: str) -> tuple[int, int]:
 
 def report(rows: list[Row], events: int, how: str) -> None:
     print(f"tokens: {how}; per event = over all {events} events of the stream")
-    head = (f"{'':30} {'sent':>5} {'held':>5} {'LLM calls':>9} {'prompt tok':>10} {'compl tok':>9} "
+    head = (f"{'':35} {'sent':>5} {'held':>5} {'LLM calls':>9} {'prompt tok':>10} {'compl tok':>9} "
             f"{'calls/ev':>8} {'prompt/ev':>9} {'compl/ev':>8} {'total/ev':>8} "
             f"{'embed calls':>11} {'embed tok':>9}")
     print(head)
     for name, sent, held, t in rows:
-        print(f"{name:30} {sent:>5} {held:>5} {t.calls:>9} {t.prompt_tokens:>10} "
+        print(f"{name:35} {sent:>5} {held:>5} {t.calls:>9} {t.prompt_tokens:>10} "
               f"{t.completion_tokens:>9} {t.calls / events:>8.2f} "
               f"{t.prompt_tokens / events:>9.1f} {t.completion_tokens / events:>8.1f} "
               f"{(t.prompt_tokens + t.completion_tokens) / events:>8.1f} "
