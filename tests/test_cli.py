@@ -127,6 +127,13 @@ def test_a_command_that_needs_a_model_fails_before_reading_or_creating(
     assert "base_url=" not in out.output
 
 
+def test_worker_fails_before_creating_a_store(no_key: Path) -> None:
+    out = cli("worker", "--model", "openai/gpt-4o-mini", "--drain")
+    assert out.exit_code == 1
+    assert "OPENAI_API_KEY" in out.output and "doxa demo" in out.output
+    assert not (no_key / "doxa.db").exists()
+
+
 def test_serve_fails_before_creating_a_store(no_key: Path) -> None:
     pytest.importorskip("fastapi")
     out = cli("serve", "--model", "anthropic/claude-haiku-4-5")
@@ -151,6 +158,7 @@ async def test_the_python_api_names_python_arguments(no_key: Path) -> None:
 @pytest.mark.parametrize("command", [
     ["show", "u1"], ["explain", "u1", "r1"], ["history", "u1"], ["users"], ["trajectories"],
     ["export", "u1"], ["outcome", "u1", "r1", "engaged"], ["delete", "u1", "--yes"],
+    ["buffers"],
 ])
 def test_read_commands_refuse_a_store_that_does_not_exist(
         tmp_path: Path, command: list[str]) -> None:

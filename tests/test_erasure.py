@@ -240,6 +240,28 @@ async def test_a_delete_zeroes_the_rows_in_the_main_file(
         await store.close()
 
 
+async def test_a_delete_leaves_no_copy_of_the_users_buffered_events(
+    fake: FakeProvider, tmp_path: Path, upstream_sqlite: None,
+) -> None:
+    """Events waiting in the buffer (`Engine.add`, never extracted) are erased with the
+    user, from the file and the WAL, and a worker's pass afterwards finds nothing of them."""
+    db = tmp_path / "doxa.db"
+    engine = engine_on(f"sqlite:///{db}", fake)
+    try:
+        for event in events(0, 3):
+            await engine.add("u-gone", event)
+        await engine.add("u-kept", events(0, 1, word="kept-words")[0])
+        assert sum(copies(db, MARKER).values()) > 0
+        await engine.delete_user("u-gone")
+        assert copies(db, MARKER) == {"doxa.db": 0, "doxa.db-wal": 0}
+        assert sum(copies(db, "kept-words").values()) > 0
+        report = await engine.flush(force=True)
+        assert report.reasons == {"u-kept": "forced"}
+        assert (await engine.model("u-gone")).records == ()
+    finally:
+        await engine.close()
+
+
 # -- files readable by their owner only --------------------------------------------------------
 
 

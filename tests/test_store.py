@@ -10,17 +10,26 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from builders import NOW, batch, chat, said
+from doxa.core.flush import BufferSummary
 from doxa.core.merge import merge
-from doxa.errors import StoreConflictError, StoreDataError, UserErasedError
+from doxa.errors import (
+    BufferClaimLostError,
+    StoreConflictError,
+    StoreDataError,
+    UserErasedError,
+)
+from doxa.events.parse import Event
 from doxa.model.records import UserModel
 from doxa.store import Store, open_store
 
 PG_URL = os.environ.get("DOXA_TEST_POSTGRES_URL")
+B0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -308,3 +317,85 @@ def test_carried_events_read_only_replaced_records_and_match_a_full_recount() ->
     for model in (gained, lost, removed):
         recount = {e.event_id for r in model.records for e in r.evidence}
         assert set(carried_events(model, committed, pool)) == recount
+
+
+# -- the buffer of events waiting for a flush (Engine.add) ------------------------------------
+
+def ev(event_id: str, u: str, kind: str = "chat_message") -> Event:
+    return Event(id=event_id, user_id=u, type=kind, timestamp=B0, text="We need SSO")
+
+
+async def test_adding_is_idempotent_by_event_id_and_skips_processed_events(
+        store: Store) -> None:
+    u = user()
+    assert await store.buffer_add([(ev("e1", u), 3), (ev("e2", u), 3)], now=B0) == 2
+    assert await store.buffer_add([(ev("e1", u), 3)], now=B0) == 0
+    await store.commit(UserModel(user_id=u), expected_version=0, changes=[], events=[],
+                       processed_ids=["e9"])
+    assert await store.buffer_add([(ev("e9", u), 3)], now=B0) == 0
+    [mine] = [s for s in await store.buffer_summaries(now=B0, high_signal_types=set())
+              if s.user_id == u]
+    assert (mine.events, mine.tokens, mine.claimed) == (2, 6, 0)
+
+
+async def test_summaries_agree_with_the_reference_over_claims_and_leases(store: Store) -> None:
+    u, later = user(), B0 + timedelta(minutes=5)
+    await store.buffer_add([(ev("e1", u), 4), (ev("o1", u, "outcome"), 0)], now=B0)
+    claim = await store.buffer_claim(u, "t1", now=B0, until=B0 + timedelta(minutes=1))
+    await store.buffer_add([(ev("e2", u), 7)], now=later)
+    rows = [("chat_message", 4, B0, True), ("outcome", 0, B0, True),
+            ("chat_message", 7, later, False)]
+    got = [s for s in await store.buffer_summaries(now=B0, high_signal_types={"outcome"})
+           if s.user_id == u]
+    assert got == [BufferSummary.of_rows(u, rows, {"outcome"})]
+    assert (got[0].events, got[0].claimed, got[0].oldest) == (1, 2, later)
+    # Once the lease has ended the claimed rows count as free again.
+    expired = B0 + timedelta(minutes=2)
+    [free] = [s for s in await store.buffer_summaries(now=expired, high_signal_types={"outcome"})
+              if s.user_id == u]
+    assert (free.events, free.high_signal, free.claimed, free.oldest) == (3, 1, 0, B0)
+    assert {e.id for e in claim.events} == {"e1", "o1"}
+
+
+async def test_a_claim_takes_only_free_rows_and_a_lapsed_one_is_taken_over(
+        store: Store) -> None:
+    u = user()
+    await store.buffer_add([(ev("e1", u), 1)], now=B0)
+    first = await store.buffer_claim(u, "a", now=B0, until=B0 + timedelta(seconds=60))
+    assert [e.id for e in first.events] == ["e1"]
+    assert (await store.buffer_claim(u, "b", now=B0 + timedelta(seconds=30),
+                                     until=B0 + timedelta(seconds=90))).events == ()
+    assert await store.buffer_renew("a", until=B0 + timedelta(seconds=120)) == 1
+    assert (await store.buffer_claim(u, "b", now=B0 + timedelta(seconds=90),
+                                     until=B0 + timedelta(seconds=150))).events == ()
+    taken = await store.buffer_claim(u, "b", now=B0 + timedelta(seconds=121),
+                                     until=B0 + timedelta(seconds=181))
+    assert [e.id for e in taken.events] == ["e1"]
+    assert await store.buffer_renew("a", until=B0 + timedelta(days=1)) == 0
+
+
+async def test_a_commit_removes_its_claim_and_a_lost_claim_stores_nothing(store: Store) -> None:
+    u = user()
+    await store.buffer_add([(ev("e1", u), 1), (ev("e2", u), 1)], now=B0)
+    stale = await store.buffer_claim(u, "slow", now=B0, until=B0 + timedelta(seconds=1))
+    late = B0 + timedelta(seconds=5)
+    live = await store.buffer_claim(u, "fast", now=late, until=late + timedelta(seconds=60))
+    with pytest.raises(BufferClaimLostError):
+        await store.commit(UserModel(user_id=u), expected_version=0, changes=[],
+                           events=list(stale.events), processed_ids=["e1", "e2"], claim=stale)
+    assert await store.processed(u, ["e1", "e2"]) == set()
+    assert (await store.load(u)).version == 0
+    await store.commit(UserModel(user_id=u), expected_version=0, changes=[],
+                       events=list(live.events), processed_ids=["e1", "e2"], claim=live)
+    assert await store.processed(u, ["e1", "e2"]) == {"e1", "e2"}
+    assert [s for s in await store.buffer_summaries(now=late, high_signal_types=set())
+            if s.user_id == u] == []
+
+
+async def test_deleting_a_user_empties_their_buffer(store: Store) -> None:
+    u, other = user(), user()
+    await store.buffer_add([(ev("e1", u), 1), (ev("e1", other), 1)], now=B0)
+    await store.delete_user(u)
+    users = {s.user_id for s in await store.buffer_summaries(now=B0, high_signal_types=set())}
+    assert u not in users and other in users
+    assert (await store.buffer_claim(u, "t", now=B0, until=B0)).events == ()

@@ -18,8 +18,10 @@ Answers come from the benchmark provider's rules for both (doxa.testing.fake_pro
 record per event whose text has 4+ words, stating its first 8 words); mem0's requests are
 recognised by its extraction prompt and answered in its JSON shape with the same facts, and
 its embedding requests get deterministic hashed bag-of-words vectors (counted apart: doxa
-makes none). doxa is measured twice: one ingest per user over the whole stream (how
-`doxa ingest` runs) and one ingest per event (as if each event were ingested on arrival).
+makes none). doxa is measured one ingest per user over the whole stream (how `doxa ingest`
+runs), one ingest per 5 and per single event (as if each event were ingested on arrival),
+and buffered: each event through `engine.add` at its own timestamp, with a worker pass
+every `--poll` seconds of stream time under the default flush policy (flush_delay.py).
 mem0 gets one `Memory.add` per event that carries text (a page view has no message for it).
 Nothing is timed; the figures are counts.
 """
@@ -44,6 +46,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from doxa.core.flush import FlushPolicy
 from doxa.engine import Engine
 from doxa.events.parse import Event, load_file
 from doxa.testing.fake_provider import FakeProvider, count_tokens
@@ -258,6 +261,17 @@ async def run_doxa(events: list[Event], base_url: str, chunks: list[int | None],
     return rows
 
 
+async def run_doxa_buffered(events: list[Event], base_url: str, server: CountingServer,
+                            poll_s: float) -> Row:
+    """Each event through `engine.add` at its own time, a worker pass (`engine.flush`, the
+    default flush policy) every `poll_s` seconds of stream time: flush_delay.py's run."""
+    from flush_delay import run_buffered
+
+    server.phase = "doxa, engine.add per event + worker"
+    run = await run_buffered(events, base_url, FlushPolicy(), poll_s)
+    return server.phase, run.adds, run.records, server.tally()
+
+
 def run_mem0(events: list[Event], base_url: str, tmp: str) -> tuple[int, int]:
     """One `Memory.add` per event with text; returns how many were sent, and how many
     memories mem0 holds at the end."""
@@ -289,12 +303,12 @@ def run_mem0(events: list[Event], base_url: str, tmp: str) -> tuple[int, int]:
 
 def report(rows: list[Row], events: int, how: str) -> None:
     print(f"tokens: {how}; per event = over all {events} events of the stream")
-    head = (f"{'':30} {'sent':>5} {'held':>5} {'LLM calls':>9} {'prompt tok':>10} {'compl tok':>9} "
+    head = (f"{'':35} {'sent':>5} {'held':>5} {'LLM calls':>9} {'prompt tok':>10} {'compl tok':>9} "
             f"{'calls/ev':>8} {'prompt/ev':>9} {'compl/ev':>8} {'total/ev':>8} "
             f"{'embed calls':>11} {'embed tok':>9}")
     print(head)
     for name, sent, held, t in rows:
-        print(f"{name:30} {sent:>5} {held:>5} {t.calls:>9} {t.prompt_tokens:>10} "
+        print(f"{name:35} {sent:>5} {held:>5} {t.calls:>9} {t.prompt_tokens:>10} "
               f"{t.completion_tokens:>9} {t.calls / events:>8.2f} "
               f"{t.prompt_tokens / events:>9.1f} {t.completion_tokens / events:>8.1f} "
               f"{(t.prompt_tokens + t.completion_tokens) / events:>8.1f} "
@@ -313,6 +327,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--chunks", type=int, nargs="*", default=[5, 1],
                         help="also ingest each user's events this many at a time")
+    parser.add_argument("--poll", type=float, default=60.0,
+                        help="also add every event to the buffer as it arrives, with a worker "
+                             "pass every this many seconds of stream time (0: skip)")
     args = parser.parse_args()
     events = load_file(ROOT / "fixtures/demo/events.jsonl").events + synthetic(
         args.users, args.events_per_user, args.seed)
@@ -325,6 +342,8 @@ def main() -> None:
     print(f"stream: {len(events)} events, {users} users, "
           f"{sum(1 for e in events if e.text)} with text")
     rows = asyncio.run(run_doxa(events, server.base_url, [None, *args.chunks], server))
+    if args.poll > 0:
+        rows.append(asyncio.run(run_doxa_buffered(events, server.base_url, server, args.poll)))
     server.phase = "mem0, one add per text event"
     with tempfile.TemporaryDirectory(prefix="vs-mem0-") as tmp:
         sent, held = run_mem0(events, server.base_url, tmp)

@@ -109,6 +109,9 @@ def worker(
     async def go() -> None:
         engine = Engine(model=model, store=store_url(db), base_url=base_url, schema=schema,
                         rpm=rpm, tpm=tpm, flush=policy)
+        # The provider's SDK is loaded now, not on the first flush, so a worker holds no
+        # user's events while it starts up, and a missing SDK fails before any claim.
+        _ = engine.extractor
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
