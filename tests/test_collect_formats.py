@@ -5,34 +5,24 @@ when it cannot tell; a malformed message is refused naming the sender's own fiel
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from doxa.cli.main import app
 from doxa.engine import Engine
 from doxa.errors import AmbiguousFormatError, InvalidEventError, InvalidEventsError
 from doxa.events.formats import FORMATS, detect_format, iter_events, read_payload
 from doxa.events.parse import Event, load_file
 from doxa.model.records import UserModel
 from doxa.testing.fake_provider import FakeProvider
+from test_cli import acli, cli
 
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "collect"
 COLLECTION_FORMATS = ("segment", "rudderstack", "posthog", "chat")
 USER = "usr-4821"
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
-
-
-async def acli(*args: str) -> Result:
-    return await asyncio.to_thread(cli, *args)
 
 
 @pytest.fixture
