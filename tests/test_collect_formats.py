@@ -5,34 +5,24 @@ when it cannot tell; a malformed message is refused naming the sender's own fiel
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from doxa.cli.main import app
 from doxa.engine import Engine
 from doxa.errors import AmbiguousFormatError, InvalidEventError, InvalidEventsError
 from doxa.events.formats import FORMATS, detect_format, iter_events, read_payload
 from doxa.events.parse import Event, load_file
 from doxa.model.records import UserModel
 from doxa.testing.fake_provider import FakeProvider
+from test_cli import acli, cli
 
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "collect"
 COLLECTION_FORMATS = ("segment", "rudderstack", "posthog", "chat")
 USER = "usr-4821"
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args))
-
-
-async def acli(*args: str) -> Result:
-    return await asyncio.to_thread(cli, *args)
 
 
 @pytest.fixture
@@ -278,3 +268,20 @@ def test_a_redelivered_message_without_id_gets_the_same_id() -> None:
     first = read_payload(call, "segment")
     again = read_payload(json.loads(json.dumps(call)), "segment")
     assert first == again and first[0].id.startswith("segment-")
+
+
+def test_a_jsonl_line_longer_than_a_read_ahead_is_still_one_line(tmp_path: Path) -> None:
+    big = {"event": "report exported", "distinct_id": "u1", "uuid": "e1",
+           "timestamp": "2026-03-01T10:00:00Z",
+           "properties": {f"$prop_{i}": "x" * 40 for i in range(400)} | {"rows": 3}}
+    file = write_lines(tmp_path / "p.jsonl", big, big | {"uuid": "e2"})
+    assert detect_format(file) == "posthog"
+    assert [e.id for e in read(file) if isinstance(e, Event)] == ["e1", "e2"]
+
+
+def test_a_pretty_printed_batch_body_is_one_document(tmp_path: Path) -> None:
+    file = tmp_path / "batch.json"
+    file.write_text(json.dumps({"batch": [SEGMENT_OK, SEGMENT_OK | {"messageId": "m2"}]},
+                               indent=2), encoding="utf-8")
+    assert detect_format(file) == "segment"
+    assert [e.id for e in read(file) if isinstance(e, Event)] == ["m1", "m2"]

@@ -19,14 +19,13 @@ from doxa.engine import Engine
 from doxa.events.fields import tenant_scoped_user_ids
 from doxa.events.formats import read_payload
 from doxa.events.parse import load_file
-from doxa.llm.client import RetryPolicy
-from doxa.llm.extractor import ExtractionSettings
 from doxa.model.records import UserModel
 from doxa.server.app import create_app
 from doxa.server.auth import KeyRing
 from doxa.server.collect import parse_segment_secrets, segment_signature
 from doxa.server.settings import ServerLimits
 from doxa.testing.fake_provider import FakeProvider
+from test_server import make_engine
 
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "collect"
 ACME = "acme-key-0123456789abcdef"
@@ -49,11 +48,6 @@ async def fake() -> AsyncIterator[FakeProvider]:
     provider = await FakeProvider().start()
     yield provider
     await provider.stop()
-
-
-def make_engine(fake: FakeProvider) -> Engine:
-    return Engine(model="openai/fake", store="memory://", base_url=fake.base_url, api_key="x",
-                  retry=RetryPolicy(attempts=1), settings=ExtractionSettings(reasks=0))
 
 
 @pytest.fixture

@@ -33,7 +33,13 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from doxa.events.formats.mapping import Aliases, as_object, epoch_or_text, field_error
+from doxa.events.formats.mapping import (
+    Aliases,
+    as_object,
+    each_of,
+    epoch_or_text,
+    field_error,
+)
 
 __all__ = ["ChatReader", "reader"]
 
@@ -55,10 +61,7 @@ class ChatReader:
 
     def messages(self, document: object) -> Iterator[tuple[int | None, object]]:
         """Conversations (a chat format's "message" is one whole conversation here)."""
-        if isinstance(document, list):
-            yield from enumerate(document)
-        else:
-            yield None, document
+        return each_of(document)
 
     def learn(self, message: object, aliases: Aliases) -> None:
         """Chat transcripts name one user each; there is nothing to link."""

@@ -21,9 +21,6 @@ from doxa.events.parse import iter_jsonl
 
 __all__ = ["Document", "read_documents"]
 
-_HEAD_BYTES = 4096
-
-
 @dataclass(frozen=True)
 class Document:
     """One top-level JSON value of a file and where it was: `line` (1-based) for JSONL,
@@ -46,18 +43,17 @@ def read_documents(path: str | Path) -> Iterator[Document | InvalidEventError]:
 
 
 def _is_one_document(path: Path) -> bool:
-    """An array, or an object that does not end on its first line (pretty-printed)."""
+    """A file whose first non-blank line is not a JSON value by itself: a pretty-printed
+    object or array. (A line is read whole, however long: PostHog events with all their
+    `$` properties easily pass a few kilobytes.)"""
     with path.open("rb") as fh:
-        head = fh.read(_HEAD_BYTES).lstrip()
-    if head.startswith(b"["):
-        return True
-    if not head.startswith(b"{"):
-        return False
-    first_line = head.split(b"\n", 1)[0]
-    try:
-        json.loads(first_line)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        return True
+        for line in fh:
+            if line.strip():
+                try:
+                    json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                    return True
+                return False
     return False
 
 

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from doxa.errors import InvalidEventError
 from doxa.events.parse import Event, parse_event
 
-__all__ = ["Aliases", "Reader", "as_label", "as_object", "epoch_or_text", "field_error",
-           "stable_id", "validated"]
+__all__ = ["Aliases", "Reader", "as_label", "as_object", "each_of", "epoch_or_text",
+           "field_error", "stable_id", "validated"]
 
 _NOT_LABEL = re.compile(r"[^\w .:/$@#+-]+")
 _SPACES = re.compile(r"\s+")
@@ -69,6 +69,14 @@ class Reader(Protocol):
                 default_user_id: str | None) -> list[tuple[dict[str, Any], Mapping[str, str]]]:
         """Each event as (doxa event dict, {doxa field: the format's name for it})."""
         ...
+
+
+def each_of(document: object) -> Iterator[tuple[int | None, object]]:
+    """A JSON array's items with their index, or the one document as it is."""
+    if isinstance(document, list):
+        yield from enumerate(document)
+    else:
+        yield None, document
 
 
 def field_error(field: str | None, message: str) -> InvalidEventError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from doxa.events.formats.mapping import Aliases, field_error
+from doxa.events.formats.mapping import Aliases, each_of, field_error
 
 __all__ = ["NativeReader", "reader"]
 
@@ -22,10 +22,7 @@ class NativeReader:
         return isinstance(document, Mapping) and all(k in document for k in _REQUIRED)
 
     def messages(self, document: object) -> Iterator[tuple[int | None, object]]:
-        if isinstance(document, list):
-            yield from enumerate(document)
-        else:
-            yield None, document
+        return each_of(document)
 
     def learn(self, message: object, aliases: Aliases) -> None:
         """doxa events name their user outright."""

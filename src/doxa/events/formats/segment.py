@@ -34,6 +34,7 @@ from doxa.events.formats.mapping import (
     Aliases,
     as_label,
     as_object,
+    each_of,
     field_error,
     stable_id,
 )
@@ -63,9 +64,6 @@ class SpecReader:
     def messages(self, document: object) -> Iterator[tuple[int | None, object]]:
         """A single call, a JSON array of calls (a batching webhook), or an HTTP API
         `{"batch": [...]}` body whose shared `context` each call inherits."""
-        if isinstance(document, list):
-            yield from enumerate(document)
-            return
         if isinstance(document, Mapping) and isinstance(document.get("batch"), list):
             shared = document.get("context")
             for i, message in enumerate(document["batch"]):
@@ -74,7 +72,7 @@ class SpecReader:
                     message = {**message, "context": {**shared, **(own or {})}}
                 yield i, message
             return
-        yield None, document
+        yield from each_of(document)
 
     def learn(self, message: object, aliases: Aliases) -> None:
         if not isinstance(message, Mapping):
