@@ -104,18 +104,22 @@ class SqliteStore:
 
     async def load(self, user_id: str) -> UserModel:
         def read(db: sqlite3.Connection) -> UserModel:
-            row = db.execute("SELECT version, commit_id FROM users WHERE user_id = ?",
-                             (user_id,)).fetchone()
-            version, commit_id = (int(row[0]), row[1] or "") if row else (0, "")
-            known = self._snapshots.current(user_id, version, commit_id)
+            known = self._snapshots.current(user_id, *_commit_of(db, user_id))
             if known is not None:
                 return known.model
-            rows = [(Record.model_validate_json(data), digest) for data, digest in db.execute(
-                "SELECT data, content_hash FROM records WHERE user_id = ? ORDER BY record_id",
-                (user_id,))]
-            records = tuple(record for record, _ in rows)
-            cited = sorted(cited_event_ids(records))
-            events = _select_events(db, user_id, cited)
+            # The row and the records it names, in one read transaction: another process's
+            # commit landing between the reads must not pair version v with v+1's rows.
+            db.execute("BEGIN")
+            try:
+                version, commit_id = _commit_of(db, user_id)
+                rows = [(Record.model_validate_json(data), digest)
+                        for data, digest in db.execute(
+                            "SELECT data, content_hash FROM records WHERE user_id = ? "
+                            "ORDER BY record_id", (user_id,))]
+                records = tuple(record for record, _ in rows)
+                events = _select_events(db, user_id, sorted(cited_event_ids(records)))
+            finally:
+                db.execute("COMMIT")
             model = UserModel(user_id=user_id, records=records, version=version, events=events)
             if commit_id:
                 self._snapshots.remember(_Snapshot(version, commit_id, model,
@@ -152,9 +156,7 @@ class SqliteStore:
                 erased = _generation(db, model.user_id)
                 if erased != generation:
                     raise UserErasedError(model.user_id, generation, erased)
-                row = db.execute("SELECT version, commit_id FROM users WHERE user_id = ?",
-                                 (model.user_id,)).fetchone()
-                version, old_commit = (int(row[0]), row[1] or "") if row else (0, "")
+                version, old_commit = _commit_of(db, model.user_id)
                 if version != expected_version:
                     raise StoreConflictError(model.user_id, expected_version, version)
                 if claim is not None and _consume(db, claim) != len(claim.events):
@@ -344,6 +346,13 @@ def _consume(db: sqlite3.Connection, claim: BufferClaim) -> int:
     """Delete the buffered rows `claim` still holds; how many there were."""
     return db.execute("DELETE FROM buffer WHERE user_id = ? AND claim = ?",
                       (claim.user_id, claim.token)).rowcount
+
+
+def _commit_of(db: sqlite3.Connection, user_id: str) -> tuple[int, str]:
+    """The user's current version and commit id ((0, "") for a user never committed)."""
+    row = db.execute("SELECT version, commit_id FROM users WHERE user_id = ?",
+                     (user_id,)).fetchone()
+    return (int(row[0]), row[1] or "") if row else (0, "")
 
 
 def _generation(db: sqlite3.Connection, user_id: str) -> int:
