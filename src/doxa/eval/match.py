@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from doxa.core.similarity import content_words
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
-from doxa.model.records import Kind, Record, Status
+from doxa.model.records import Kind, Record, Relation, Status
 
 Pair = tuple[str, str]
 TIE_BREAK = 1e-9
@@ -38,6 +38,8 @@ class PredictedRecord(BaseModel):
     evidence: tuple[str, ...] = ()
     dimension: str | None = None
     value: Any = None
+    links: tuple[tuple[Relation, str], ...] = ()
+    """The record's active causal links as (relation, target record id)."""
 
     @classmethod
     def from_record(cls, record: Record) -> PredictedRecord:
@@ -47,6 +49,7 @@ class PredictedRecord(BaseModel):
             confidence=record.confidence, status=record.status,
             evidence=tuple(e.event_id for e in record.supporting),
             dimension=record.dimension, value=record.value,
+            links=tuple(link.key for link in record.active_links()),
         )
 
 
