@@ -9,6 +9,7 @@ every error it raises on purpose (tests/test_public_api.py keeps the list whole)
 """
 
 from doxa.core.confidence import ConfidenceConfig
+from doxa.core.leverage import LeverageReport
 from doxa.core.merge import MergeConfig, Outcome
 from doxa.engine import DroppedInfo, Engine, EngineConfig, EngineOptions, IngestResult
 from doxa.errors import (
@@ -20,11 +21,13 @@ from doxa.errors import (
     InvalidEventError,
     InvalidEventsError,
     InvalidFixtureError,
+    InvalidObservationError,
     InvalidRunFileError,
     MissingCredentialsError,
     ProviderAuthError,
     ProviderError,
     SchemaError,
+    SegmentNotLoadedError,
     StoreConflictError,
     StoreDataError,
     StoreError,
@@ -38,14 +41,17 @@ from doxa.llm.client import RetryPolicy
 from doxa.llm.extractor import ExtractionSettings
 from doxa.llm.providers import Provider, ProviderSpec, parse_provider, register
 from doxa.model.records import (
+    CausalLink,
     Change,
     EvidenceLink,
     Explanation,
     Record,
     Revision,
+    SegmentAnswer,
     UserModel,
 )
 from doxa.model.schema import Dimension, ModelSchema, load_schema
+from doxa.model.twin import Twin
 from doxa.relevance import Batch, RelevanceConfig
 from doxa.store import (
     MemoryStore,
@@ -60,6 +66,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackfillStateError",
     "Batch",
+    "CausalLink",
     "Change",
     "ConfidenceConfig",
     "ConfigError",
@@ -79,7 +86,9 @@ __all__ = [
     "InvalidEventError",
     "InvalidEventsError",
     "InvalidFixtureError",
+    "InvalidObservationError",
     "InvalidRunFileError",
+    "LeverageReport",
     "MemoryStore",
     "MergeConfig",
     "MissingCredentialsError",
@@ -95,12 +104,15 @@ __all__ = [
     "RetryPolicy",
     "Revision",
     "SchemaError",
+    "SegmentAnswer",
+    "SegmentNotLoadedError",
     "SqliteStore",
     "Store",
     "StoreConflictError",
     "StoreDataError",
     "StoreError",
     "SyncInEventLoopError",
+    "Twin",
     "UnknownRecordError",
     "Usage",
     "UserErasedError",
