@@ -179,3 +179,22 @@ async def test_links_and_the_events_they_cite_survive_a_sqlite_store(tmp_path: P
     assert "l" in model.events  # the link's own evidence: the observation event
     assert (await again.profile("u1")).traits == {"plan": "pro"}
     await again.close()
+
+
+async def test_a_tenants_user_is_compared_with_that_tenants_users_only() -> None:
+    from doxa.events.fields import tenant_scoped_user_ids
+
+    eng = Engine(store="memory://", clock=lambda: NOW)
+    with tenant_scoped_user_ids():
+        for user, style in (("acme/a", "bullets"), ("globex/b", "narrative"),
+                            ("globex/c", "narrative"), ("acme/me", None)):
+            await eng.identify(user, {"plan": "pro"}, at=T0)
+            if style:
+                await eng.observe(user, "preference", f"Prefers {style} answers",
+                                  dimension="communication_style", value=style,
+                                  confidence=0.8, id=f"{user}-s", at=T0)
+        model = await eng.model("acme/me", segment_by=["plan"])
+        report = await eng.leverage("converted", tenant="acme", min_users=1)
+    answer = model.value("communication_style", fallback="segment")
+    assert (answer.value, answer.support) == ("bullets", 1)
+    assert report.users == 2
