@@ -399,3 +399,24 @@ async def test_deleting_a_user_empties_their_buffer(store: Store) -> None:
     users = {s.user_id for s in await store.buffer_summaries(now=B0, high_signal_types=set())}
     assert u not in users and other in users
     assert (await store.buffer_claim(u, "t", now=B0, until=B0)).events == ()
+
+
+async def test_causal_links_and_profile_events_round_trip(store: Store) -> None:
+    """Links live in the goal's record (its JSON row); the events their evidence cites and
+    the profile events (identify, outcomes) are kept and read back."""
+    from doxa.engine import Engine
+
+    u = user()
+    engine = Engine(store=store, clock=lambda: NOW)
+    await engine.identify(u, {"plan": "pro"}, id="t1", at=NOW)
+    [goal] = await engine.observe(u, "goal", "Wants to launch the pilot", id="g", at=NOW)
+    [why] = await engine.observe(u, "motivation", "Needs to prove ROI", id="m", at=NOW)
+    await engine.link(u, "g", "because", "m", id="l", at=NOW)
+    await engine.record_user_outcome(u, "converted", id="o", at=NOW)
+    loaded = await store.load(u)
+    [link] = loaded.get(goal.record_id).active_links()
+    assert (link.relation, link.target_id, link.evidence[0].event_id) == (
+        "because", why.record_id, "l")
+    assert {"g", "m", "l"} <= set(loaded.events)
+    profile = await engine.profile(u)
+    assert (profile.traits, set(profile.outcomes)) == ({"plan": "pro"}, {"converted"})

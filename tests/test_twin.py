@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from doxa.engine import Engine
 from doxa.errors import SegmentNotLoadedError
 from doxa.llm.schema import EvidenceQuote, Proposal
 from doxa.model.records import UserModel
+from doxa.store import open_store
 
 
 def proposed(source: str, relation: str, target: str, *event_ids: str) -> LinkProposal:
@@ -159,3 +161,40 @@ async def test_without_the_trait_or_a_loaded_segment_there_is_no_segment_answer(
     assert (fallback.value, fallback.source, fallback.support) == ("bullets", "default", 0)
     with pytest.raises(SegmentNotLoadedError, match="segment_by"):
         (await eng.model("me")).value("communication_style", fallback="segment")
+
+
+async def test_links_and_the_events_they_cite_survive_a_sqlite_store(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'why.db'}")
+    eng = Engine(store=store, clock=lambda: NOW)
+    await eng.ingest("u1", [{"id": "e1", "type": "identify", "timestamp": T0,
+                             "properties": {"plan": "pro"}}])
+    [g] = await eng.observe("u1", "goal", "Wants to launch the pilot", id="g", at=T0)
+    [m] = await eng.observe("u1", "motivation", "Needs to prove ROI", id="m", at=T0)
+    await eng.link("u1", "g", "because", "m", id="l", at=T0 + timedelta(hours=1))
+    await eng.close()
+    again = Engine(store=f"sqlite:///{tmp_path / 'why.db'}", clock=lambda: NOW)
+    model = await again.model("u1")
+    [link] = model.get(g.record_id).active_links()
+    assert (link.relation, link.target_id) == ("because", m.record_id)
+    assert "l" in model.events  # the link's own evidence: the observation event
+    assert (await again.profile("u1")).traits == {"plan": "pro"}
+    await again.close()
+
+
+async def test_a_tenants_user_is_compared_with_that_tenants_users_only() -> None:
+    from doxa.events.fields import tenant_scoped_user_ids
+
+    eng = Engine(store="memory://", clock=lambda: NOW)
+    with tenant_scoped_user_ids():
+        for user, style in (("acme/a", "bullets"), ("globex/b", "narrative"),
+                            ("globex/c", "narrative"), ("acme/me", None)):
+            await eng.identify(user, {"plan": "pro"}, at=T0)
+            if style:
+                await eng.observe(user, "preference", f"Prefers {style} answers",
+                                  dimension="communication_style", value=style,
+                                  confidence=0.8, id=f"{user}-s", at=T0)
+        model = await eng.model("acme/me", segment_by=["plan"])
+        report = await eng.leverage("converted", tenant="acme", min_users=1)
+    answer = model.value("communication_style", fallback="segment")
+    assert (answer.value, answer.support) == ("bullets", 1)
+    assert report.users == 2

@@ -12,6 +12,7 @@ from doxa.calibration.outcomes import OutcomeCount
 from doxa.calibration.profile import CalibrationProfile, read_profile
 from doxa.core.confidence import ConfidenceConfig
 from doxa.core.flush import FlushPolicy
+from doxa.core.leverage import LeverageReport
 from doxa.core.merge import MergeConfig, Outcome
 from doxa.engine import (
     DroppedInfo,
@@ -33,11 +34,13 @@ from doxa.errors import (
     InvalidEventError,
     InvalidEventsError,
     InvalidFixtureError,
+    InvalidObservationError,
     InvalidRunFileError,
     MissingCredentialsError,
     ProviderAuthError,
     ProviderError,
     SchemaError,
+    SegmentNotLoadedError,
     StoreConflictError,
     StoreDataError,
     StoreError,
@@ -51,14 +54,17 @@ from doxa.llm.client import RetryPolicy
 from doxa.llm.extractor import ExtractionSettings
 from doxa.llm.providers import Provider, ProviderSpec, parse_provider, register
 from doxa.model.records import (
+    CausalLink,
     Change,
     EvidenceLink,
     Explanation,
     Record,
     Revision,
+    SegmentAnswer,
     UserModel,
 )
 from doxa.model.schema import Dimension, ModelSchema, load_schema
+from doxa.model.twin import Twin
 from doxa.relevance import Batch, RelevanceConfig
 from doxa.store import (
     MemoryStore,
@@ -76,6 +82,7 @@ __all__ = [
     "Batch",
     "BufferClaimLostError",
     "CalibrationProfile",
+    "CausalLink",
     "Change",
     "ConfidenceConfig",
     "ConfigError",
@@ -98,7 +105,9 @@ __all__ = [
     "InvalidEventError",
     "InvalidEventsError",
     "InvalidFixtureError",
+    "InvalidObservationError",
     "InvalidRunFileError",
+    "LeverageReport",
     "MemoryStore",
     "MergeConfig",
     "MissingCredentialsError",
@@ -115,12 +124,15 @@ __all__ = [
     "RetryPolicy",
     "Revision",
     "SchemaError",
+    "SegmentAnswer",
+    "SegmentNotLoadedError",
     "SqliteStore",
     "Store",
     "StoreConflictError",
     "StoreDataError",
     "StoreError",
     "SyncInEventLoopError",
+    "Twin",
     "UnknownRecordError",
     "Usage",
     "UserErasedError",

@@ -828,18 +828,24 @@ class Engine:
                   if e.get("type") in (*PROFILE_TYPES, RECORD_OUTCOME)]
         return UserProfile.of(await self.store.load(user_id), events)
 
-    async def profiles(self) -> list[UserProfile]:
-        """Every user's profile (reads each user's events: an analysis, not a hot path)."""
-        return [await self.profile(u) for u in await self.store.users()]
+    async def profiles(self, tenant: str | None = None) -> list[UserProfile]:
+        """Every user's profile, or only those of one tenant of `doxa serve` (its users are
+        stored as `<tenant>/<id>`); reads each user's events: an analysis, not a hot path."""
+        users = await self.store.users()
+        if tenant is not None:
+            users = [u for u in users if _tenant_of(u) == tenant]
+        return [await self.profile(u) for u in users]
 
     async def leverage(self, outcome: str, *, against: str | None = None,
                        by: GroupBy = "statement-cluster", min_users: int = 3,
                        kinds: Sequence[str] | None = None,
-                       matcher: Literal["lexical", "embedding"] = "lexical") -> LeverageReport:
+                       matcher: Literal["lexical", "embedding"] = "lexical",
+                       tenant: str | None = None) -> LeverageReport:
         """Record groups ranked by how strongly holding them goes with reaching `outcome`
-        across users, with counts and a 95% interval for each lift (associations, not
-        causes; see `doxa.core.leverage`). `model.leverage(report)` ranks one user's."""
-        return leverage(await self.profiles(), outcome, against=against, by=by,
+        across users (one tenant's, with `tenant`), with counts and a 95% interval for each
+        lift (associations, not causes; see `doxa.core.leverage`). `model.leverage(report)`
+        ranks one user's."""
+        return leverage(await self.profiles(tenant), outcome, against=against, by=by,
                         min_users=min_users, kinds=kinds, similarity=_similarity(matcher))
     def _outcome_count(self, model: UserModel, record_id: str, outcome: Outcome,
                        when: datetime) -> OutcomeCount:
@@ -877,7 +883,9 @@ class Engine:
         if segment_by is None:
             return model
         own = replace(await self.profile(user_id), model=model)
-        segment = segment_of(own, await self.profiles(), list(segment_by),
+        # A tenant's user is compared with that tenant's users only (users stored without
+        # a tenant, with each other).
+        segment = segment_of(own, await self.profiles(_tenant_of(user_id)), list(segment_by),
                              min_confidence=segment_min_confidence)
         return model.model_copy(update={"segment": segment})
 
@@ -975,6 +983,12 @@ class Engine:
 
 async def _as_coro(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
+
+
+def _tenant_of(user_id: str) -> str:
+    """The tenant part of a stored user id (`doxa serve` stores `<tenant>/<id>`); "" for a
+    user stored without one."""
+    return user_id.rpartition("/")[0]
 
 
 def _similarity(matcher: Literal["lexical", "embedding"]) -> Similarity | None:

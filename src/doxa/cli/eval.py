@@ -100,6 +100,9 @@ def summary_table(run: RunFile) -> Table:
                       f"{_num(values['evidence_brier'])} / {_num(values['evidence_ece'])}")
     table.add_row("forbidden violations", f"{m.forbidden_violations}/{m.forbidden_total}")
     table.add_row("kind mismatches", str(m.kind_mismatches))
+    if m.links is not None:
+        table.add_row(f"links P/R/F1 ({m.link_cases} cases)",
+                      f"{m.links.precision:.2f}/{m.links.recall:.2f}/{m.links.f1:.2f}")
     for kind, s in m.per_kind.items():
         if s.tp + s.fp + s.fn:
             table.add_row(f"{kind} P/R/F1", f"{s.precision:.2f}/{s.recall:.2f}/{s.f1:.2f}")

@@ -229,7 +229,7 @@ def leverage(
     async def go(engine: Engine) -> tuple[LeverageReport, Any]:
         report = await engine.leverage(
             outcome, against=against, by=cast(GroupBy, by), min_users=min_users, kinds=kind,
-            matcher=cast(Literal["lexical", "embedding"], matcher))
+            matcher=cast(Literal["lexical", "embedding"], matcher), tenant=tenant)
         held = None if user is None else (await engine.model(_stored(user, tenant))
                                           ).leverage(report)
         return report, held

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from doxa.errors import DoxaError, InvalidEventError, InvalidFixtureError
 from doxa.events.parse import Event, parse_event
-from doxa.model.records import Status
+from doxa.model.records import LINK_TARGET_KIND, Relation, Status
 
 # The built-in kinds and the two a model schema most often adds (doxa schema init).
 Kind = Literal["belief", "goal", "preference", "constraint", "motivation"]
@@ -48,6 +48,19 @@ class ForbiddenRecord(BaseModel):
     statement: str = Field(min_length=1)
 
 
+class ExpectedLink(BaseModel):
+    """A causal link the final model should hold, between two expected records (by index):
+    `from` is a goal; `to` is what it is `because` of (a motivation), `constrained_by` (a
+    constraint), `blocked_by` (a belief) or pursued `in_order_to` (another goal)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    source: int = Field(alias="from", ge=0)
+    relation: Relation
+    target: int = Field(alias="to", ge=0)
+    evidence: tuple[str, ...] = ()
+
+
 class Case(BaseModel):
     """One labelled scenario: events in batches, what the model should and must not hold."""
 
@@ -59,6 +72,9 @@ class Case(BaseModel):
     batches: tuple[tuple[Event, ...], ...] = Field(min_length=1)
     expected: tuple[ExpectedRecord, ...] = ()
     forbidden: tuple[ForbiddenRecord, ...] = ()
+    links: tuple[ExpectedLink, ...] | None = None
+    """The causal links the final model should hold; None: the case does not label links
+    (its predicted links are not scored), [] : it should hold none (no why is shown)."""
     path: str = ""
 
     @field_validator("batches")
@@ -100,6 +116,24 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return key
 
 
+def _check_links(case: Case, path: Path) -> None:
+    """A link must join a labelled goal to a labelled record of the relation's kind."""
+    for n, link in enumerate(case.links or ()):
+        key = f"links[{n}]"
+        if link.source >= len(case.expected) or link.target >= len(case.expected):
+            raise InvalidFixtureError(path, "from/to must index records in `expected`", key=key)
+        source, target = case.expected[link.source], case.expected[link.target]
+        wanted = LINK_TARGET_KIND[link.relation]
+        if source.kind != "goal" or target.kind != wanted or link.source == link.target:
+            raise InvalidFixtureError(
+                path, f"{link.relation} joins a goal to a {wanted}; this joins a "
+                f"{source.kind} to a {target.kind}", key=key)
+        for eid in link.evidence:
+            if eid not in case.event_ids():
+                raise InvalidFixtureError(path, f"event id '{eid}' is in no batch of this case",
+                                          key=f"{key}.evidence")
+
+
 def _check_evidence(case: Case, path: Path) -> None:
     """An expected evidence id that no batch holds is a typo in the fixture, not a miss."""
     known = case.event_ids()
@@ -127,6 +161,7 @@ def parse_case(data: object, path: str | Path = "<case>") -> Case:
         err = exc.errors()[0]
         raise InvalidFixtureError(p, err["msg"], key=_key(err["loc"]) or None) from None
     _check_evidence(case, p)
+    _check_links(case, p)
     return case
 
 

@@ -19,7 +19,7 @@ from doxa.calibration.features import RecordFeatures, record_features
 from doxa.core.similarity import content_words
 from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
 from doxa.events.parse import Event
-from doxa.model.records import Kind, Record, Status
+from doxa.model.records import Kind, Record, Relation, Status
 
 Pair = tuple[str, str]
 TIE_BREAK = 1e-9
@@ -43,6 +43,8 @@ class PredictedRecord(BaseModel):
     features: RecordFeatures | None = None
     """What a calibration profile reads of the record (None in runs written before doxa
     kept them, and for baselines' answers)."""
+    links: tuple[tuple[Relation, str], ...] = ()
+    """The record's active causal links as (relation, target record id)."""
 
     @classmethod
     def from_record(cls, record: Record,
@@ -55,6 +57,7 @@ class PredictedRecord(BaseModel):
             evidence=tuple(e.event_id for e in record.supporting),
             dimension=record.dimension, value=record.value,
             features=None if events is None else record_features(record, events),
+            links=tuple(link.key for link in record.active_links()),
         )
 
 

@@ -26,7 +26,7 @@ from doxa.calibration.reliability import BINS as BINS
 from doxa.calibration.reliability import Calibration as Calibration
 from doxa.calibration.reliability import ReliabilityBin as ReliabilityBin
 from doxa.calibration.reliability import RiskPoint, calibration, risk_coverage
-from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord
+from doxa.eval.fixtures import ExpectedLink, ExpectedRecord, ForbiddenRecord
 from doxa.eval.match import Matching, PredictedRecord
 from doxa.model.records import KINDS, Kind
 from doxa.usage import Usage
@@ -126,6 +126,8 @@ class ScoredCase:
     multi_batch: bool = False
     calibrated: bool = True
     """False when the confidences are a baseline's fixed stand-in: no calibration is scored."""
+    links: Sequence[ExpectedLink] | None = None
+    """The case's labelled causal links (None: the case does not label links)."""
 
     def matched_ids(self) -> set[str]:
         return {p.predicted_id for p in self.matching.pairs}
@@ -139,6 +141,21 @@ class ScoredCase:
         by_id = {p.id: p for p in self.predicted}
         return [(by_id[m.predicted_id], self.expected[m.expected_index])
                 for m in self.matching.pairs]
+
+
+def link_counts(case: ScoredCase) -> tuple[int, int, int] | None:
+    """(tp, fp, fn) over (from, relation, to) after record matching: a predicted link is
+    right when both its ends are matched to the expected records a label links so. None
+    for a case that does not label links."""
+    if case.links is None:
+        return None
+    index = {m.predicted_id: m.expected_index for m in case.matching.pairs}
+    expected = {(link.source, link.relation, link.target) for link in case.links}
+    predicted = {(index.get(p.id), relation, index.get(target))
+                 for p in case.predicted if p.status == "active"
+                 for relation, target in p.links}
+    tp = len(predicted & expected)
+    return tp, len(predicted) - tp, len(expected) - tp
 
 
 def counts_by_kind(case: ScoredCase) -> dict[Kind, tuple[int, int, int]]:
@@ -250,6 +267,8 @@ class CaseMetrics(BaseModel):
     status_total: int = 0
     status_correct: int = 0
     brier: float | None = None
+    links: PRF | None = None
+    """Causal links, for a case that labels them."""
 
 
 def _sum3(rows: Sequence[tuple[int, int, int]]) -> tuple[int, int, int]:
@@ -269,6 +288,7 @@ def case_metrics(case: ScoredCase) -> CaseMetrics:
         kind_mismatches=len(case.matching.kind_mismatches),
         status_total=len(status), status_correct=sum(1 for s in status if s.correct),
         brier=calibration(calibration_points(case)).brier,
+        links=None if (counted := link_counts(case)) is None else prf(*counted),
     )
 
 
@@ -298,6 +318,9 @@ class SuiteMetrics(BaseModel):
     value_accuracy: dict[str, DimensionScore] = {}
     answer_accuracy: dict[str, DimensionScore] = {}
     """Per closed dimension of the run's schema: labelled values the final model answers."""
+    links: PRF | None = None
+    """Causal links (from, relation, to) over the cases that label them (None: none do)."""
+    link_cases: int = 0
 
 
 def _dimensions(cases: Sequence[ScoredCase],
@@ -340,12 +363,16 @@ def suite_metrics(cases: Sequence[ScoredCase], errored: int = 0,
         value_accuracy=_dimensions(cases),
         answer_accuracy=_dimensions(
             cases, lambda case: answer_counts(case, closed_dimensions)),
+        links=prf(*_sum3(linked)) if (linked := [c for c in map(link_counts, cases)
+                                                 if c is not None]) else None,
+        link_cases=len(linked),
     )
 
 
 HIGHER_IS_BETTER = (
     "precision", "recall", "f1", "macro_f1", "evidence_precision", "evidence_recall",
-    "evidence_f1", "status_accuracy", "forbidden_pass_rate",
+    "evidence_f1", "status_accuracy", "forbidden_pass_rate", "link_precision", "link_recall",
+    "link_f1",
 )
 LOWER_IS_BETTER = ("brier", "ece", "evidence_brier", "evidence_ece", "forbidden_violations",
                    "kind_mismatches")
@@ -367,6 +394,9 @@ def metric_values(m: SuiteMetrics) -> dict[str, float | None]:
         "evidence_ece": m.evidence_calibration.ece,
         "forbidden_violations": float(m.forbidden_violations),
         "kind_mismatches": float(m.kind_mismatches),
+        "link_precision": m.links.precision if m.links else None,
+        "link_recall": m.links.recall if m.links else None,
+        "link_f1": m.links.f1 if m.links else None,
     }
     for kind, score in sorted(m.per_kind.items()):
         values.update({f"{kind}.precision": score.precision, f"{kind}.recall": score.recall,

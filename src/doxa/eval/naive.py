@@ -37,7 +37,7 @@ from doxa.llm.client import LLMClient, UsageMeter
 from doxa.llm.extractor import ExtractionSettings
 from doxa.llm.provider_errors import provider_error
 from doxa.llm.providers import Prompt
-from doxa.model.records import KINDS
+from doxa.model.records import EXTRACTED_KINDS
 from doxa.resources import data_dir
 from doxa.store import Store, open_store
 from doxa.usage import Usage
@@ -71,7 +71,7 @@ class NaiveFinding(BaseModel):
             return value
         word = value.strip().casefold()
         word = word[:-1] if word.endswith("s") else word
-        return word if word in KINDS else FALLBACK_KIND
+        return word if word in EXTRACTED_KINDS else FALLBACK_KIND
 
     @field_validator("event_ids", mode="before")
     @classmethod

@@ -5,7 +5,9 @@ evidence, citing those events; a record whose label lists no evidence is propose
 last batch, citing that batch's first event. An achieved or abandoned goal carries its
 status in the batch of its last evidence. A superseded record is contradicted by the next
 active expected record of the same kind and context whose evidence starts in a later batch.
-Scoring the result measures merge and confidence apart from the LLM.
+Each labelled causal link is proposed in the first batch where both its records exist (and
+its labelled evidence, if any), citing that evidence. Scoring the result measures merge
+and confidence apart from the LLM.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from doxa.core.links import LinkProposal
 from doxa.core.merge import MergeConfig, merge
-from doxa.eval.fixtures import Case, ExpectedRecord
+from doxa.eval.fixtures import Case, ExpectedLink, ExpectedRecord
 from doxa.events.parse import Event
 from doxa.llm.schema import EvidenceQuote, Proposal
 from doxa.model.records import UserModel
@@ -91,21 +94,50 @@ def _record_id(model: UserModel, record: ExpectedRecord) -> str | None:
                  if r.kind == record.kind and r.statement == record.statement.strip()), None)
 
 
+def link_batch(case: Case, link: ExpectedLink, where: list[list[int]]) -> int:
+    """The batch a labelled link is proposed in: the first where both its records exist
+    and, when the label cites evidence, that evidence is."""
+    cited = [b for b, batch in enumerate(case.batches)
+             if any(e.id in link.evidence for e in batch)]
+    return max(where[link.source][0], where[link.target][0], *(cited[:1] or [0]))
+
+
+def _end(model: UserModel, case: Case, n: int, proposed: dict[int, int]) -> str:
+    """A link end: `#k` when the record is this batch's k-th proposal, else its id."""
+    if n in proposed:
+        return f"#{proposed[n]}"
+    return _record_id(model, case.expected[n]) or f"#{len(case.expected)}"
+
+
+def _link(model: UserModel, case: Case, link: ExpectedLink, events: Sequence[Event],
+          proposed: dict[int, int]) -> LinkProposal:
+    cited = [e.id for e in events if e.id in link.evidence] or [
+        e.id for e in events if e.id in case.expected[link.source].evidence] or [events[0].id]
+    return LinkProposal(source=_end(model, case, link.source, proposed),
+                        relation=link.relation, target=_end(model, case, link.target, proposed),
+                        evidence=[EvidenceQuote(event_id=eid) for eid in cited],
+                        basis="explicit")
+
+
 def oracle_model(case: Case) -> UserModel:
     """The model merge builds from the labels alone, batch by batch (pure)."""
     model = UserModel(user_id=case.user_id)
     where = evidence_batches(case)
     contradicted = successors(case)
     for b, events in enumerate(case.batches):
-        proposals = []
+        proposals: list[Proposal] = []
+        proposed: dict[int, int] = {}
         for n, record in enumerate(case.expected):
             if b not in where[n]:
                 continue
             old = contradicted.get(n) if b == where[n][0] else None
             target = _record_id(model, case.expected[old]) if old is not None else None
+            proposed[n] = len(proposals)
             proposals.append(_proposal(record, events, final=b == where[n][-1],
                                        contradicts=target))
+        links = [_link(model, case, link, events, proposed) for link in case.links or ()
+                 if link_batch(case, link, where) == b]
         batch = _batch(case.user_id, events)
         model = merge(model, proposals, batch, now=batch.last_at,
-                      prompt_version=PROMPT_VERSION, config=ORACLE_MERGE).model
+                      prompt_version=PROMPT_VERSION, config=ORACLE_MERGE, links=links).model
     return model

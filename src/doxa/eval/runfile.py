@@ -14,7 +14,7 @@ from typing import Final, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from doxa.errors import InvalidRunFileError
-from doxa.eval.fixtures import ExpectedRecord, ForbiddenRecord, read_json
+from doxa.eval.fixtures import ExpectedLink, ExpectedRecord, ForbiddenRecord, read_json
 from doxa.eval.match import Matching, PredictedRecord
 from doxa.eval.metrics import CaseMetrics, ScoredCase, SuiteMetrics
 from doxa.usage import Usage
@@ -37,6 +37,8 @@ class CaseResult(BaseModel):
     predicted: tuple[PredictedRecord, ...] = ()
     expected: tuple[ExpectedRecord, ...] = ()
     forbidden: tuple[ForbiddenRecord, ...] = ()
+    links: tuple[ExpectedLink, ...] | None = None
+    """The case's labelled causal links (None: it labels none)."""
     matching: Matching = Matching()
     metrics: CaseMetrics | None = None
     usage: Usage = Usage()
@@ -48,7 +50,8 @@ class CaseResult(BaseModel):
 
     def scored(self) -> ScoredCase:
         return ScoredCase(self.predicted, self.expected, self.forbidden, self.matching,
-                          multi_batch=self.batches > 1, calibrated=self.baseline is None)
+                          multi_batch=self.batches > 1, calibrated=self.baseline is None,
+                          links=self.links)
 
 
 class RunFile(BaseModel):

@@ -107,7 +107,7 @@ async def score_predicted(case: Case, predicted: tuple[PredictedRecord, ...], *,
     result = CaseResult(
         case_id=case.id, description=case.description, path=case.path, user_id=case.user_id,
         batches=len(case.batches), prompt_version=prompt_version, predicted=predicted,
-        expected=case.expected, forbidden=case.forbidden, matching=matching,
+        expected=case.expected, forbidden=case.forbidden, links=case.links, matching=matching,
         usage=usage or Usage(), baseline=baseline, warning=warning,
     )
     return result.model_copy(update={"metrics": case_metrics(result.scored())})

@@ -100,6 +100,7 @@ class Twin(BaseModel):
         if self.recent and recent > 0:
             lines.append("Recent changes:")
             lines += [f"- {c.at:%Y-%m-%d} {c.action}: {c.statement} [{c.confidence:.2f}]"
+                      + (f" ({c.note})" if c.action in ("linked", "unlinked") else "")
                       for c in self.recent[-recent:]]
         return "\n".join(lines)
 
