@@ -378,3 +378,33 @@ async def test_outcomes_are_counted_at_the_calibrated_confidence_under_the_profi
         [count] = await engine.outcome_counts("u1")
     assert (count.profile, count.bin, count.right) == ("mine", 1, 0)  # 0.119 is in bin 1
     assert count.confidence_sum == pytest.approx(1 / (1 + math.e ** 2), abs=1e-6)
+
+
+async def test_a_re_asked_answer_marks_its_records_even_when_answered_from_the_cache() -> None:
+    from doxa.testing.fake_provider import FakeProvider
+
+    fake = await FakeProvider().start()
+    fake.faults = ["invalid"]  # the first answer cites no event: instructor re-asks once
+    events = [{"id": "e1", "type": "chat_message", "timestamp": NOW,
+               "text": "I need to show my CFO this pays back within 6 months"}]
+    cache = open_store("memory://")
+    try:
+        for fresh in (True, False):  # then the same prompt answered from the cache
+            async with Engine(model="openai/fake", store="memory://", base_url=fake.base_url,
+                              api_key="x", cache=True, cache_store=cache) as engine:
+                result = await engine.ingest("u1", events)
+                model = await engine.model("u1")
+            assert (result.cache_hits == 0) is fresh and model.records
+            assert all(record_features(r, model.events).reasked for r in model.records)
+    finally:
+        await fake.stop()
+    plain_fake = await FakeProvider().start()  # no fault: not re-asked
+    try:
+        async with Engine(model="openai/fake", store="memory://", base_url=plain_fake.base_url,
+                          api_key="x") as engine:
+            await engine.ingest("u1", events)
+            plain = await engine.model("u1")
+    finally:
+        await plain_fake.stop()
+    assert plain.records and not any(record_features(r, plain.events).reasked
+                                     for r in plain.records)

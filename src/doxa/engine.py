@@ -414,7 +414,8 @@ class Engine:
         if outcome is None:
             return draft
         merged = merge(draft.model, outcome.proposals, batch, now=now,
-                       prompt_version=self.prompt_version, config=self.merge_config)
+                       prompt_version=self.prompt_version, config=self.merge_config,
+                       reasked=outcome.reasked)
         return _Draft(draft.base_version, merged.model, draft.changes + merged.changes)
 
     async def _commit(self, user_id: str, draft: _Draft, batches: Sequence[Batch],

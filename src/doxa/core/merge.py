@@ -103,8 +103,8 @@ def _same_state(a: Record, b: Record) -> bool:
         b.statement, b.status, b.evidence, b.valid_to, b.superseded_by)
 
 
-def _links(proposal: Proposal, batch: Batch,
-           polarity: Polarity = "supports") -> list[EvidenceLink]:
+def _links(proposal: Proposal, batch: Batch, polarity: Polarity = "supports", *,
+           reasked: bool = False) -> list[EvidenceLink]:
     links: list[EvidenceLink] = []
     speaking = speaking_event_ids(batch.items)
     for ev in proposal.evidence:
@@ -116,7 +116,8 @@ def _links(proposal: Proposal, batch: Batch,
         basis: Basis = proposal.basis if (event.text or "").strip() else "inferred"
         links.append(EvidenceLink(event_id=ev.event_id, quote=ev.quote if event.text else "",
                                   polarity=polarity, basis=basis,
-                                  observed_at=event.timestamp, batch_id=batch.id))
+                                  observed_at=event.timestamp, batch_id=batch.id,
+                                  reasked=reasked))
     return links
 
 
@@ -180,12 +181,13 @@ def _find_duplicate(work: _Working, proposal: Proposal,
 
 def merge(model: UserModel, proposals: Sequence[Proposal], batch: Batch, *,
           now: datetime, prompt_version: str, config: MergeConfig | None = None,
-          similarity: Similarity | None = None) -> MergeResult:
-    """Apply one batch's validated proposals to the model."""
+          similarity: Similarity | None = None, reasked: bool = False) -> MergeResult:
+    """Apply one batch's validated proposals to the model; `reasked` marks the links of an
+    answer that needed a re-ask (calibration reads it)."""
     work = _Working(model, now, config or MergeConfig())
     sim = similarity or lexical_similarity
     for proposal in proposals:
-        links = _links(proposal, batch)
+        links = _links(proposal, batch, reasked=reasked)
         if not links:
             continue
         related = work.records.get(proposal.related_record_id or "")

@@ -73,6 +73,8 @@ class ExtractionOutcome:
     dropped: list[DroppedRecord]
     usage: Usage = field(default_factory=Usage)
     """Calls, tokens and re-asks; a cached answer is one cache hit and nothing else."""
+    reasked: bool = False
+    """The answer needed a re-ask to validate (kept with a cached answer too)."""
 
     @property
     def input_tokens(self) -> int:
@@ -88,6 +90,7 @@ class _Cached(BaseModel):
     dropped: list[tuple[dict[str, Any], list[str]]]
     input_tokens: int
     output_tokens: int
+    reasks: int = 0
 
 
 CacheGet = Callable[[str], Awaitable[str | None]]
@@ -137,7 +140,8 @@ class Extractor:
                        for r in [*cached.records, *(r for r, _ in cached.dropped)]]
             kept, dropped = split_valid(
                 BaseExtraction.model_construct(notes="", records=records), ctx)
-            return ExtractionOutcome(batch.id, kept, dropped, Usage(cache_hits=1))
+            return ExtractionOutcome(batch.id, kept, dropped, Usage(cache_hits=1),
+                                     reasked=cached.reasks > 0)
         started = time.perf_counter()
         meter = self.llm.meter()
         extraction = await self.llm.call(
@@ -154,8 +158,9 @@ class Extractor:
                 records=[r.model_dump(mode="json") for r in kept],
                 dropped=[(d.record.model_dump(mode="json"), d.reasons) for d in dropped],
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                reasks=usage.reasks or 0,
             ).model_dump_json())
-        return ExtractionOutcome(batch.id, kept, dropped, usage)
+        return ExtractionOutcome(batch.id, kept, dropped, usage, reasked=bool(usage.reasks))
 
     def _model_for(self, batch: Batch) -> type[BaseExtraction]:
         speaking = speaking_event_ids(batch.items) if self.settings.nonempty_when_text else None

@@ -51,6 +51,8 @@ class EvidenceLink(Frozen):
     basis: Basis = "inferred"
     observed_at: AwareDatetime
     batch_id: str = ""
+    reasked: bool = False
+    """The answer that cited this event needed a re-ask to validate (a calibration feature)."""
 
 
 class Revision(Frozen):
