@@ -34,7 +34,7 @@ from doxa.errors import ConfigError, InvalidCalibrationError
 from doxa.eval.runfile import read_run
 from doxa.eval.thresholds import check_thresholds, parse_threshold
 from doxa.model.records import UserModel
-from doxa.store import open_store
+from doxa.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "evals/baselines/qwen2.5-coder-1.5b.json"
@@ -59,6 +59,20 @@ def stored_model(user_id: str = "u1") -> UserModel:
                   said("preference", "Wants SAML single sign-on", "e2", basis="inferred")],
                  b, now=NOW, prompt_version="p@1").model.model_copy(
         update={"events": dict(b.events)})
+
+
+async def commit_stored(store: Store, user_id: str) -> UserModel:
+    """`stored_model` committed to the store as an ingest would."""
+    model = stored_model(user_id)
+    await store.commit(model, expected_version=0, changes=[], events=list(model.events.values()),
+                       processed_ids=list(model.events))
+    return model
+
+
+async def _engine_with_model(url: str, user_id: str) -> AsyncIterator[Engine]:
+    async with Engine(model="openai/gpt-4o-mini", store=url) as engine:
+        await commit_stored(engine.store, user_id)
+        yield engine
 
 
 # -- hand-computed profiles ------------------------------------------------------------------
@@ -263,11 +277,7 @@ async def test_an_engine_without_a_matching_profile_marks_every_confidence_uncal
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOXA_CALIBRATION_DIR", str(tmp_path))
     write_profile(profile(name="other", model="openai/another-model"), tmp_path / "o.json")
-    model = stored_model()
-    store = open_store("memory://")
-    await store.commit(model, expected_version=0, changes=[], events=list(model.events.values()),
-                       processed_ids=list(model.events))
-    async with Engine(model="openai/gpt-4o-mini", store=store) as engine:
+    async for engine in _engine_with_model("memory://", "u1"):
         read = await engine.model("u1")
     assert read.records and not read.calibrated
     assert all(r.evidence_score is None for r in read.records)
@@ -285,13 +295,9 @@ async def test_an_engine_finds_its_profile_by_model_and_prompt_version(
                           intercept=-2.0, weights={}), tmp_path / "mine.json")
     write_profile(profile(name="older", model="openai/gpt-4o-mini", prompt_version="p@0"),
                   tmp_path / "older.json")
-    model = stored_model()
-    store = open_store("memory://")
-    await store.commit(model, expected_version=0, changes=[], events=list(model.events.values()),
-                       processed_ids=list(model.events))
-    async with Engine(model="openai/gpt-4o-mini", store=store) as engine:
+    async for engine in _engine_with_model("memory://", "u1"):
         read = await engine.model("u1")
-        stored = await store.load("u1")
+        stored = await engine.store.load("u1")
     assert read.calibrated and "uncalibrated" not in read.as_prompt(min_confidence=0.0)
     assert {r.confidence for r in read.records} == {round(1 / (1 + math.e ** 2), 6)}
     assert [r.evidence_score for r in read.records] == [r.confidence for r in stored.records]
@@ -327,13 +333,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'doxa.db'}"
 
 
-async def _engine_with_model(url: str, user_id: str) -> AsyncIterator[Engine]:
-    model = stored_model(user_id)
-    async with Engine(model="openai/gpt-4o-mini", store=url) as engine:
-        await engine.store.commit(model, expected_version=0, changes=[],
-                                  events=list(model.events.values()),
-                                  processed_ids=list(model.events))
-        yield engine
 
 
 async def test_outcome_counts_survive_a_restart_and_go_with_the_user(
