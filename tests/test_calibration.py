@@ -407,3 +407,19 @@ async def test_a_re_asked_answer_marks_its_records_even_when_answered_from_the_c
         await plain_fake.stop()
     assert plain.records and not any(record_features(r, plain.events).reasked
                                      for r in plain.records)
+
+
+async def test_an_eval_never_scores_a_profile_on_the_cases_it_was_fitted_on() -> None:
+    from doxa.eval.fixtures import load_suite
+    from doxa.eval.runner import RunSettings, run_eval
+
+    shipped = read_profile(SHIPPED)
+    suite = ROOT / "fixtures/eval"
+    cases = [c for c in load_suite(suite) if c.id == shipped.fitted_on.case_ids[0]]
+    settings = RunSettings(suite=str(suite), oracle=True, calibration=str(SHIPPED))
+    with pytest.raises(ConfigError, match="in-sample"):
+        await run_eval(settings, cases)
+    unseen = [c for c in load_suite(suite) if c.id not in shipped.fitted_on.case_ids][:1]
+    assert unseen  # cases without records were not fitted on
+    run = await run_eval(settings, unseen)
+    assert run.metrics.cases == 1

@@ -117,10 +117,11 @@ class EngineConfig:
     """Requests per minute to stay under (None: no client-side limit)."""
     tpm: float | None = None
     """Tokens per minute to stay under (None: no client-side limit)."""
-    calibration: CalibrationProfile | str | Path | None = None
+    calibration: CalibrationProfile | str | Path | Literal[False] | None = None
     """A calibration profile (or its file) applied to every record, or a folder searched
     for the model's profiles by prompt version (None: `DOXA_CALIBRATION_DIR`, then the
-    profiles shipped with doxa). Without a matching profile, `model.calibrated` is False."""
+    profiles shipped with doxa; False: none). Without a matching profile,
+    `model.calibrated` is False."""
 
 
 class EngineOptions(TypedDict, total=False):
@@ -141,7 +142,7 @@ class EngineOptions(TypedDict, total=False):
     redact: Redactor | None
     rpm: float | None
     tpm: float | None
-    calibration: CalibrationProfile | str | Path | None
+    calibration: CalibrationProfile | str | Path | Literal[False] | None
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,9 @@ class FittedOn(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     runs: tuple[str, ...] = ()
+    case_ids: tuple[str, ...] = ()
+    """The labelled cases (or, from outcomes, the users) it was fitted on: an eval over any of
+    them would score the profile on its own training data."""
     cases: int = 0
     records: int = 0
     right: int = 0

@@ -217,6 +217,7 @@ def fit_runs(runs: Sequence[tuple[str, RunFile]], *, name: str, method: Method =
     return profile.model_copy(update={
         "figures": figures, "created_at": datetime.now(UTC),
         "fitted_on": FittedOn(runs=tuple(path for path, _ in runs),
+                              case_ids=tuple(sorted({s.group for s in data.samples})),
                               cases=len({s.group for s in data.samples}),
                               records=len(data.samples),
                               right=sum(s.right for s in data.samples), source="runs")})
