@@ -423,3 +423,71 @@ async def test_an_eval_never_scores_a_profile_on_the_cases_it_was_fitted_on() ->
     assert unseen  # cases without records were not fitted on
     run = await run_eval(settings, unseen)
     assert run.metrics.cases == 1
+
+
+async def test_the_http_api_says_whether_confidence_is_calibrated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from doxa.prompts.render import PromptSet
+    from doxa.server.app import create_app
+    from doxa.server.auth import KeyRing
+    from doxa.testing.fake_provider import FakeProvider
+
+    monkeypatch.setenv("DOXA_CALIBRATION_DIR", str(tmp_path))
+    ring = KeyRing()
+    ring.add_key("acme", "acme-key-0123456789abcdef")
+    headers = {"Authorization": "Bearer acme-key-0123456789abcdef"}
+    said = [{"id": "e1", "type": "chat_message", "timestamp": NOW.isoformat(),
+             "text": "We need SSO before the security review"}]
+    fake = await FakeProvider().start()
+    try:
+        pages = []
+        for with_profile in (False, True):
+            if with_profile:  # a profile for the fake model and the shipped prompt
+                write_profile(profile(name="fake", model="openai/fake",
+                                      prompt_version=PromptSet(None).version),
+                              tmp_path / "f.json")
+            engine = Engine(model="openai/fake", store="memory://", base_url=fake.base_url,
+                            api_key="x")
+            app = create_app(engine, ring)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://doxa") as client:
+                answer = await client.post("/v1/users/u1/events", json={"events": said},
+                                           headers=headers)
+                assert answer.status_code == 200, answer.text
+                model = (await client.get("/v1/users/u1/model", headers=headers)).json()
+                goals = (await client.get("/v1/users/u1/goals", headers=headers)).json()
+                pages.append((model, goals))
+            await engine.close()
+    finally:
+        await fake.stop()
+    (plain, plain_goals), (calibrated, calibrated_goals) = pages
+    assert plain["calibrated"] is False and plain_goals["calibrated"] is False
+    assert plain["records"] and all(r["evidence_score"] is None for r in plain["records"])
+    assert calibrated["calibrated"] is True and calibrated_goals["calibrated"] is True
+    assert all(r["evidence_score"] is not None for r in calibrated["records"])
+
+
+def test_doxa_show_marks_uncalibrated_confidence(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from doxa.cli.main import app
+
+    monkeypatch.setenv("DOXA_CALIBRATION_DIR", str(tmp_path))
+    db = tmp_path / "doxa.db"
+
+    async def fill() -> None:
+        store = open_store(f"sqlite:///{db}")
+        await commit_stored(store, "u1")
+        await store.close()
+
+    asyncio.run(fill())
+    shown = CliRunner().invoke(app, ["show", "u1", "--db", str(db)])
+    assert shown.exit_code == 0, shown.output
+    assert "uncalibrated evidence score" in " ".join(shown.output.split())
+    as_json = CliRunner().invoke(app, ["show", "u1", "--db", str(db), "--json"])
+    assert json.loads(as_json.stdout)["calibrated"] is False
