@@ -135,9 +135,6 @@ class CalibrationProfile(BaseModel):
             p = curve(p)
         return round(min(1.0, max(0.0, p)), DIGITS)
 
-    def matches(self, model: str, prompt_version: str) -> bool:
-        return self.model == model and self.prompt_version == prompt_version
-
 
 def identity_profile(model: str = "", prompt_version: str = "") -> CalibrationProfile:
     """The profile that changes nothing: probability = evidence score."""

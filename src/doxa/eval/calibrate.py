@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from doxa.calibration.features import DIRECTION, NUMERIC, RecordFeatures, inputs
+from doxa.calibration.features import DIRECTION, NUMERIC, RecordFeatures, inputs, log_odds
 from doxa.calibration.outcomes import OutcomeCount, as_bins
 from doxa.calibration.profile import (
     CalibrationProfile,
@@ -129,17 +129,15 @@ def _matrix(samples: Sequence[Sample], columns: Sequence[str]) -> list[list[floa
 def fit_samples(samples: Sequence[Sample], names: Sequence[str], *, method: Method,
                 model: str, prompt_version: str, name: str) -> CalibrationProfile:
     """One profile fitted on these samples (no figures: see `cross_validate`)."""
+    _require_sklearn()
     from sklearn.linear_model import LogisticRegression
 
-    _require_sklearn()
     labels = [s.right for s in samples]
     kinds = sorted({s.features.kind for s in samples})
     if len(set(labels)) < 2:
         # Nothing to separate: every record right or every record wrong. The honest
         # profile is that rate, whatever the features (a zero-weight logistic).
         rate = min(max(sum(labels) / len(labels), 1e-3), 1 - 1e-3)
-        from doxa.calibration.features import log_odds
-
         return CalibrationProfile(name=name, model=model, prompt_version=prompt_version,
                                   method=method, intercept=log_odds(rate), weights={})
     columns = _columns(names, kinds)
