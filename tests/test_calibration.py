@@ -34,7 +34,7 @@ from doxa.errors import ConfigError, InvalidCalibrationError
 from doxa.eval.runfile import read_run
 from doxa.eval.thresholds import check_thresholds, parse_threshold
 from doxa.model.records import UserModel
-from doxa.store import open_store
+from doxa.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "evals/baselines/qwen2.5-coder-1.5b.json"
@@ -59,6 +59,20 @@ def stored_model(user_id: str = "u1") -> UserModel:
                   said("preference", "Wants SAML single sign-on", "e2", basis="inferred")],
                  b, now=NOW, prompt_version="p@1").model.model_copy(
         update={"events": dict(b.events)})
+
+
+async def commit_stored(store: Store, user_id: str) -> UserModel:
+    """`stored_model` committed to the store as an ingest would."""
+    model = stored_model(user_id)
+    await store.commit(model, expected_version=0, changes=[], events=list(model.events.values()),
+                       processed_ids=list(model.events))
+    return model
+
+
+async def _engine_with_model(url: str, user_id: str) -> AsyncIterator[Engine]:
+    async with Engine(model="openai/gpt-4o-mini", store=url) as engine:
+        await commit_stored(engine.store, user_id)
+        yield engine
 
 
 # -- hand-computed profiles ------------------------------------------------------------------
@@ -263,11 +277,7 @@ async def test_an_engine_without_a_matching_profile_marks_every_confidence_uncal
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOXA_CALIBRATION_DIR", str(tmp_path))
     write_profile(profile(name="other", model="openai/another-model"), tmp_path / "o.json")
-    model = stored_model()
-    store = open_store("memory://")
-    await store.commit(model, expected_version=0, changes=[], events=list(model.events.values()),
-                       processed_ids=list(model.events))
-    async with Engine(model="openai/gpt-4o-mini", store=store) as engine:
+    async for engine in _engine_with_model("memory://", "u1"):
         read = await engine.model("u1")
     assert read.records and not read.calibrated
     assert all(r.evidence_score is None for r in read.records)
@@ -285,13 +295,9 @@ async def test_an_engine_finds_its_profile_by_model_and_prompt_version(
                           intercept=-2.0, weights={}), tmp_path / "mine.json")
     write_profile(profile(name="older", model="openai/gpt-4o-mini", prompt_version="p@0"),
                   tmp_path / "older.json")
-    model = stored_model()
-    store = open_store("memory://")
-    await store.commit(model, expected_version=0, changes=[], events=list(model.events.values()),
-                       processed_ids=list(model.events))
-    async with Engine(model="openai/gpt-4o-mini", store=store) as engine:
+    async for engine in _engine_with_model("memory://", "u1"):
         read = await engine.model("u1")
-        stored = await store.load("u1")
+        stored = await engine.store.load("u1")
     assert read.calibrated and "uncalibrated" not in read.as_prompt(min_confidence=0.0)
     assert {r.confidence for r in read.records} == {round(1 / (1 + math.e ** 2), 6)}
     assert [r.evidence_score for r in read.records] == [r.confidence for r in stored.records]
@@ -327,13 +333,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'doxa.db'}"
 
 
-async def _engine_with_model(url: str, user_id: str) -> AsyncIterator[Engine]:
-    model = stored_model(user_id)
-    async with Engine(model="openai/gpt-4o-mini", store=url) as engine:
-        await engine.store.commit(model, expected_version=0, changes=[],
-                                  events=list(model.events.values()),
-                                  processed_ids=list(model.events))
-        yield engine
 
 
 async def test_outcome_counts_survive_a_restart_and_go_with_the_user(
@@ -378,3 +377,117 @@ async def test_outcomes_are_counted_at_the_calibrated_confidence_under_the_profi
         [count] = await engine.outcome_counts("u1")
     assert (count.profile, count.bin, count.right) == ("mine", 1, 0)  # 0.119 is in bin 1
     assert count.confidence_sum == pytest.approx(1 / (1 + math.e ** 2), abs=1e-6)
+
+
+async def test_a_re_asked_answer_marks_its_records_even_when_answered_from_the_cache() -> None:
+    from doxa.testing.fake_provider import FakeProvider
+
+    fake = await FakeProvider().start()
+    fake.faults = ["invalid"]  # the first answer cites no event: instructor re-asks once
+    events = [{"id": "e1", "type": "chat_message", "timestamp": NOW,
+               "text": "I need to show my CFO this pays back within 6 months"}]
+    cache = open_store("memory://")
+    try:
+        for fresh in (True, False):  # then the same prompt answered from the cache
+            async with Engine(model="openai/fake", store="memory://", base_url=fake.base_url,
+                              api_key="x", cache=True, cache_store=cache) as engine:
+                result = await engine.ingest("u1", events)
+                model = await engine.model("u1")
+            assert (result.cache_hits == 0) is fresh and model.records
+            assert all(record_features(r, model.events).reasked for r in model.records)
+    finally:
+        await fake.stop()
+    plain_fake = await FakeProvider().start()  # no fault: not re-asked
+    try:
+        async with Engine(model="openai/fake", store="memory://", base_url=plain_fake.base_url,
+                          api_key="x") as engine:
+            await engine.ingest("u1", events)
+            plain = await engine.model("u1")
+    finally:
+        await plain_fake.stop()
+    assert plain.records and not any(record_features(r, plain.events).reasked
+                                     for r in plain.records)
+
+
+async def test_an_eval_never_scores_a_profile_on_the_cases_it_was_fitted_on() -> None:
+    from doxa.eval.fixtures import load_suite
+    from doxa.eval.runner import RunSettings, run_eval
+
+    shipped = read_profile(SHIPPED)
+    suite = ROOT / "fixtures/eval"
+    cases = [c for c in load_suite(suite) if c.id == shipped.fitted_on.case_ids[0]]
+    settings = RunSettings(suite=str(suite), oracle=True, calibration=str(SHIPPED))
+    with pytest.raises(ConfigError, match="in-sample"):
+        await run_eval(settings, cases)
+    unseen = [c for c in load_suite(suite) if c.id not in shipped.fitted_on.case_ids][:1]
+    assert unseen  # cases without records were not fitted on
+    run = await run_eval(settings, unseen)
+    assert run.metrics.cases == 1
+
+
+async def test_the_http_api_says_whether_confidence_is_calibrated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from doxa.prompts.render import PromptSet
+    from doxa.server.app import create_app
+    from doxa.server.auth import KeyRing
+    from doxa.testing.fake_provider import FakeProvider
+
+    monkeypatch.setenv("DOXA_CALIBRATION_DIR", str(tmp_path))
+    ring = KeyRing()
+    ring.add_key("acme", "acme-key-0123456789abcdef")
+    headers = {"Authorization": "Bearer acme-key-0123456789abcdef"}
+    said = [{"id": "e1", "type": "chat_message", "timestamp": NOW.isoformat(),
+             "text": "We need SSO before the security review"}]
+    fake = await FakeProvider().start()
+    try:
+        pages = []
+        for with_profile in (False, True):
+            if with_profile:  # a profile for the fake model and the shipped prompt
+                write_profile(profile(name="fake", model="openai/fake",
+                                      prompt_version=PromptSet(None).version),
+                              tmp_path / "f.json")
+            engine = Engine(model="openai/fake", store="memory://", base_url=fake.base_url,
+                            api_key="x")
+            app = create_app(engine, ring)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://doxa") as client:
+                answer = await client.post("/v1/users/u1/events", json={"events": said},
+                                           headers=headers)
+                assert answer.status_code == 200, answer.text
+                model = (await client.get("/v1/users/u1/model", headers=headers)).json()
+                goals = (await client.get("/v1/users/u1/goals", headers=headers)).json()
+                pages.append((model, goals))
+            await engine.close()
+    finally:
+        await fake.stop()
+    (plain, plain_goals), (calibrated, calibrated_goals) = pages
+    assert plain["calibrated"] is False and plain_goals["calibrated"] is False
+    assert plain["records"] and all(r["evidence_score"] is None for r in plain["records"])
+    assert calibrated["calibrated"] is True and calibrated_goals["calibrated"] is True
+    assert all(r["evidence_score"] is not None for r in calibrated["records"])
+
+
+def test_doxa_show_marks_uncalibrated_confidence(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from doxa.cli.main import app
+
+    monkeypatch.setenv("DOXA_CALIBRATION_DIR", str(tmp_path))
+    db = tmp_path / "doxa.db"
+
+    async def fill() -> None:
+        store = open_store(f"sqlite:///{db}")
+        await commit_stored(store, "u1")
+        await store.close()
+
+    asyncio.run(fill())
+    shown = CliRunner().invoke(app, ["show", "u1", "--db", str(db)])
+    assert shown.exit_code == 0, shown.output
+    assert "uncalibrated evidence score" in " ".join(shown.output.split())
+    as_json = CliRunner().invoke(app, ["show", "u1", "--db", str(db), "--json"])
+    assert json.loads(as_json.stdout)["calibrated"] is False

@@ -17,7 +17,7 @@ from doxa.cli.main import app
 from doxa.eval.fixtures import parse_case
 from doxa.eval.match import LexicalMatcher
 from doxa.eval.runner import score_case
-from test_calibration import BASELINE, stored_model
+from test_calibration import BASELINE, commit_stored, stored_model
 
 runner = CliRunner()
 pytest.importorskip("sklearn")
@@ -62,11 +62,8 @@ def test_calibrate_refuses_bad_input_clearly(tmp_path: Path, args: tuple[str, ..
 
 async def _outcomes(db: Path, users: list[str]) -> None:
     for n, user_id in enumerate(users):
-        model = stored_model(user_id)
         async with Engine(model="openai/gpt-4o-mini", store=f"sqlite:///{db}") as engine:
-            await engine.store.commit(model, expected_version=0, changes=[],
-                                      events=list(model.events.values()),
-                                      processed_ids=list(model.events))
+            model = await commit_stored(engine.store, user_id)
             for m, rec in enumerate(model.records):
                 outcome = "engaged" if (n + m) % 2 else "dismissed"
                 await engine.record_outcome(user_id, rec.id, outcome, event_id=f"d{m}", at=NOW)

@@ -50,7 +50,8 @@ def test_delete_json_names_the_erased_user(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [["users"], ["show", "u1"], ["history", "u1"],
                                   ["trajectories"], ["delete", "u1", "--yes"],
-                                  ["schema", "check", "x.yaml"], ["buffers"], ["worker"]])
+                                  ["schema", "check", "x.yaml"], ["buffers"], ["worker"],
+                                  ["calibration", "--all"], ["eval", "calibrate"]])
 def test_commands_that_print_data_take_json(args: list[str]) -> None:
     out = CliRunner().invoke(app, [*args, "--help"])
     assert out.exit_code == 0 and "--json" in out.output, args

@@ -174,10 +174,11 @@ class EngineConfig:
     """Tokens per minute to stay under (None: no client-side limit)."""
     flush: FlushPolicy | None = None
     """When a buffered user's events are worth a call (None: `FlushPolicy()`)."""
-    calibration: CalibrationProfile | str | Path | None = None
+    calibration: CalibrationProfile | str | Path | Literal[False] | None = None
     """A calibration profile (or its file) applied to every record, or a folder searched
     for the model's profiles by prompt version (None: `DOXA_CALIBRATION_DIR`, then the
-    profiles shipped with doxa). Without a matching profile, `model.calibrated` is False."""
+    profiles shipped with doxa; False: none). Without a matching profile,
+    `model.calibrated` is False."""
 
 
 class EngineOptions(TypedDict, total=False):
@@ -199,7 +200,7 @@ class EngineOptions(TypedDict, total=False):
     rpm: float | None
     tpm: float | None
     flush: FlushPolicy | None
-    calibration: CalibrationProfile | str | Path | None
+    calibration: CalibrationProfile | str | Path | Literal[False] | None
 
 
 @dataclass(frozen=True)
@@ -480,7 +481,8 @@ class Engine:
         if outcome is None:
             return draft
         merged = merge(draft.model, outcome.proposals, batch, now=now,
-                       prompt_version=self.prompt_version, config=self.merge_config)
+                       prompt_version=self.prompt_version, config=self.merge_config,
+                       reasked=outcome.reasked)
         return _Draft(draft.base_version, merged.model, draft.changes + merged.changes)
 
     async def _commit(self, user_id: str, draft: _Draft, batches: Sequence[Batch],

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from doxa.calibration.features import record_features
 from doxa.calibration.profile import (
@@ -66,11 +67,13 @@ class Calibrator:
         return model.model_copy(update={"records": tuple(records), "calibrated": calibrated})
 
 
-def make_calibrator(calibration: CalibrationProfile | str | Path | None, model: str,
-                    relevance: RelevanceConfig | None = None) -> Calibrator:
+def make_calibrator(calibration: CalibrationProfile | str | Path | Literal[False] | None,
+                    model: str, relevance: RelevanceConfig | None = None) -> Calibrator:
     """What an engine applies (see `EngineConfig.calibration`): a profile or profile file
-    outright; else the model's profiles found in the folder given, `DOXA_CALIBRATION_DIR`
-    and the shipped profiles, in that order."""
+    outright; nothing for False; else the model's profiles found in the folder given,
+    `DOXA_CALIBRATION_DIR` and the shipped profiles, in that order."""
+    if calibration is False:
+        return Calibrator(relevance=relevance)
     if isinstance(calibration, CalibrationProfile):
         return Calibrator(only=calibration, relevance=relevance)
     if calibration is not None and not Path(calibration).is_dir():

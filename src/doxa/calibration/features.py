@@ -43,7 +43,7 @@ class RecordFeatures(BaseModel):
     relevance: float | None = Field(default=None, ge=0.0, le=1.0)
     """Mean relevance score of the supporting events (None without the events)."""
     reasked: bool | None = None
-    """Whether the answer that proposed the record needed a re-ask."""
+    """Whether an answer that proposed or supported the record needed a re-ask."""
 
 
 def _normal(text: str) -> str:
@@ -51,10 +51,9 @@ def _normal(text: str) -> str:
 
 
 def record_features(record: Record, events: Mapping[str, Event], *,
-                    relevance: RelevanceConfig | None = None,
-                    reasked: bool | None = None) -> RecordFeatures:
+                    relevance: RelevanceConfig | None = None) -> RecordFeatures:
     """The record's features; `events` are the stored events its evidence cites (a missing
-    one counts for neither share) and `reasked` is what the caller knows of its answer."""
+    one counts for neither share nor relevance)."""
     links = list({e.event_id: e for e in record.supporting}.values())
     against = {e.event_id for e in record.contradicting}
     cited = [events[e.event_id] for e in links if e.event_id in events]
@@ -70,7 +69,7 @@ def record_features(record: Record, events: Mapping[str, Event], *,
         verbatim_share=(sum(1 for quote, ev in quoted if _normal(quote) in _normal(ev.text or ""))
                         / len(quoted) if quoted else None),
         relevance=sum(score(ev, config) for ev in cited) / len(cited) if cited else None,
-        reasked=reasked,
+        reasked=any(e.reasked for e in links),
     )
 
 

@@ -85,6 +85,9 @@ class FittedOn(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     runs: tuple[str, ...] = ()
+    case_ids: tuple[str, ...] = ()
+    """The labelled cases (or, from outcomes, the users) it was fitted on: an eval over any of
+    them would score the profile on its own training data."""
     cases: int = 0
     records: int = 0
     right: int = 0
@@ -131,9 +134,6 @@ class CalibrationProfile(BaseModel):
         for curve in self.curves:
             p = curve(p)
         return round(min(1.0, max(0.0, p)), DIGITS)
-
-    def matches(self, model: str, prompt_version: str) -> bool:
-        return self.model == model and self.prompt_version == prompt_version
 
 
 def identity_profile(model: str = "", prompt_version: str = "") -> CalibrationProfile:

@@ -29,7 +29,7 @@ from doxa.calibration.profile import (
     write_profile,
 )
 from doxa.calibration.reliability import Calibration, RiskPoint
-from doxa.cli.options import DEFAULT_DB, DbOpt, JsonOpt, print_json, store_url
+from doxa.cli.options import DEFAULT_DB, DbOpt, JsonOpt, print_json
 from doxa.cli.terminal import exit_on_error, fail, run
 from doxa.errors import ConfigError
 
@@ -167,11 +167,14 @@ def _shown(profile: str) -> str:
 
 def _from_outcomes(db: str, wanted: str | None, base_file: Path | None, name: str,
                    folds: int) -> CalibrationProfile:
+    from doxa.cli.main import existing_store  # the read commands' own check: no new file
     from doxa.eval.calibrate import fit_outcomes
     from doxa.store import open_store
 
+    url = existing_store(db)
+
     async def read() -> list[OutcomeCount]:
-        store = open_store(store_url(db))
+        store = open_store(url)
         try:
             return await store.outcome_counts(None)
         finally:

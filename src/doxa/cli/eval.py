@@ -184,6 +184,10 @@ def run_command(
         "--baseline", help="run a built-in baseline instead of doxa, for `doxa eval compare` "
         f"and `report --baseline`: {' | '.join(BASELINES)} (one call per case, every event "
         "as a line, a two-sentence instruction, nothing checked)")] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        "--calibration", help="read confidences through this calibration profile (ECE and "
+        "Brier then show before and after it); refused if it was fitted on these cases")
+    ] = None,
     as_json: JsonOpt = False,
     fail_under: Annotated[list[str] | None, typer.Option(
         "--fail-under", help="METRIC=VALUE, repeatable (exit 100 if under; ece and brier "
@@ -198,7 +202,8 @@ def run_command(
         suite=str(suite), model=model, base_url=base_url,
         prompt_dir=str(prompt) if prompt else None, matcher=matcher, judge_model=judge_model,
         concurrency=concurrency, cache=not no_cache, cache_dir=str(cache_dir), oracle=oracle,
-        timeout_s=timeout, schema_file=str(schema) if schema else None, baseline=baseline)
+        timeout_s=timeout, schema_file=str(schema) if schema else None, baseline=baseline,
+        calibration=str(calibration) if calibration else None)
     _guard(lambda: check_baseline(settings))
     run = _guard(lambda: _execute(settings, cases, quiet=as_json))
     path = write_run(run, out or _default_out(suite))

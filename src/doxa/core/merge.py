@@ -125,7 +125,8 @@ def _same_state(a: Record, b: Record) -> bool:
 
 
 def _links(proposal: Evidenced, batch: Batch,
-           polarity: Polarity = "supports") -> list[EvidenceLink]:
+           polarity: Polarity = "supports", *,
+           reasked: bool = False) -> list[EvidenceLink]:
     links: list[EvidenceLink] = []
     speaking = speaking_event_ids(batch.items)
     for ev in proposal.evidence:
@@ -138,7 +139,8 @@ def _links(proposal: Evidenced, batch: Batch,
         links.append(EvidenceLink(event_id=ev.event_id, quote=ev.quote if event.text else "",
                                   quote_as_written=as_written(ev) if event.text else None,
                                   polarity=polarity, basis=basis,
-                                  observed_at=event.timestamp, batch_id=batch.id))
+                                  observed_at=event.timestamp, batch_id=batch.id,
+                                  reasked=reasked))
     return links
 
 
@@ -203,10 +205,11 @@ def _find_duplicate(work: _Working, proposal: Proposal,
 def merge(model: UserModel, proposals: Sequence[Proposal], batch: Batch, *,
           now: datetime, prompt_version: str, config: MergeConfig | None = None,
           similarity: Similarity | None = None,
-          links: Sequence[LinkProposal] = ()) -> MergeResult:
+          links: Sequence[LinkProposal] = (), reasked: bool = False) -> MergeResult:
     """Apply one batch's validated proposals (and the causal links proposed between them
-    and the known records) to the model."""
-    evidenced = [(proposal, _links(proposal, batch)) for proposal in proposals]
+    and the known records) to the model; `reasked` marks the evidence of an answer that
+    needed a re-ask (calibration reads it)."""
+    evidenced = [(proposal, _links(proposal, batch, reasked=reasked)) for proposal in proposals]
     proposed = [ProposedLink(lp.source, lp.relation, lp.target, tuple(_links(lp, batch)))
                 for lp in links]
     return merge_evidenced(model, evidenced, batch, now=now, prompt_version=prompt_version,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from doxa.calibration.features import DIRECTION, NUMERIC, RecordFeatures, inputs
+from doxa.calibration.features import DIRECTION, NUMERIC, RecordFeatures, inputs, log_odds
 from doxa.calibration.outcomes import OutcomeCount, as_bins
 from doxa.calibration.profile import (
     CalibrationProfile,
@@ -129,17 +129,15 @@ def _matrix(samples: Sequence[Sample], columns: Sequence[str]) -> list[list[floa
 def fit_samples(samples: Sequence[Sample], names: Sequence[str], *, method: Method,
                 model: str, prompt_version: str, name: str) -> CalibrationProfile:
     """One profile fitted on these samples (no figures: see `cross_validate`)."""
+    _require_sklearn()
     from sklearn.linear_model import LogisticRegression
 
-    _require_sklearn()
     labels = [s.right for s in samples]
     kinds = sorted({s.features.kind for s in samples})
     if len(set(labels)) < 2:
         # Nothing to separate: every record right or every record wrong. The honest
         # profile is that rate, whatever the features (a zero-weight logistic).
         rate = min(max(sum(labels) / len(labels), 1e-3), 1 - 1e-3)
-        from doxa.calibration.features import log_odds
-
         return CalibrationProfile(name=name, model=model, prompt_version=prompt_version,
                                   method=method, intercept=log_odds(rate), weights={})
     columns = _columns(names, kinds)
@@ -217,6 +215,7 @@ def fit_runs(runs: Sequence[tuple[str, RunFile]], *, name: str, method: Method =
     return profile.model_copy(update={
         "figures": figures, "created_at": datetime.now(UTC),
         "fitted_on": FittedOn(runs=tuple(path for path, _ in runs),
+                              case_ids=tuple(sorted({s.group for s in data.samples})),
                               cases=len({s.group for s in data.samples}),
                               records=len(data.samples),
                               right=sum(s.right for s in data.samples), source="runs")})

@@ -179,8 +179,11 @@ def default_engine_factory(
     model: str, *, base_url: str | None = None, prompt_dir: str | Path | None = None,
     cache: bool = True, cache_path: str | Path = ".doxa-cache/eval.db",
     timeout_s: float | None = None, schema: str | Path | None = None,
+    calibration: str | Path | None = None,
 ) -> EngineFactory:
-    """Real engines: a memory store per case, LLM answers cached in one sqlite file."""
+    """Real engines: a memory store per case, LLM answers cached in one sqlite file. No
+    calibration profile unless one is given: a profile found by model and prompt version
+    may have been fitted on these very cases."""
 
     def make(case_id: str) -> EngineLike:
         from doxa.engine import Engine  # lazily: the eval package imports without the engine
@@ -192,7 +195,7 @@ def default_engine_factory(
             model=model, store="memory://", base_url=base_url, prompt_dir=prompt_dir,
             cache=cache, cache_store=f"sqlite:///{cache_path}" if cache else None,
             settings=ExtractionSettings(timeout_s=timeout_s) if timeout_s else None,
-            schema=schema,
+            schema=schema, calibration=calibration if calibration is not None else False,
         )
         return engine
 
@@ -219,6 +222,8 @@ class RunSettings(BaseModel):
     """A model schema file: extraction is schema-shaped, and value accuracy means something."""
     baseline: str | None = None
     """A built-in baseline (`naive`) answers the cases instead of doxa."""
+    calibration: str | None = None
+    """A calibration profile file the engine reads confidences through (None: none)."""
 
 
 def _case_runner(settings: RunSettings, matcher: Matcher,
@@ -228,7 +233,8 @@ def _case_runner(settings: RunSettings, matcher: Matcher,
     factory = engine_factory or default_engine_factory(
         settings.model, base_url=settings.base_url, prompt_dir=settings.prompt_dir,
         cache=settings.cache, cache_path=Path(settings.cache_dir) / "eval.db",
-        timeout_s=settings.timeout_s, schema=settings.schema_file)
+        timeout_s=settings.timeout_s, schema=settings.schema_file,
+        calibration=settings.calibration)
     return lambda case: run_case(case, factory, matcher=matcher)
 
 
@@ -243,6 +249,7 @@ async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
     from doxa import __version__
 
     check_baseline(settings)
+    _check_out_of_sample(settings, cases)
     own = matcher is None
     matcher = matcher or make_matcher(
         settings.matcher, judge_model=settings.judge_model or settings.model,
@@ -272,6 +279,23 @@ async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
         usage=total_usage([r.usage for r in results]),
         judge_usage=dict(getattr(matcher, "stats", {})),
     )
+
+
+def _check_out_of_sample(settings: RunSettings, cases: Sequence[Case]) -> None:
+    """Refuse to score a calibration profile on the cases it was fitted on: its figures
+    there say nothing (its cross-validated ones are in the profile)."""
+    if settings.calibration is None:
+        return
+    from doxa.calibration.profile import read_profile
+
+    profile = read_profile(settings.calibration)
+    seen = set(profile.fitted_on.case_ids) & {c.id for c in cases}
+    if seen:
+        raise ConfigError(
+            f"calibration profile {settings.calibration} was fitted on {len(seen)} of these "
+            f"cases ({', '.join(sorted(seen)[:3])}{'...' if len(seen) > 3 else ''}): scored "
+            "here it would be in-sample; its cross-validated figures are in the profile "
+            "(`doxa eval calibrate` prints them)")
 
 
 def _closed_dimensions(schema_file: str | None) -> frozenset[str]:

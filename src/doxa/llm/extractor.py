@@ -92,6 +92,8 @@ class ExtractionOutcome:
     usage: Usage = field(default_factory=Usage)
     """Calls, tokens, re-asks and repairs; a cached answer is one cache hit (and the repairs
     its review made again) and nothing else."""
+    reasked: bool = False
+    """The answer needed a re-ask to validate (kept with a cached answer too)."""
 
     @property
     def input_tokens(self) -> int:
@@ -109,6 +111,7 @@ class _Cached(BaseModel):
     output_tokens: int
     repairs: int = 0
     """Evidence the answer's review mended (reported again on every replay)."""
+    reasks: int = 0
 
 
 CacheGet = Callable[[str], Awaitable[str | None]]
@@ -161,7 +164,8 @@ class Extractor:
                        for r in [*cached.records, *(r for r, _ in cached.dropped)]]
             done = review_records(records, ctx).settled()
             return ExtractionOutcome(batch.id, done.kept, done.dropped,
-                                     Usage(cache_hits=1, repairs=cached.repairs + done.repairs))
+                                     Usage(cache_hits=1, repairs=cached.repairs + done.repairs),
+                                     reasked=cached.reasks > 0)
         started = time.perf_counter()
         meter = self.llm.meter()
         extraction = await self.llm.call(
@@ -182,9 +186,10 @@ class Extractor:
                 records=[dump_with_repairs(r) for r in result.kept],
                 dropped=[(dump_with_repairs(d.record), d.reasons) for d in result.dropped],
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                repairs=result.repairs,
+                repairs=result.repairs, reasks=usage.reasks or 0,
             ).model_dump_json())
-        return ExtractionOutcome(batch.id, result.kept, result.dropped, usage)
+        return ExtractionOutcome(batch.id, result.kept, result.dropped, usage,
+                                 reasked=bool(usage.reasks))
 
     async def _reask(self, batch: Batch, first: Review, ctx: ChatValidation,
                      meter: UsageMeter) -> Review:

@@ -74,6 +74,8 @@ class EvidenceLink(Frozen):
     weight: float | None = None
     """The log-odds this link adds when its source stated a confidence (an observation's
     prior for its evidence); None: the weight of its basis."""
+    reasked: bool = False
+    """The answer that cited this event needed a re-ask to validate (a calibration feature)."""
 
 
 class CausalLink(Frozen):
