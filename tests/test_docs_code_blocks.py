@@ -22,6 +22,9 @@ free ones, so a run never collides with a server already listening.
 
 from __future__ import annotations
 
+import ast
+import asyncio
+import inspect
 import os
 import queue
 import re
@@ -260,14 +263,30 @@ def test_the_page_runs(page: Path, scratch: dict[str, str], tmp_path: Path,
 
 def _run_python(block: Block, code: str, namespace: dict[str, Any],
                 monkeypatch: pytest.MonkeyPatch) -> None:
-    compiled = compile(code, block.where, "exec")
+    # doxa's core is async, so a page may `await engine.ingest(...)` at the top level, as
+    # in Jupyter or `python -m asyncio`: such a block runs as one coroutine.
+    compiled = compile(code, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+    def execute() -> None:
+        result = eval(compiled, namespace)
+        if inspect.iscoroutine(result):
+            asyncio.run(result)
+
     if block.mode != "fake-provider":
-        exec(compiled, namespace)
+        execute()
         return
     from doxa.testing.fake_provider import FakeProvider, serving_in_thread
 
     with serving_in_thread(FakeProvider()) as fake, monkeypatch.context() as patched:
         patched.setenv("OPENAI_BASE_URL", fake.base_url)
         patched.setenv("OPENAI_API_KEY", "sk-doctest")
-        exec(compiled, namespace)
+        execute()
         assert fake.stats.requests > 0, f"{block.where}: the block never called the model"
+
+
+def test_a_python_block_may_await_at_the_top_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    namespace: dict[str, Any] = {}
+    block = Block(ROOT / "README.md", 1, "python", "run", "",
+                  "import asyncio\nawait asyncio.sleep(0)\nanswer = 42\n")
+    _run_python(block, block.code, namespace, monkeypatch)
+    assert namespace["answer"] == 42
