@@ -187,26 +187,25 @@ async def test_large_models_are_paged_with_a_cursor(client: httpx.AsyncClient) -
              "Honestly the onboarding checklist felt confusing",
              "Competitor pricing seems cheaper for small teams",
              "Integrations with Salesforce matter most here",
-             "Weekly digest emails usually get ignored by managers",
-             "Support answered quickly last quarter, impressive"]
-    await ingest(client, "big", events(*texts))
+             "Weekly digest emails usually get ignored by managers"]
+    await ingest(client, "big", events(*texts))  # six: what one answer may propose
     seen: list[str] = []
     cursor: str | None = None
     for _ in range(10):
-        params: dict[str, Any] = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        params: dict[str, Any] = {"limit": 4} | ({"cursor": cursor} if cursor else {})
         page = (await client.get("/v1/users/big/beliefs", headers=auth(ACME),
                                  params=params)).json()
         seen += [r["id"] for r in page["records"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert len(seen) == 7 == len(set(seen))
+    assert len(seen) == 6 == len(set(seen))
     model = (await client.get("/v1/users/big/model", headers=auth(ACME),
                               params={"limit": 5})).json()
     assert len(model["records"]) == 5 and model["next_cursor"]
     rest = (await client.get("/v1/users/big/model", headers=auth(ACME),
                              params={"limit": 5, "cursor": model["next_cursor"]})).json()
-    assert len(rest["records"]) == 2 and rest["next_cursor"] is None
+    assert len(rest["records"]) == 1 and rest["next_cursor"] is None
     wrong = await client.get("/v1/users/big/goals", headers=auth(ACME),
                              params={"cursor": model["next_cursor"]})
     assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "cursor"

@@ -504,7 +504,7 @@ def answer_for(body: dict[str, Any]) -> dict[str, Any]:
         free = [d for d in dimensions if d not in closed and d != "other"] or ["other"]
         records = [{**r, "dimension": free[0], "value": None} for r in records]
     answer: dict[str, Any] = {"notes": f"{len(records)} event(s) with text",
-                              "records": records[:10]}
+                              "records": records[:_max_records(body)]}
     if closed:
         # A schema-shaped tool asks, per value of each closed dimension, which event shows
         # it; this server ties none ("" everywhere), leaving dimensions to the rewrite hook.
@@ -527,6 +527,16 @@ def _closed_dimensions(body: dict[str, Any]) -> dict[str, list[str]]:
             return {name: list(_resolve(defs, node).get("properties", {}))
                     for name, node in _resolve(defs, answers).get("properties", {}).items()}
     return {}
+
+
+def _max_records(body: dict[str, Any]) -> int:
+    """How many records the tool schema allows (`maxItems`), as a grammar-constrained server
+    would hold an answer to; 10 when the schema sets no limit."""
+    for parameters in _tool_parameters(body):
+        records = parameters.get("properties", {}).get("records")
+        if isinstance(records, dict) and isinstance(records.get("maxItems"), int):
+            return int(records["maxItems"])
+    return 10
 
 
 def _record_dimensions(body: dict[str, Any]) -> list[str] | None:
