@@ -31,6 +31,7 @@ from doxa.cli.options import (
     JsonOpt,
     TenantOpt,
     UserArg,
+    print_changes_json,
     print_json,
     store_url,
 )
@@ -213,8 +214,7 @@ def outcome(
         changes = _with_engine(db, lambda engine: engine.record_outcome(
             user, record_id, outcome_, event_id=event_id))
     if as_json:
-        print_json({"already_recorded": not changes,
-                    "changes": [c.model_dump(mode="json") for c in changes]})
+        print_changes_json(changes)
         return
     if not changes:
         console.print(f"already recorded: this {result} outcome for {record_id} changed "
@@ -227,7 +227,8 @@ def outcome(
 @app.command()
 def trajectories(
     db: DbOpt = DEFAULT_DB,
-    kind: Annotated[str, typer.Option(help="belief | goal | preference")] = "goal",
+    kind: Annotated[str, typer.Option(help="belief | goal | preference | motivation | "
+                                      "constraint")] = "goal",
     by: Annotated[str, typer.Option(help="group records by context tag or statement")] = "context",
     top: Annotated[int, typer.Option(min=1, help="how many common paths to print")] = 10,
     as_json: JsonOpt = False,
@@ -235,7 +236,7 @@ def trajectories(
     """How records move across all users: counted transitions and the common paths."""
 
     if kind not in KINDS or by not in get_args(GroupBy):
-        fail("--kind belief|goal|preference, --by context|statement")
+        fail(f"--kind {'|'.join(KINDS)}, --by context|statement")
 
     async def models(engine: Engine) -> list[UserModel]:
         return [await engine.model(u) for u in await engine.users()]

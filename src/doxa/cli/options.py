@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
 
 from doxa.events.fields import check_user_id
+from doxa.model.records import Change
 
 DEFAULT_MODEL: Final = os.environ.get("DOXA_MODEL", "openai/gpt-4o-mini")
 DEFAULT_DB: Final = os.environ.get("DOXA_DB", "doxa.db")
@@ -69,3 +71,10 @@ def store_url(db: str) -> str:
 def print_json(data: Any) -> None:
     """What every `--json` prints: indented JSON on stdout, dates and paths as strings."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_changes_json(changes: Sequence[Change]) -> None:
+    """What `--json` prints for a command that writes to a model (outcome, observe, link):
+    the changes, and whether the write had been recorded before (then there are none)."""
+    print_json({"already_recorded": not changes,
+                "changes": [c.model_dump(mode="json") for c in changes]})

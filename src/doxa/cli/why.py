@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal, TypeVar, cast, get_args
 
 import typer
 
-from doxa.cli.options import DEFAULT_DB, DbOpt, JsonOpt, TenantOpt, print_json, store_url
+from doxa.cli.options import (
+    DEFAULT_DB,
+    DbOpt,
+    JsonOpt,
+    TenantOpt,
+    print_changes_json,
+    print_json,
+    store_url,
+)
 from doxa.cli.terminal import console, fail, run
 from doxa.core.groups import GroupBy
 from doxa.core.leverage import LeverageReport
@@ -57,8 +65,7 @@ def _stored(user: str, tenant: str | None) -> str:
 
 def _print_changes(changes: list[Change], as_json: bool, what: str) -> None:
     if as_json:
-        print_json({"already_recorded": not changes,
-                    "changes": [c.model_dump(mode="json") for c in changes]})
+        print_changes_json(changes)
         return
     if not changes:
         console.print(f"already recorded: this {what} changed nothing (its id was seen "
