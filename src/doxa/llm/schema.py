@@ -24,7 +24,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 
 from doxa.core.injection import event_strings, readable_forms, speaking_event_ids, strings_in
 from doxa.core.similarity import content_words
@@ -131,8 +130,8 @@ class BaseExtraction(BaseModel):
     """
 
     notes: str = Field(
-        description="first, briefly, for each event that reveals something: what it shows the "
-        "user believes, wants or prefers; then write one record for each of these",
+        description="first, for each event of the person's: what it shows they like, avoid, "
+        "need, want or believe, if anything; then one record for each",
     )
     records: Sequence[Proposal]
     record_type: ClassVar[type[Proposal]] = Proposal
@@ -167,9 +166,6 @@ class BaseExtraction(BaseModel):
 class Extraction(BaseExtraction):
     """The beliefs, goals and preferences that this batch of events shows about the user."""
 
-    notes: SkipJsonSchema[str] = Field(default="")
-    """Not asked for: measured on the local model, the notes cost output tokens and a small
-    model filled them by restating the events, without finding more (evals/baselines)."""
     records: list[ProposedRecord] = Field(max_length=MAX_RECORDS)
     record_type: ClassVar[type[Proposal]] = ProposedRecord
 
