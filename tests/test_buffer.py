@@ -143,6 +143,25 @@ async def test_nothing_is_extracted_until_the_policy_says_so(fake: FakeProvider)
     assert (await engine.flush()).reasons == {"u2": "wait"}
 
 
+async def test_relevant_text_tokens_fill_a_buffer_and_noise_adds_none(
+        fake: FakeProvider) -> None:
+    engine = engine_on(open_store("memory://"), fake, Clock(),
+                       flush=FlushPolicy(max_tokens=40))
+    for i in range(20):  # page views and heartbeats carry no text: they never fill it
+        await engine.add("u1", viewed(f"v{i}", minute=i))
+        await engine.add("u1", {**viewed(f"h{i}", minute=i), "type": "heartbeat",
+                                "text": "ping " * 50})
+    assert (await engine.flush()).users_due == 0
+    await engine.add("u1", said("e1", "We need SSO with Okta before the security review, "
+                                "and SCIM provisioning for every team on the rollout plan",
+                                minute=40))
+    [waiting] = await engine.store.buffer_summaries(now=Clock()(), high_signal_types=set())
+    assert 20 <= waiting.tokens < 40
+    await engine.add("u1", said("e2", "Our CFO wants to see payback within six months, "
+                                "before we commit to the annual plan", minute=41))
+    assert (await engine.flush()).reasons == {"u1": "tokens"}
+
+
 async def test_a_high_signal_event_flushes_its_user_at_once(fake: FakeProvider) -> None:
     engine = engine_on(open_store("memory://"), fake, Clock())
     await engine.add("u1", said("e1", "We need SSO with Okta before the review"))
