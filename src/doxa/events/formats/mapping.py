@@ -68,7 +68,6 @@ class Reader(Protocol):
     def convert(self, message: object, aliases: Aliases,
                 default_user_id: str | None) -> list[tuple[dict[str, Any], Mapping[str, str]]]:
         """Each event as (doxa event dict, {doxa field: the format's name for it})."""
-        ...
 
 
 def each_of(document: object) -> Iterator[tuple[int | None, object]]:
