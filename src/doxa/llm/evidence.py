@@ -167,8 +167,11 @@ def _repair_quote(ev: EvidenceQuote, ctx: ChatValidation,
         owners = [eid for eid, t in shown.items()
                   if ctx.citable(eid) and normalise(quote) in normalise(t)]
         if len(owners) == 1:
-            owned = repair(quote, shown[owners[0]]) or quote
-            return _repaired(ev, owned, event_id=owners[0])
+            # Moved only onto words of that event, whole words: a fragment found inside a
+            # word ("P" in "podcasts") or differing in case is no quote of it.
+            owned = repair(quote, shown[owners[0]])
+            if owned is not None:
+                return _repaired(ev, owned, event_id=owners[0])
         return ev
     if not needs_repair(quote, text):
         return ev
