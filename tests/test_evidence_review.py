@@ -76,6 +76,20 @@ def test_only_other_speakers_support_is_refused_for_good_and_a_bad_quote_is_fixa
     assert [d.record.statement for d in result.fixable] == ["Likes video courses"]
 
 
+def test_the_assistants_words_filed_under_a_users_event_are_refused_without_a_reask() -> None:
+    record = proposal(("u2", "Many people enjoy podcasts"), statement="Enjoys podcasts")
+    result = review_records([record], ctx())
+    assert result.kept == [] and result.fixable == []
+    assert "another speaker's words" in result.dropped[0].reasons[0]
+
+
+def test_words_the_user_also_said_are_not_taken_for_the_assistants() -> None:
+    record = proposal(("u3", "podcasts"), statement="Mentions podcasts")  # a1 and u2 say it
+    result = review_records([record], ctx())
+    assert result.dropped == []
+    assert [ev.event_id for ev in result.kept[0].evidence] == ["u2"]  # moved to the user's
+
+
 def test_behaviour_cited_beside_words_stays_and_the_assistant_leaves() -> None:
     record = proposal(("a1", "short written guides"), ("u2", "short written guides"),
                       ("p4", ""))

@@ -72,6 +72,9 @@ class ChatValidation(ValidationContext):
                 reasons.append(
                     f"event '{ev.event_id}' is the {event.speaker}'s words, not the user's; "
                     "only what the user said or did is evidence about them")
+        if not reasons and self.quotes_only_others(record):
+            reasons.append("the quote is another speaker's words, not the user's; only what "
+                           "the user said or did is evidence about them")
         return reasons
 
     def citable(self, event_id: str) -> bool:
@@ -85,8 +88,22 @@ class ChatValidation(ValidationContext):
         """Whether a re-ask cannot fix the record: every event it cites was shown and none
         of them is the user's own words (another speaker's, or instructions)."""
         shown = [ev.event_id for ev in record.evidence if ev.event_id in self.batch.rendered_ids]
-        return (bool(shown) and len(shown) == len(record.evidence)
-                and not any(self.citable(eid) for eid in shown))
+        return ((bool(shown) and len(shown) == len(record.evidence)
+                 and not any(self.citable(eid) for eid in shown))
+                or self.quotes_only_others(record))
+
+    def quotes_only_others(self, record: Proposal) -> bool:
+        """Whether every quote of the record is another speaker's words: found in a turn of
+        theirs that was shown, and in no event the user could be cited by. Whatever id it
+        was filed under, such a record is the assistant's suggestion put in the user's
+        mouth; a re-ask would only look for somewhere else to pin it."""
+        quotes = [normalise(ev.quote) for ev in record.evidence if ev.quote.strip()]
+        if not quotes or len(quotes) < len(record.evidence):
+            return False
+        texts = [(self.citable(item.ref), normalise(item.text))
+                 for item in self.batch.items if item.text]
+        return all(any(q in text for own, text in texts if not own)
+                   and not any(q in text for own, text in texts if own) for q in quotes)
 
 
 @dataclass
