@@ -103,7 +103,8 @@ async def test_the_reask_holds_only_the_failing_records_and_the_events_they_cite
     result = await engine.ingest("u1", chat_events())
     assert fake.stats.requests == 2
     first, reask = fake.stats.bodies
-    assert {eid for eid, _ in events_in(first)} == {"a1", "u2", "a3", "u4", "u5", "u6"}
+    # the assistant's turns are shown as context, without an id to cite
+    assert {eid for eid, _ in events_in(first)} == {"u2", "u4", "u5", "u6"}
     assert [eid for eid, _ in events_in(reask)] == ["u4"]  # only what the failing record cites
     sent = json.dumps(reask)
     assert "I am a vegetarian since 2019" in sent and "is not in the text of event 'u4'" in sent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -104,3 +105,21 @@ def test_a_payload_copied_into_an_unshown_event_does_not_clear_the_planted_check
         batch = make_batches("u1", [*events, *extra])[0]
         ctx = ValidationContext(batch=batch, known_record_ids=frozenset())
         assert any("repeats instructions" in r for r in ctx.problems(planted)), extra
+
+
+def test_the_tool_schema_carries_no_titles_and_asks_relations_only_with_known_records() -> None:
+    from doxa.llm.schema import extraction_model
+
+    def record_props(known: bool) -> dict[str, object]:
+        schema = extraction_model(None, at_least_one=True, known_records=known).model_json_schema()
+        [record] = [d for name, d in schema["$defs"].items() if name != "EvidenceQuote"]
+        assert "title" not in json.dumps(schema["$defs"]) and "title" not in json.dumps(
+            schema["properties"])
+        assert schema["title"] == "Extraction"  # the tool's name
+        return dict(record["properties"])
+
+    lean, full = record_props(False), record_props(True)
+    assert "relation" not in lean and "related_record_id" not in lean
+    assert "relation" in full and "related_record_id" in full
+    assert "basis" not in lean and "basis" not in full  # merge derives it from the event
+    assert list(lean)[:3] == ["evidence", "kind", "statement"]  # the words first

@@ -96,5 +96,8 @@ def test_the_prompt_marks_the_other_speakers_turn() -> None:
         event("u2", text="the curry sounds good. fyi I don't eat meat"),
     ])[0]
     user = PromptSet().render(batch, UserModel(user_id="u1")).user
-    assert ">[assistant] Many people love a quick stir-fry.</event>" in user
+    # context without an id: nothing in the prompt invites citing it
+    assert ('<event type="assistant_message">[assistant] Many people love a quick stir-fry.'
+            '</event>') in user
+    assert 'id="a1"' not in user
     assert ">the curry sounds good. fyi I don't eat meat</event>" in user

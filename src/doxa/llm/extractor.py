@@ -134,7 +134,11 @@ class Extractor:
     def __post_init__(self) -> None:
         self.llm = LLMClient(self.spec, self.client, self.retry, self.limiter)
         self.response_model = extraction_model(self.schema)
-        self._nonempty_model = extraction_model(self.schema, at_least_one=True)
+        self._asked = {
+            (nonempty, known): extraction_model(self.schema, at_least_one=nonempty,
+                                                known_records=known)
+            for nonempty in (False, True) for known in (False, True)
+        }
         self._record_type = record_type_of(self.response_model)
         self._reask_model = _records_only(self.response_model)
         self._schema_version = SCHEMA_VERSION if self.schema is None else hashlib.sha256(
@@ -241,13 +245,15 @@ class Extractor:
             VALIDATION.reset(token)
             ctx.deferred = False
 
-    def _model_for(self, batch: Batch) -> type[BaseExtraction]:
+    def _model_for(self, batch: Batch, messages: Messages) -> type[BaseExtraction]:
+        """The tool schema for this call: at least one record when the user wrote something
+        substantive (`nonempty_when_text`), relation fields only when known records are
+        shown."""
         speaking = speaking_event_ids(batch.items) if self.settings.nonempty_when_text else None
-        if speaking is not None and any(
-                item.text and len(item.text.split()) >= 4 and item.ref not in speaking
-                and is_users_own(item.speaker) for item in batch.items):
-            return self._nonempty_model
-        return self.response_model
+        nonempty = speaking is not None and any(
+            item.text and len(item.text.split()) >= 4 and item.ref not in speaking
+            and is_users_own(item.speaker) for item in batch.items)
+        return self._asked[nonempty, bool(messages.known_record_ids)]
 
     def _expected_tokens(self, messages: Messages) -> int:
         """What a call may count against a tokens-per-minute limit: prompt plus answer."""
@@ -266,7 +272,7 @@ class Extractor:
         token = VALIDATION.set(ctx)
         try:
             result: BaseExtraction = await self.client.create(
-                response_model=self._model_for(batch), max_retries=self.settings.reasks,
+                response_model=self._model_for(batch, messages), max_retries=self.settings.reasks,
                 hooks=hooks, **self._request(messages),
             )
             return result
@@ -306,7 +312,8 @@ class Extractor:
         kwargs = self._request(messages)
         kwargs.pop("timeout", None)
         _, body = handlers.request_handler(
-            response_model=prepare_response_model(self._model_for(batch)), kwargs=kwargs)
+            response_model=prepare_response_model(self._model_for(batch, messages)),
+            kwargs=kwargs)
         if handlers.message_converter is not None and "messages" in body:
             body["messages"] = handlers.message_converter(body["messages"],
                                                           autodetect_images=False)

@@ -24,6 +24,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import (
+    DEFAULT_REF_TEMPLATE,
+    GenerateJsonSchema,
+    JsonSchemaMode,
+    JsonSchemaValue,
+    SkipJsonSchema,
+)
+from pydantic_core import CoreSchema
 
 from doxa.core.injection import event_strings, readable_forms, speaking_event_ids, strings_in
 from doxa.core.similarity import content_words
@@ -55,15 +63,15 @@ class Proposal(BaseModel):
     and value). `kind` is any kind name here: a model schema may declare its own kinds.
     """
 
+    evidence: list[EvidenceQuote] = Field(min_length=1, max_length=MAX_EVIDENCE)
     kind: str
     statement: str = Field(
         min_length=3, max_length=300,
         description="a short sentence about the person, e.g. Prefers …, Wants to …, Believes …",
     )
-    evidence: list[EvidenceQuote] = Field(min_length=1, max_length=MAX_EVIDENCE)
-    basis: Literal["explicit", "inferred"] = Field(
-        default="explicit", description="explicit: they said it; inferred: from what they did"
-    )
+    basis: SkipJsonSchema[Literal["explicit", "inferred"]] = "explicit"
+    """Not asked of the model (small ones answer "explicit" whatever the evidence): merge
+    files evidence from an event without text as inferred, the rest as explicit."""
     context: str = Field(
         default="general", max_length=60,
         description="a snake_case topic, e.g. diet, work, billing, communication",
@@ -85,10 +93,20 @@ class Proposal(BaseModel):
 class ProposedRecord(Proposal):
     """One belief, goal or preference the events show about the user."""
 
-    kind: Literal["belief", "goal", "preference"] = Field(
-        description="preference: likes, dislikes, avoids, needs; goal: wants to achieve; "
-        "belief: thinks is true"
+    kind: Literal["preference", "goal", "belief"] = Field(
+        description="preference: likes, dislikes, avoids, refuses, needs; goal: an outcome "
+        "they work towards; belief: thinks is true"
     )
+
+
+class NewRecord(ProposedRecord):
+    """A record asked for when the prompt shows no known records: there is nothing to relate
+    it to, so the relation fields stay out of the tool schema. Small models fill every
+    field they are shown ("relation": "new", "related_record_id": null on each record), and
+    each is paid for in tokens both ways."""
+
+    relation: SkipJsonSchema[Literal["new", "reinforces", "refines", "contradicts"]] = "new"
+    related_record_id: SkipJsonSchema[str | None] = None
 
 
 class SchemaRecord(Proposal):
@@ -121,6 +139,40 @@ class SchemaRecord(Proposal):
         return data
 
 
+class WireSchema(GenerateJsonSchema):
+    """The JSON schema as the LLM reads it: no titles and no class docstrings below the top.
+
+    Every token of the tool schema is paid on every call and read by small models as
+    instruction; pydantic's generated titles ("Event Id", "Related Record Id") and the
+    docstrings written for doxa's developers are neither. The top-level title stays: it is
+    the tool's name.
+    """
+
+    def generate(self, schema: CoreSchema, mode: JsonSchemaMode = "validation") -> JsonSchemaValue:
+        generated = super().generate(schema, mode)
+        for definition in generated.get("$defs", {}).values():
+            _strip_titles(definition)
+            definition.pop("description", None)
+        for prop in generated.get("properties", {}).values():
+            _strip_titles(prop)
+        return generated
+
+
+def _strip_titles(node: Any) -> None:
+    """Remove every schema `title` under `node` (a property named "title" is kept)."""
+    if isinstance(node, dict):
+        node.pop("title", None)
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                for prop in value.values():
+                    _strip_titles(prop)
+            else:
+                _strip_titles(value)
+    elif isinstance(node, list):
+        for item in node:
+            _strip_titles(item)
+
+
 class BaseExtraction(BaseModel):
     """What every extraction holds: the model's notes and its records.
 
@@ -130,12 +182,23 @@ class BaseExtraction(BaseModel):
     """
 
     notes: str = Field(
-        description="first, for each event of the person's: what it shows they like, avoid, "
-        "need, want or believe, if anything; then one record for each",
+        description="first, copy word for word the person's sentences that say what they "
+        "like, avoid, refuse, need, want or believe",
     )
     records: Sequence[Proposal]
     record_type: ClassVar[type[Proposal]] = Proposal
     """The class `records` hold (set on each generated extraction model)."""
+
+    @classmethod
+    def model_json_schema(
+        cls, by_alias: bool | None = None, ref_template: str = DEFAULT_REF_TEMPLATE,
+        schema_generator: type[GenerateJsonSchema] = WireSchema,
+        mode: JsonSchemaMode = "validation", *,
+        union_format: Literal["any_of", "primitive_type_array"] = "any_of",
+    ) -> dict[str, Any]:
+        """The tool schema (`WireSchema` unless another generator is asked for)."""
+        return super().model_json_schema(by_alias, ref_template, schema_generator, mode,
+                                         union_format=union_format)
 
     @field_validator("notes")
     @classmethod
@@ -518,20 +581,26 @@ def split_valid(
     return kept, dropped
 
 
-def extraction_model(schema: ModelSchema | None, *, at_least_one: bool = False
-                     ) -> type[BaseExtraction]:
+def extraction_model(schema: ModelSchema | None, *, at_least_one: bool = False,
+                     known_records: bool = True) -> type[BaseExtraction]:
     """The response model the LLM fills: the default one, or one shaped by a model schema.
 
     With a schema, kinds, dimensions and closed values become enums (a grammar-constrained
     server can only answer with them) and each record carries its dimension and value.
     `at_least_one` asks for one record or more (see `ExtractionSettings.nonempty_when_text`).
+    Without `known_records` (the prompt shows none) the default records leave out the
+    relation fields (`NewRecord`).
     """
     records_field = Field(min_length=1 if at_least_one else 0, max_length=MAX_RECORDS)
     if schema is None:
-        if not at_least_one:
+        if not at_least_one and known_records:
             return Extraction
-        return create_model("Extraction", __base__=Extraction,
-                            records=(list[ProposedRecord], records_field))
+        record = ProposedRecord if known_records else NewRecord
+        lean: type[BaseExtraction] = create_model(
+            "Extraction", __base__=Extraction, __doc__=Extraction.__doc__,
+            records=(list[record], records_field))  # type: ignore[valid-type]
+        lean.record_type = record
+        return lean
     dims = (*[d.name for d in schema.dimensions], OTHER)
     values = tuple(dict.fromkeys(v for d in schema.dimensions for v in d.values or ()))
     listing = "; ".join(
