@@ -120,3 +120,14 @@ def test_eval_run_timeout_reaches_the_engine_and_the_run_file() -> None:
                                     cache=False, timeout_s=600.0)("case")
     assert engine._settings.timeout_s == 600.0  # type: ignore[attr-defined]
     assert RunSettings(suite="s", timeout_s=600.0).timeout_s == 600.0
+
+
+def test_cases_and_every_choose_a_fixed_sample(suite: Path, tmp_path: Path) -> None:
+    for n in range(2, 6):
+        (suite / "saas" / f"cfo{n}.json").write_text(json.dumps({**CASE, "id": f"cfo-{n}"}))
+    out = tmp_path / "r.json"
+    result = run(str(suite), "--oracle", "--out", str(out), "--cases", "cfo-*", "--every", "2")
+    assert result.exit_code == EXIT_OK, result.output
+    assert [c.case_id for c in read_run(out).cases] == ["cfo-2", "cfo-4"]
+    none = run(str(suite), "--oracle", "--out", str(out), "--cases", "nope*")
+    assert none.exit_code == EXIT_ERROR and "--cases: no case id" in none.output

@@ -26,7 +26,7 @@ from doxa.cli.options import DEFAULT_MODEL, JsonOpt, print_json
 from doxa.cli.terminal import EXIT_ERROR, err_console, exit_on_error, fail, print_labelled
 from doxa.eval.baselines import BASELINES, check_baseline
 from doxa.eval.compare import CaseChange, Comparison, MetricDelta, RunLabel, compare_runs
-from doxa.eval.fixtures import load_suite
+from doxa.eval.fixtures import load_suite, select_cases
 from doxa.eval.match import MATCHERS
 from doxa.eval.metrics import metric_values, usage_values
 from doxa.eval.report import write_report
@@ -188,6 +188,11 @@ def run_command(
         "--calibration", help="read confidences through this calibration profile (ECE and "
         "Brier then show before and after it); refused if it was fitted on these cases")
     ] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--cases", help="run only the cases whose id matches this glob (repeatable)")] = None,
+    every: Annotated[int, typer.Option(
+        "--every", min=1, help="run every Nth case of the suite (after --cases), from the "
+        "first: a fixed sample for quick prompt comparisons")] = 1,
     as_json: JsonOpt = False,
     fail_under: Annotated[list[str] | None, typer.Option(
         "--fail-under", help="METRIC=VALUE, repeatable (exit 100 if under; ece and brier "
@@ -197,7 +202,9 @@ def run_command(
     """Run a suite of labelled cases through doxa and score the final models."""
     thresholds = _guard(lambda: [parse_threshold(t) for arg in fail_under or []
                                  for t in arg.split(",") if t.strip()])
-    cases = _guard(lambda: load_suite(suite))
+    cases = select_cases(_guard(lambda: load_suite(suite)), only or (), every)
+    if not cases:
+        fail(f"--cases: no case id in {suite} matches {', '.join(only or ())}")
     settings = RunSettings(
         suite=str(suite), model=model, base_url=base_url,
         prompt_dir=str(prompt) if prompt else None, matcher=matcher, judge_model=judge_model,

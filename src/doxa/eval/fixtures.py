@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,3 +204,15 @@ def load_suite(path: str | Path) -> list[Case]:
         cases.append(case)
     log.debug("loaded %d cases from %s", len(cases), root)
     return cases
+
+
+def select_cases(cases: Sequence[Case], patterns: Sequence[str] = (), every: int = 1
+                 ) -> list[Case]:
+    """The cases whose id matches one of `patterns` (shell globs; all when none), then every
+    `every`-th of those in suite order, starting with the first: a fixed sample for
+    comparing prompts in minutes, named the same way on every run."""
+    if every < 1:
+        raise ValueError("every must be 1 or more")
+    chosen = [c for c in cases
+              if not patterns or any(fnmatchcase(c.id, p) for p in patterns)]
+    return chosen[::every]
