@@ -6,6 +6,7 @@ from pathlib import Path
 
 from doxa.engine import Engine, IngestResult
 from doxa.events.parse import load_file
+from doxa.llm.extractor import ExtractionSettings
 from doxa.model.records import UserModel
 from doxa.resources import data_dir
 from doxa.testing.recording import CassetteMeta, cassette, read_meta, write_meta
@@ -15,17 +16,22 @@ DEMO_USER = "demo-user"
 
 async def run_demo(model: str | None = None, base_url: str | None = None,
                    store: str = "memory://",
-                   record_to: Path | None = None) -> tuple[IngestResult, UserModel]:
+                   record_to: Path | None = None,
+                   timeout_s: float | None = None) -> tuple[IngestResult, UserModel]:
     """Ingest the demo events and return the result and the model.
 
     Without `model`, the LLM's answers come from the recorded cassette: every other step
     (validation, relevance, prompt rendering, HTTP client, parsing, merge, store) runs.
     With `model` and `record_to`, the live traffic is recorded there (scripts/record-cassettes).
+    `timeout_s` bounds each live request (a small model on a laptop's CPU may need minutes);
+    it is not part of the request body, so a recording replays whatever it was.
     """
     folder = data_dir("demo")
     events = load_file(folder / "events.jsonl").events
     if model is not None:
-        async with Engine(model=model, store=store, base_url=base_url) as engine:
+        settings = ExtractionSettings(timeout_s=timeout_s) if timeout_s else None
+        async with Engine(model=model, store=store, base_url=base_url,
+                          settings=settings) as engine:
             if record_to is None:
                 result = await engine.ingest(DEMO_USER, events)
             else:

@@ -311,6 +311,9 @@ def demo(
     base_url: BaseUrlOpt = None,
     record: Annotated[Path | None, typer.Option("--record", help="with --model: record the "
                       "live traffic to this cassette (scripts/record-cassettes uses it)")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="with --model: seconds per LLM request (default 120); raise "
+        "it for a slow local model")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the real pipeline on the sample events in fixtures/demo/ and print the model.
@@ -320,7 +323,8 @@ def demo(
     """
     from doxa.cli.demo import run_demo
 
-    result, model_ = run(lambda: run_demo(model=model, base_url=base_url, record_to=record))
+    result, model_ = run(lambda: run_demo(model=model, base_url=base_url, record_to=record,
+                                           timeout_s=timeout))
     if as_json:
         print_json({"ingest": result.model_dump(mode="json"),
                     "model": model_.model_dump(mode="json", exclude={"events"})})
