@@ -254,6 +254,18 @@ class InvalidRunFileError(DoxaError):
         super().__init__(f"{path}: {message}")
 
 
+class InvalidCacheFileError(DoxaError):
+    """A shipped eval cache file (`evals/cache/*.jsonl`) cannot be used; `line` (1-based)
+    names the line that is wrong, when one is."""
+
+    def __init__(self, path: str | Path, message: str, *, line: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {message}")
+
+
 class InvalidCalibrationError(DoxaError):
     """A calibration profile cannot be used: missing, not JSON, or not monotone and bounded;
     `key` names the field that is wrong."""

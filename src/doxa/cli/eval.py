@@ -32,6 +32,7 @@ from doxa.eval.metrics import metric_values, usage_values
 from doxa.eval.report import write_report
 from doxa.eval.runfile import CaseResult, RunFile, read_run, write_run
 from doxa.eval.runner import RunSettings, run_eval
+from doxa.eval.shipped import DEFAULT_DIR, Seeded, export_cache, seed_cache_dir, shipped_folder
 from doxa.eval.sidebyside import Find, GroupRow, SideBySide, markdown_table, side_by_side
 from doxa.eval.thresholds import check_thresholds, parse_threshold, threshold_names
 from doxa.eval.views import RecordView
@@ -132,9 +133,33 @@ def _exit_code(run: RunFile, failures: list[str]) -> int:
     return EXIT_UNDER_THRESHOLD if failures else EXIT_OK
 
 
-def _report_run(run: RunFile, path: Path, failures: list[str], as_json: bool) -> None:
+def _seed(settings: RunSettings, folder: str | None, *, quiet: bool) -> Seeded | None:
+    """Seed the local cache from the shipped answers, unless the run asks no model or
+    caches nothing; says on stderr what it took."""
+    where = _guard(lambda: shipped_folder(folder, cache=settings.cache))
+    if where is None or settings.oracle:
+        return None
+    seeded = _guard(lambda: asyncio.run(seed_cache_dir(where, settings.cache_dir)))
+    if not quiet:
+        err_console.print(
+            f"shipped cache {where}: {seeded.entries} answer(s) in {seeded.files} file(s), "
+            f"{seeded.added} new to {Path(settings.cache_dir) / 'eval.db'}",
+            markup=False, soft_wrap=True)
+    return seeded
+
+
+def _seeded_json(seeded: Seeded | None) -> dict[str, Any] | None:
+    if seeded is None:
+        return None
+    return {"folder": str(seeded.folder), "files": seeded.files, "answers": seeded.entries,
+            "added": seeded.added}
+
+
+def _report_run(run: RunFile, path: Path, failures: list[str], as_json: bool,
+                seeded: Seeded | None = None) -> None:
     if as_json:
         print_json({"run_file": str(path), "baseline": run.baseline,
+                    "shipped_cache": _seeded_json(seeded),
                     "metrics": run.metrics.model_dump(mode="json"),
                     "usage": run.usage.model_dump(mode="json"),
                     "usage_ratios": usage_values(run.usage, run.metrics),
@@ -169,8 +194,14 @@ def run_command(
         "--out", "-o", help="run file to write (default runs/SUITE-TIME.json)")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 4,
     no_cache: Annotated[bool, typer.Option(
-        "--no-cache", help="call the LLM even for answers cached in .doxa-cache/")] = False,
+        "--no-cache", help="call the LLM even for answers cached in .doxa-cache/ or "
+        f"shipped in {DEFAULT_DIR}/")] = False,
     cache_dir: Annotated[Path, typer.Option("--cache-dir")] = Path(".doxa-cache"),
+    shipped_cache: Annotated[str | None, typer.Option(
+        "--shipped-cache", metavar="DIR", help="folder of shipped answers (*.jsonl, written "
+        "by `doxa eval export-cache`) that seed --cache-dir before the run, never "
+        f"overwriting a local answer (default: {DEFAULT_DIR} when it exists; '' reads "
+        "none)")] = None,
     schema: Annotated[Path | None, typer.Option(
         "--schema", help="model schema (YAML/TOML): schema-shaped extraction, so the "
         "per-dimension value accuracy is scored")] = None,
@@ -212,10 +243,11 @@ def run_command(
         timeout_s=timeout, schema_file=str(schema) if schema else None, baseline=baseline,
         calibration=str(calibration) if calibration else None)
     _guard(lambda: check_baseline(settings))
+    seeded = _seed(settings, shipped_cache, quiet=as_json)
     run = _guard(lambda: _execute(settings, cases, quiet=as_json))
     path = write_run(run, out or _default_out(suite))
     failures = check_thresholds(run.metrics, thresholds)
-    _report_run(run, path, failures, as_json)
+    _report_run(run, path, failures, as_json, seeded)
     raise typer.Exit(_exit_code(run, failures))
 
 
@@ -416,3 +448,25 @@ def report_command(
         print_json({"report": str(path)})
     else:
         console.print(escape(f"report: {path}"), soft_wrap=True)
+
+
+@app.command("export-cache")
+def export_cache_command(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help=f"file to write, e.g. {DEFAULT_DIR}/NAME.jsonl (replaced whole)")],
+    cache_dir: Annotated[Path, typer.Option(
+        "--cache-dir", help="the --cache-dir a `doxa eval run` filled")] = Path(".doxa-cache"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Write every cached LLM answer of a cache dir to a shipped file, sorted by key.
+
+    Commit the file under evals/cache/ and `doxa eval run` answers the same requests from
+    it on a fresh clone, offline. Run the suite with a fresh --cache-dir first, so the
+    file holds that run's answers and nothing else."""
+    count = _guard(lambda: asyncio.run(export_cache(cache_dir, out)))
+    if as_json:
+        print_json({"out": str(out), "answers": count,
+                    "cache": str(cache_dir / "eval.db")})
+    else:
+        console.print(escape(f"{count} answer(s) from {cache_dir / 'eval.db'} written to {out}"),
+                      soft_wrap=True)

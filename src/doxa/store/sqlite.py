@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence, Set
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence, Set
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -252,6 +252,24 @@ class SqliteStore:
             "INSERT OR REPLACE INTO cache SELECT ?, ?, ?, ? WHERE coalesce((SELECT generation "
             "FROM erasures WHERE user_key = ?), 0) = ?",
             (key, user_id, value, now, erasure_key(user_id), generation)))
+
+    async def cache_entries(self, *, page: int = 500) -> AsyncIterator[tuple[str, str, str]]:
+        """Every cached answer as (key, user_id, value), in key order: what `doxa eval
+        export-cache` writes to a shipped file. Read a page at a time (by key, not offset),
+        so a large cache is never held whole and each page is one short read."""
+        def read(after: str) -> Callable[[sqlite3.Connection], list[tuple[str, str, str]]]:
+            return lambda db: [(str(k), str(u), str(v)) for k, u, v in db.execute(
+                "SELECT key, user_id, value FROM cache WHERE key > ? ORDER BY key LIMIT ?",
+                (after, page))]
+
+        after = ""
+        while True:
+            rows = await self._run(read(after))
+            for row in rows:
+                yield row
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     async def buffer_add(self, entries: Sequence[tuple[Event, int]], *, now: datetime) -> int:
         at = buffer_time(now)
