@@ -1,9 +1,12 @@
-"""Plain-data builders for merge and confidence tests: events, batches, proposals."""
+"""Plain-data builders for tests: events, batches, proposals, eval suites on disk."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from doxa.core.merge import merge
@@ -44,3 +47,12 @@ async def seed_goal(store: Any, user_id: str, statement: str, *, generation: int
                        events=list(b.events.values()), processed_ids=list(b.events),
                        generation=generation)
     return next(r for r in made.model.records if r.statement == statement)
+
+
+def write_suite(folder: Path, cases: Mapping[str, Any]) -> Path:
+    """An eval suite on disk: each case written as JSON under its relative path."""
+    for name, case in cases.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(case))
+    return folder

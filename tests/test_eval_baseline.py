@@ -18,6 +18,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from builders import write_suite
 from doxa.cli import eval as cli
 from doxa.cli.eval import EXIT_ERROR, EXIT_OK, app
 from doxa.eval.compare import compare_runs
@@ -72,11 +73,7 @@ CASES = {
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Path:
-    for name, case in CASES.items():
-        path = tmp_path / "suite" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(case))
-    return tmp_path / "suite"
+    return write_suite(tmp_path / "suite", CASES)
 
 
 @pytest.fixture

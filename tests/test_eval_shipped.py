@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from builders import write_suite
 from doxa.cli.eval import EXIT_ERROR, EXIT_OK, app
 from doxa.errors import InvalidCacheFileError
 from doxa.eval.runfile import read_run
@@ -49,11 +50,7 @@ CASES = {
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Path:
-    for name, case in CASES.items():
-        path = tmp_path / "suite" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(case))
-    return tmp_path / "suite"
+    return write_suite(tmp_path / "suite", CASES)
 
 
 @pytest.fixture
