@@ -135,6 +135,10 @@ def test_evals_cache_is_read_by_default_from_the_current_folder(
         "folder": "evals/cache", "files": 1, "answers": 3, "added": 3}
     assert read_run(tmp_path / "two.json").usage.llm_calls == 0
     assert fake.stats.requests == asked
+    oracle = runner.invoke(app, ["run", str(suite), "--oracle", "--out", "o.json",
+                                 "--cache-dir", "three"])
+    assert oracle.exit_code == EXIT_OK and "shipped cache" not in oracle.output
+    assert not (tmp_path / "three").exists()  # no model asked: nothing to seed
 
 
 @pytest.mark.parametrize("off", [["--no-cache"], ["--shipped-cache", ""]])
