@@ -261,3 +261,13 @@ def test_cache_entries_pages_in_key_order(tmp_path: Path) -> None:
         finally:
             await store.close()
     assert asyncio.run(go()) == [(f"k{n}", f"u{n}", f"v{n}") for n in range(5)]
+
+
+def test_a_shipped_file_round_trips_answers_with_unicode_line_separators(
+        tmp_path: Path) -> None:
+    entries = [CacheEntry(key=f"x_{n}", user_id="u\u2028v", value=text)
+               for n, text in enumerate(['{"s": "a\u2028b"}', '{"s": "c\x85d\\n"}', "é"])]
+    path = tmp_path / "x.jsonl"
+    assert write_cache_file(path, reversed(entries)) == 3
+    assert read_cache_file(path) == entries
+    assert path.read_text().count("\n") == 3

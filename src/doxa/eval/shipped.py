@@ -84,7 +84,9 @@ def read_cache_file(path: Path) -> list[CacheEntry]:
         raise InvalidCacheFileError(path, f"cannot read it: {exc}") from None
     entries: list[CacheEntry] = []
     seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" alone: an answer may quote U+2028 or U+0085, which json.dumps leaves
+    # as they are and `str.splitlines` would take for line ends.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         entry = _parse_line(path, number, line)
