@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from builders import NOW, batch, chat, said
 from doxa import Engine
@@ -220,9 +221,32 @@ def test_the_shipped_profile_meets_the_acceptance_on_the_committed_suite() -> No
     top_half = [r.precision for r in f.risk_after if r.coverage <= 0.5]
     assert min(top_half) > kept_all.precision
     shipped = read_profile(SHIPPED)  # the shipped file is this fit, figures and all
-    assert shipped.weights == fitted.weights and shipped.curves == fitted.curves
-    assert shipped.figures is not None and shipped.figures.after == f.after
+    # Equal to the last bits only on the machine that wrote it: the solver's sums round
+    # differently with another CPU's vector width, so "the same fit" is close to 1e-9.
+    assert_close(shipped.weights, fitted.weights)
+    assert_close(shipped.curves, fitted.curves)
+    assert shipped.figures is not None
+    assert_close(shipped.figures.after, f.after)
     assert shipped.fitted_on.records == 219 and shipped.fitted_on.source == "runs"
+
+
+def assert_close(shipped: object, fitted: object, where: str = "") -> None:
+    """`shipped == fitted`, numbers to a relative 1e-9, at any depth (models, dicts, lists)."""
+    if isinstance(shipped, BaseModel) and isinstance(fitted, BaseModel):
+        shipped, fitted = shipped.model_dump(), fitted.model_dump()
+    if isinstance(shipped, dict) and isinstance(fitted, dict):
+        assert shipped.keys() == fitted.keys(), where
+        for key in shipped:
+            assert_close(shipped[key], fitted[key], f"{where}.{key}")
+    elif isinstance(shipped, (list, tuple)) and isinstance(fitted, (list, tuple)):
+        assert len(shipped) == len(fitted), where
+        for i, (a, b) in enumerate(zip(shipped, fitted, strict=True)):
+            assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(shipped, float) or isinstance(fitted, float):
+        assert isinstance(shipped, (int, float)) and isinstance(fitted, (int, float)), where
+        assert math.isclose(shipped, fitted, rel_tol=1e-9, abs_tol=1e-12), where
+    else:
+        assert shipped == fitted, where
 
 
 def test_an_oracle_run_is_never_fitted_on() -> None:
