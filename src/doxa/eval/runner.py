@@ -79,6 +79,9 @@ def usage_of(result: Any, latency_s: float) -> Usage:
         repairs=_counted(result, "repairs"),
         reask_input_tokens=_counted(result, "reask_input_tokens"),
         reask_output_tokens=_counted(result, "reask_output_tokens"),
+        why_calls=_counted(result, "why_calls"),
+        why_input_tokens=_counted(result, "why_input_tokens"),
+        why_output_tokens=_counted(result, "why_output_tokens"),
     )
 
 

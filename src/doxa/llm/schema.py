@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -52,6 +52,13 @@ class EvidenceQuote(BaseModel):
         default="", max_length=400,
         description="the person's exact words in that event; empty for an event without text",
     )
+
+
+class Cites(Protocol):
+    """Anything the evidence rules apply to: a proposed record, a proposed causal link."""
+
+    @property
+    def evidence(self) -> Sequence[EvidenceQuote]: ...
 
 
 class Proposal(BaseModel):
@@ -455,9 +462,27 @@ class ValidationContext:
         return self._speaking
 
     def problems(self, record: Proposal) -> list[str]:
+        reasons = self.evidence_problems(record.evidence)
+        reasons += self._planted(record)
+        reasons += self._schema_problems(record)
+        if record.relation != "new":
+            if not record.related_record_id:
+                reasons.append(f"relation '{record.relation}' needs related_record_id")
+            elif record.related_record_id not in self.known_record_ids:
+                known = ", ".join(sorted(self.known_record_ids)) or "none"
+                reasons.append(
+                    f"related_record_id '{record.related_record_id}' is not a known record; "
+                    f"known ids are {known} (use relation 'new' otherwise)"
+                )
+        return reasons
+
+    def evidence_problems(self, evidence: Sequence[EvidenceQuote]) -> list[str]:
+        """What is wrong with evidence as cited: an id not shown in the batch, an event
+        speaking to the system, a quote not in its event. A record's and a causal link's
+        evidence are held to these same rules."""
         reasons: list[str] = []
         valid = self.batch.rendered_ids
-        for ev in record.evidence:
+        for ev in evidence:
             if ev.event_id not in valid:
                 shown = ", ".join(sorted(valid)[:12])
                 reasons.append(
@@ -480,17 +505,6 @@ class ValidationContext:
                 reasons.append(
                     f"quote '{ev.quote[:80]}' is not in the text of event '{ev.event_id}'; "
                     "copy the words exactly or leave the quote empty"
-                )
-        reasons += self._planted(record)
-        reasons += self._schema_problems(record)
-        if record.relation != "new":
-            if not record.related_record_id:
-                reasons.append(f"relation '{record.relation}' needs related_record_id")
-            elif record.related_record_id not in self.known_record_ids:
-                known = ", ".join(sorted(self.known_record_ids)) or "none"
-                reasons.append(
-                    f"related_record_id '{record.related_record_id}' is not a known record; "
-                    f"known ids are {known} (use relation 'new' otherwise)"
                 )
         return reasons
 
