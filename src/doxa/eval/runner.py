@@ -182,7 +182,7 @@ def default_engine_factory(
     model: str, *, base_url: str | None = None, prompt_dir: str | Path | None = None,
     cache: bool = True, cache_path: str | Path = ".doxa-cache/eval.db",
     timeout_s: float | None = None, schema: str | Path | None = None,
-    calibration: str | Path | None = None,
+    calibration: str | Path | None = None, why: bool = False,
 ) -> EngineFactory:
     """Real engines: a memory store per case, LLM answers cached in one sqlite file. No
     calibration profile unless one is given: a profile found by model and prompt version
@@ -199,6 +199,7 @@ def default_engine_factory(
             cache=cache, cache_store=f"sqlite:///{cache_path}" if cache else None,
             settings=ExtractionSettings(timeout_s=timeout_s) if timeout_s else None,
             schema=schema, calibration=calibration if calibration is not None else False,
+            why=why,
         )
         return engine
 
@@ -227,6 +228,9 @@ class RunSettings(BaseModel):
     """A built-in baseline (`naive`) answers the cases instead of doxa."""
     calibration: str | None = None
     """A calibration profile file the engine reads confidences through (None: none)."""
+    why: bool = False
+    """Run the why pass after each batch that yields a goal, so extraction proposes causal
+    links (scored by link P/R/F1 on cases that label them)."""
 
 
 def _case_runner(settings: RunSettings, matcher: Matcher,
@@ -237,7 +241,7 @@ def _case_runner(settings: RunSettings, matcher: Matcher,
         settings.model, base_url=settings.base_url, prompt_dir=settings.prompt_dir,
         cache=settings.cache, cache_path=Path(settings.cache_dir) / "eval.db",
         timeout_s=settings.timeout_s, schema=settings.schema_file,
-        calibration=settings.calibration)
+        calibration=settings.calibration, why=settings.why)
     return lambda case: run_case(case, factory, matcher=matcher)
 
 
