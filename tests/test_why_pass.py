@@ -264,3 +264,23 @@ def test_the_fake_answers_the_why_tool_from_the_numbered_records() -> None:
     assert answer_for(body) == {"records": [], "links": [
         {"goal": 1, "relation": "blocked_by", "target": 2,
          "evidence": [{"event_id": "e2", "quote": "I think Y"}]}]}
+
+
+def test_a_number_written_as_the_prompt_shows_it_is_read_and_a_schema_asks_links_only(
+        ) -> None:
+    from doxa.llm.why_schema import WhyLink, answer_model
+
+    written = WhyLink.model_validate({"goal": "[1]", "relation": "because", "target": "#3",
+                                      "evidence": [{"event_id": "e1", "quote": "x"}]})
+    assert (written.goal, written.target) == (1, 3)
+    assert set(answer_model(True).model_json_schema()["properties"]) == {"records", "links"}
+    links_only = answer_model(False).model_json_schema()
+    assert links_only["title"] == "WhyAnswer" and set(links_only["properties"]) == {"links"}
+
+
+async def test_a_link_quoting_nothing_is_dropped(fake: FakeProvider) -> None:
+    fake.answer = scripted([GOAL, BELIEF], {"records": [], "links": [
+        link(1, "blocked_by", 2, "e5", "")]})
+    result = await engine_for(fake, why=True).ingest("u1", events())
+    [dropped] = result.dropped_links
+    assert "quotes nothing" in dropped.reasons[0]

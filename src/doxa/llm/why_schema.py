@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, field_validator
 from pydantic.json_schema import (
     DEFAULT_REF_TEMPLATE,
     GenerateJsonSchema,
@@ -53,6 +53,15 @@ class WhyLink(BaseModel):
         "belief; in_order_to: another goal")
     target: int = Field(description="the number of the record it points at")
     evidence: list[EvidenceQuote] = Field(min_length=1, max_length=MAX_LINK_EVIDENCE)
+
+    @field_validator("goal", "target", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        """A number as the prompt shows it ("[2]", "#2") is that number: small models copy
+        the brackets, and a re-ask for them would cost a call."""
+        if isinstance(value, str) and (digits := value.strip().strip("[]#").strip()).isdigit():
+            return int(digits)
+        return value
 
 
 class WhyRecord(BaseModel):
@@ -149,6 +158,7 @@ def review_why(answer: BaseModel, why: WhyMessages, ctx: ChatValidation,
         reasons = _end_problems(link, ends.get(link.goal), ends.get(link.target))
         reasons += ctx.evidence_problems(evidence)
         reasons += ctx.speaker_problems(_Cited(evidence))
+        reasons += _unquoted(evidence, ctx)
         goal, target = ends.get(link.goal), ends.get(link.target)
         if reasons or goal is None or target is None or goal.ref is None or target.ref is None:
             result.dropped_links.append(DroppedLink(
@@ -169,6 +179,18 @@ def review_why(answer: BaseModel, why: WhyMessages, ctx: ChatValidation,
 @dataclass(frozen=True)
 class _Cited:
     evidence: Sequence[EvidenceQuote]
+
+
+def _unquoted(evidence: Sequence[EvidenceQuote], ctx: ChatValidation) -> list[str]:
+    """A link rests on words: evidence from an event with text must quote them (a record may
+    cite an event without a quote; a "why" nobody put into words is a guess)."""
+    reasons = []
+    for ev in evidence:
+        event = ctx.batch.event(ev.event_id)
+        if event is not None and (event.text or "").strip() and not ev.quote.strip():
+            reasons.append(f"the evidence from event '{ev.event_id}' quotes nothing; a link "
+                           "needs the person's words that show it")
+    return reasons
 
 
 def _end_problems(link: WhyLink, goal: _End | None, target: _End | None) -> list[str]:
