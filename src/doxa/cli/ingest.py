@@ -23,6 +23,7 @@ from doxa.cli.options import (
     ModelOpt,
     SchemaOpt,
     UserOpt,
+    WhyOpt,
     print_json,
     store_url,
 )
@@ -64,9 +65,7 @@ def ingest(
                       "(doxa[ray]); --db must be a store they all reach")] = False,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to "
                            "join (ray://head:10001, auto); default: a local Ray")] = None,
-    why: Annotated[bool, typer.Option("--why", metavar="", help="after each batch that yields "
-                   "a goal, one more short call asks why (the causal links its events show: "
-                   "because, constrained_by, blocked_by, in_order_to)")] = False,
+    why: WhyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Extract beliefs, goals and preferences from a file of events into the store.
