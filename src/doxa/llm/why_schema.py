@@ -48,9 +48,7 @@ class WhyLink(BaseModel):
     """One link as the model writes it: numbers of the prompt's records."""
 
     goal: int = Field(description="the goal's number")
-    relation: Relation = Field(
-        description="because: a motivation; constrained_by: a constraint; blocked_by: a "
-        "belief; in_order_to: another goal")
+    relation: Relation
     target: int = Field(description="the number of the record it points at")
     evidence: list[EvidenceQuote] = Field(min_length=1, max_length=MAX_LINK_EVIDENCE)
 

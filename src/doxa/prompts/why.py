@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from doxa.core.injection import speaking_event_ids
+from doxa.events.speakers import is_users_own
 from doxa.llm.schema import Proposal
 from doxa.model.records import LINK_TARGET_KIND, Record, UserModel
 from doxa.prompts.render import Messages, PromptSet, escape, item_views
@@ -99,12 +100,19 @@ class WhyPrompt:
 
     def render(self, batch: Batch, shown: Sequence[ShownRecord],
                known_record_ids: frozenset[str] = frozenset()) -> WhyMessages:
-        """The messages asking for the links between `shown` that the batch's events show."""
+        """The messages asking for the links between `shown` that the batch's events show.
+
+        Only the user's own words are shown: a link must quote them, so events without text,
+        other speakers' turns and text speaking to the system could never be its evidence,
+        and leaving them out keeps the call short (and the assistant's guesses out of it)."""
+        speaking = speaking_event_ids(batch.items)
+        own = [item for item in batch.items
+               if item.text and is_users_own(item.speaker) and item.ref not in speaking]
         user = self.prompts.render_user(
             records=[{"number": r.number, "kind": r.kind,
                       "statement": escape(r.statement, "body"),
                       "quotes": [{"event_id": escape(eid, "body"), "quote": escape(q, "body")}
                                  for eid, q in r.quotes]} for r in shown],
-            items=item_views(batch.items, speaking_event_ids(batch.items)))
+            items=item_views(own, speaking))
         return WhyMessages(Messages(self.system, user, self.version, known_record_ids),
                            tuple(shown), self.new_records)
