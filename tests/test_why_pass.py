@@ -284,3 +284,29 @@ async def test_a_link_quoting_nothing_is_dropped(fake: FakeProvider) -> None:
     result = await engine_for(fake, why=True).ingest("u1", events())
     [dropped] = result.dropped_links
     assert "quotes nothing" in dropped.reasons[0]
+
+
+async def test_a_cached_why_answer_is_reviewed_again_and_links_without_a_call(
+        fake: FakeProvider) -> None:
+    fake.answer = scripted([GOAL, BELIEF], {"records": [], "links": [
+        link(1, "blocked_by", 2, "e5", WORRY)]})
+    engine = engine_for(fake, why=True, cache=True)
+    first = await engine.ingest("u1", events())
+    again = await engine.ingest("u2", [{**e, "user_id": "u2"} for e in events()])
+    assert (first.llm_calls, first.why_calls) == (2, 1)
+    assert (again.llm_calls, again.why_calls) == (0, 0) and fake.stats.requests == 2
+    for user in ("u1", "u2"):
+        [goal] = [r for r in (await engine.model(user)).records if r.kind == "goal"]
+        assert [lk.relation for lk in goal.active_links()] == ["blocked_by"]
+
+
+def test_rebased_names_earlier_proposals_by_where_they_landed() -> None:
+    from doxa.core.links import LinkProposal, rebased
+    from doxa.llm.schema import EvidenceQuote
+
+    ev = [EvidenceQuote(event_id="e1", quote="x")]
+    links = [LinkProposal(source="#0", relation="because", target="#2", evidence=ev),
+             LinkProposal(source="#1", relation="blocked_by", target="r_known", evidence=ev)]
+    first, second = rebased(links, ["r_goal", None], 2)
+    assert (first.source, first.target) == ("r_goal", "#0")
+    assert second.source == "#-1" and second.target == "r_known"  # #-1 resolves to nothing
