@@ -310,3 +310,25 @@ def test_rebased_names_earlier_proposals_by_where_they_landed() -> None:
     first, second = rebased(links, ["r_goal", None], 2)
     assert (first.source, first.target) == ("r_goal", "#0")
     assert second.source == "#-1" and second.target == "r_known"  # #-1 resolves to nothing
+
+
+async def test_under_a_schema_the_why_pass_asks_links_only(fake: FakeProvider) -> None:
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        found = answer_for(body)
+        if tool_name(body) != WHY_TOOL:  # the second record a constraint its dimension holds
+            found["records"][1]["kind"] = "constraint"
+        return found
+    fake.answer = answer
+    schema = Path(__file__).parents[1] / "fixtures" / "schemas" / "b2b_saas.yaml"
+    engine = engine_for(fake, why=True, schema=schema)
+    result = await engine.ingest("u1", [
+        {"id": "e1", "type": "chat_message", "timestamp": "2026-03-01T10:00:00Z",
+         "text": "We want it to sync with Salesforce and HubSpot"},
+        {"id": "e2", "type": "chat_message", "timestamp": "2026-03-01T10:01:00Z",
+         "text": "It has to run inside our own VPC, no exceptions"}])
+    [body] = why_bodies(fake)
+    [tool] = body["tools"]
+    assert set(tool["function"]["parameters"]["properties"]) == {"links"}
+    assert result.why_calls == 1 and result.dropped_links == []
+    [goal] = [r for r in (await engine.model("u1")).records if r.kind == "goal"]
+    assert [lk.relation for lk in goal.active_links()] == ["constrained_by"]
