@@ -113,6 +113,6 @@ class WhyPrompt:
                       "statement": escape(r.statement, "body"),
                       "quotes": [{"event_id": escape(eid, "body"), "quote": escape(q, "body")}
                                  for eid, q in r.quotes]} for r in shown],
-            items=item_views(own, speaking))
+            items=item_views(own, speaking), new_records=self.new_records)
         return WhyMessages(Messages(self.system, user, self.version, known_record_ids),
                            tuple(shown), self.new_records)
