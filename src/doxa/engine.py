@@ -61,6 +61,7 @@ from doxa.llm.client import RetryPolicy
 from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
+from doxa.llm.schema import DroppedRecord
 from doxa.llm.why import WhyAsker, WhyOutcome
 from doxa.model.records import Change, Relation, UserModel, cited_event_ids
 from doxa.model.schema import ModelSchema, load_schema
@@ -1071,20 +1072,17 @@ def _own_events(user_id: str, events: Iterable[Event | Mapping[str, Any]],
 
 def _account(result: IngestResult, outcome: ExtractionOutcome) -> None:
     result.count(outcome.usage)
-    result.dropped += [
-        DroppedInfo(batch_id=outcome.batch_id, kind=d.record.kind,
-                    statement=d.record.statement, reasons=d.reasons)
-        for d in outcome.dropped
-    ]
+    result.dropped += _dropped_info(outcome.batch_id, outcome.dropped)
+
+
+def _dropped_info(batch_id: str, dropped: Sequence[DroppedRecord]) -> list[DroppedInfo]:
+    return [DroppedInfo(batch_id=batch_id, kind=d.record.kind, statement=d.record.statement,
+                        reasons=d.reasons) for d in dropped]
 
 
 def _account_why(result: IngestResult, found: WhyOutcome) -> None:
     result.count(found.usage)
-    result.dropped += [
-        DroppedInfo(batch_id=found.batch_id, kind=d.record.kind,
-                    statement=d.record.statement, reasons=d.reasons)
-        for d in found.dropped_records
-    ]
+    result.dropped += _dropped_info(found.batch_id, found.dropped_records)
     result.dropped_links += [
         DroppedLinkInfo(batch_id=found.batch_id, link=d.describe(), reasons=d.reasons)
         for d in found.dropped_links

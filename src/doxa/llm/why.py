@@ -28,8 +28,8 @@ from doxa.llm.evidence import ChatValidation
 from doxa.llm.extractor import CacheGet, CachePut, ExtractionSettings
 from doxa.llm.provider_errors import provider_error
 from doxa.llm.providers import Prompt
-from doxa.llm.schema import DroppedRecord, Proposal
-from doxa.llm.why_schema import DroppedLink, WhyReview, WireModel, answer_model, review_why
+from doxa.llm.schema import DroppedRecord, Proposal, WireModel
+from doxa.llm.why_schema import DroppedLink, WhyReview, answer_model, review_why
 from doxa.model.records import UserModel
 from doxa.model.schema import ModelSchema
 from doxa.prompts.why import WhyMessages, WhyPrompt, shown_records

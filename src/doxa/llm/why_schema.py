@@ -15,33 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model, field_validator
-from pydantic.json_schema import (
-    DEFAULT_REF_TEMPLATE,
-    GenerateJsonSchema,
-    JsonSchemaMode,
-)
 
 from doxa.core.links import LinkProposal
 from doxa.llm.evidence import ChatValidation, repair_evidence, repair_record
-from doxa.llm.schema import DroppedRecord, EvidenceQuote, Proposal, WireSchema
+from doxa.llm.schema import DroppedRecord, EvidenceQuote, Proposal, WireModel
 from doxa.model.records import LINK_TARGET_KIND, Relation
 from doxa.prompts.why import MAX_LINKS, MAX_NEW_RECORDS, WhyMessages
 
 MAX_LINK_EVIDENCE = 3
-
-
-class WireModel(BaseModel):
-    """A tool schema as the LLM reads it (`WireSchema`: no titles below the top)."""
-
-    @classmethod
-    def model_json_schema(
-        cls, by_alias: bool | None = None, ref_template: str = DEFAULT_REF_TEMPLATE,
-        schema_generator: type[GenerateJsonSchema] = WireSchema,
-        mode: JsonSchemaMode = "validation", *,
-        union_format: Literal["any_of", "primitive_type_array"] = "any_of",
-    ) -> dict[str, Any]:
-        return super().model_json_schema(by_alias, ref_template, schema_generator, mode,
-                                         union_format=union_format)
 
 
 class WhyLink(BaseModel):
