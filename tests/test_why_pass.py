@@ -220,11 +220,14 @@ async def test_eval_with_the_why_pass_reports_link_scores(
     assert run.metrics.links is not None and run.metrics.link_cases == 1
     assert run.metrics.links.f1 == pytest.approx(1.0)
     assert run.usage.why_calls == 1 and run.usage.llm_calls == 2
+    assert run.why_prompt_version is not None
+    assert run.why_prompt_version.startswith("extract_why@")
 
     without = await run_eval(settings.model_copy(update={"why": False}), cases,
                              engine_factory=default_engine_factory(
                                  "openai/fake", base_url=fake.base_url, cache=False))
     assert without.metrics.links is not None and without.metrics.links.f1 == 0.0
+    assert without.why_prompt_version is None
 
 
 async def test_cli_ingest_why_stores_links_and_reports_the_pass(

@@ -278,7 +278,8 @@ async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
     return RunFile(
         doxa_version=__version__, suite=settings.suite,
         model="oracle" if settings.oracle else settings.model,
-        prompt_version=",".join(versions), matcher=matcher.name, oracle=settings.oracle,
+        prompt_version=",".join(versions), why_prompt_version=_why_version(settings),
+        matcher=matcher.name, oracle=settings.oracle,
         baseline=settings.baseline,
         started_at=started, finished_at=stamp(), cases=tuple(results),
         metrics=suite_metrics([r.scored() for r in ran], errored=len(results) - len(ran),
@@ -286,6 +287,15 @@ async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
         usage=total_usage([r.usage for r in results]),
         judge_usage=dict(getattr(matcher, "stats", {})),
     )
+
+
+def _why_version(settings: RunSettings) -> str | None:
+    """The why prompt's version when doxa's engines ran the why pass, else None."""
+    if not settings.why or settings.oracle or settings.baseline:
+        return None
+    from doxa.prompts.why import WhyPrompt
+
+    return WhyPrompt(new_records=settings.schema_file is None).version
 
 
 def _check_out_of_sample(settings: RunSettings, cases: Sequence[Case]) -> None:
