@@ -335,3 +335,11 @@ async def test_under_a_schema_the_why_pass_asks_links_only(fake: FakeProvider) -
     assert result.why_calls == 1 and result.dropped_links == []
     [goal] = [r for r in (await engine.model("u1")).records if r.kind == "goal"]
     assert [lk.relation for lk in goal.active_links()] == ["constrained_by"]
+
+
+async def test_a_link_resting_on_an_event_without_words_is_dropped(fake: FakeProvider) -> None:
+    fake.answer = scripted([GOAL, BELIEF], {"records": [], "links": [
+        link(1, "blocked_by", 2, "e1", "")]})  # e1: a page view
+    result = await engine_for(fake, why=True).ingest("u1", events())
+    [dropped] = result.dropped_links
+    assert "event 'e1' has no words" in dropped.reasons[0]

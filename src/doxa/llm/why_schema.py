@@ -92,7 +92,7 @@ class DroppedLink:
 @dataclass
 class WhyReview:
     """What an answer came to. A link's ends are `#<n>` over the batch's proposals followed
-    by the kept new records (`new_from` is where those start), or known record ids."""
+    by the kept new records, or known record ids."""
 
     records: list[Proposal] = field(default_factory=list)
     links: list[LinkProposal] = field(default_factory=list)
@@ -118,41 +118,50 @@ def review_why(answer: BaseModel, why: WhyMessages, ctx: ChatValidation,
     ends: dict[int, _End] = {r.number: _End(r.ref, r.kind, r.statement) for r in why.shown}
     written: Sequence[WhyRecord] = getattr(answer, "records", None) or ()
     for k, wire in enumerate(written):
-        number = len(why.shown) + 1 + k
-        record, repairs = repair_record(Proposal(
-            kind=wire.kind, statement=wire.statement, evidence=wire.evidence), ctx)
-        result.repairs += repairs
-        reasons = ctx.problems(record)
-        if reasons:
-            result.dropped_records.append(DroppedRecord(record, reasons))
-            ends[number] = _End(None, wire.kind, wire.statement,
-                                f"record [{number}] was dropped: {'; '.join(reasons)}")
-        else:
-            ends[number] = _End(f"#{proposals + len(result.records)}", wire.kind,
-                                wire.statement)
-            result.records.append(record)
+        ends[len(why.shown) + 1 + k] = _review_record(wire, len(why.shown) + 1 + k, ctx,
+                                                      result, proposals)
     seen: set[tuple[str, str, str]] = set()
     for link in getattr(answer, "links", None) or ():
-        evidence, repairs = repair_evidence(link.evidence, ctx)
-        reasons = _end_problems(link, ends.get(link.goal), ends.get(link.target))
-        reasons += ctx.evidence_problems(evidence)
-        reasons += ctx.speaker_problems(_Cited(evidence))
-        reasons += _unquoted(evidence, ctx)
-        goal, target = ends.get(link.goal), ends.get(link.target)
-        if reasons or goal is None or target is None or goal.ref is None or target.ref is None:
-            result.dropped_links.append(DroppedLink(
-                link.goal, link.relation, link.target, reasons or ["an end was dropped"],
-                goal.statement if goal else "", target.statement if target else ""))
-            continue
-        result.repairs += repairs
-        key = (goal.ref, link.relation, target.ref)
-        if key in seen:
-            continue
-        seen.add(key)
-        result.links.append(LinkProposal(source=goal.ref, relation=link.relation,
-                                         target=target.ref, evidence=evidence,
-                                         basis="explicit"))
+        proposal = _review_link(link, ends, ctx, result)
+        if proposal is not None and (key := (proposal.source, proposal.relation,
+                                             proposal.target)) not in seen:
+            seen.add(key)
+            result.links.append(proposal)
     return result
+
+
+def _review_record(wire: WhyRecord, number: int, ctx: ChatValidation, result: WhyReview,
+                   proposals: int) -> _End:
+    """A new record repaired and judged as an extracted one is: kept in `result.records`,
+    or dropped with its reasons (and so are the links to it)."""
+    record, repairs = repair_record(Proposal(
+        kind=wire.kind, statement=wire.statement, evidence=wire.evidence), ctx)
+    result.repairs += repairs
+    reasons = ctx.problems(record)
+    if reasons:
+        result.dropped_records.append(DroppedRecord(record, reasons))
+        return _End(None, wire.kind, wire.statement,
+                    f"record [{number}] was dropped: {'; '.join(reasons)}")
+    result.records.append(record)
+    return _End(f"#{proposals + len(result.records) - 1}", wire.kind, wire.statement)
+
+
+def _review_link(link: WhyLink, ends: dict[int, _End], ctx: ChatValidation,
+                 result: WhyReview) -> LinkProposal | None:
+    """The link as a proposal for the merge, or None when it fails (then dropped, with
+    every reason, into `result`)."""
+    evidence, repairs = repair_evidence(link.evidence, ctx)
+    goal, target = ends.get(link.goal), ends.get(link.target)
+    reasons = [*_end_problems(link, goal, target), *ctx.evidence_problems(evidence),
+               *ctx.speaker_problems(_Cited(evidence)), *_unquoted(evidence, ctx)]
+    if reasons or goal is None or target is None or goal.ref is None or target.ref is None:
+        result.dropped_links.append(DroppedLink(
+            link.goal, link.relation, link.target, reasons or ["an end was dropped"],
+            goal.statement if goal else "", target.statement if target else ""))
+        return None
+    result.repairs += repairs
+    return LinkProposal(source=goal.ref, relation=link.relation, target=target.ref,
+                        evidence=evidence, basis="explicit")
 
 
 @dataclass(frozen=True)
@@ -161,12 +170,17 @@ class _Cited:
 
 
 def _unquoted(evidence: Sequence[EvidenceQuote], ctx: ChatValidation) -> list[str]:
-    """A link rests on words: evidence from an event with text must quote them (a record may
-    cite an event without a quote; a "why" nobody put into words is a guess)."""
+    """A link rests on the user's words: each piece of its evidence quotes an event's text
+    (a record may rest on what the user did; a "why" nobody put into words is a guess)."""
     reasons = []
     for ev in evidence:
         event = ctx.batch.event(ev.event_id)
-        if event is not None and (event.text or "").strip() and not ev.quote.strip():
+        if event is None:
+            continue  # evidence_problems says so
+        if not (event.text or "").strip():
+            reasons.append(f"event '{ev.event_id}' has no words; a link needs the person's "
+                           "words that show it")
+        elif not ev.quote.strip():
             reasons.append(f"the evidence from event '{ev.event_id}' quotes nothing; a link "
                            "needs the person's words that show it")
     return reasons
