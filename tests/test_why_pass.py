@@ -343,3 +343,26 @@ async def test_a_link_resting_on_an_event_without_words_is_dropped(fake: FakePro
     result = await engine_for(fake, why=True).ingest("u1", events())
     [dropped] = result.dropped_links
     assert "event 'e1' has no words" in dropped.reasons[0]
+
+
+async def test_a_commit_retried_after_a_concurrent_write_keeps_the_links(
+        fake: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    from doxa.errors import StoreConflictError
+
+    fake.answer = scripted([GOAL, BELIEF], {"records": [], "links": [
+        link(1, "blocked_by", 2, "e5", WORRY)]})
+    engine = engine_for(fake, why=True)
+    commit = engine.store.commit
+    calls = 0
+
+    async def conflicting_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreConflictError("u1", 0, 1)
+        return await commit(*args, **kwargs)
+    monkeypatch.setattr(engine.store, "commit", conflicting_once)
+    result = await engine.ingest("u1", events())
+    assert result.commit_retries == 1 and fake.stats.requests == 2  # merged again, not asked
+    [goal] = [r for r in (await engine.model("u1")).records if r.kind == "goal"]
+    assert [lk.relation for lk in goal.active_links()] == ["blocked_by"]
