@@ -109,7 +109,7 @@ def test_a_case_that_errors_exits_1_after_writing_the_run(
     assert seen == {"model": "anthropic/claude-haiku-4-5", "base_url": None,
                     "prompt_dir": "prompts/extract", "cache": False,
                     "cache_path": tmp_path / "eval.db", "timeout_s": None,
-                    "schema": None, "calibration": None}
+                    "schema": None, "calibration": None, "why": False}
     assert read_run(out).metrics.errored == 1
 
 

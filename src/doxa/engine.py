@@ -31,6 +31,7 @@ from doxa.core.confidence import decayed_model
 from doxa.core.flush import FlushPolicy, FlushReason
 from doxa.core.groups import GroupBy
 from doxa.core.leverage import LeverageReport, leverage
+from doxa.core.links import rebased
 from doxa.core.merge import MergeConfig, MergeResult, apply_outcome, merge
 from doxa.core.observe import (
     LinkObservation,
@@ -60,6 +61,8 @@ from doxa.llm.client import RetryPolicy
 from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
+from doxa.llm.schema import DroppedRecord
+from doxa.llm.why import WhyAsker, WhyOutcome
 from doxa.model.records import Change, Relation, UserModel, cited_event_ids
 from doxa.model.schema import ModelSchema, load_schema
 from doxa.prompts.render import SCHEMA_PROMPT, Messages, PromptSet
@@ -82,6 +85,15 @@ class DroppedInfo(BaseModel):
     batch_id: str
     kind: str
     statement: str
+    reasons: list[str]
+
+
+class DroppedLinkInfo(BaseModel):
+    """A causal link the why pass proposed that failed validation, and why; never stored."""
+
+    batch_id: str
+    link: str
+    """The link as the model wrote it: `[goal] statement relation [target] statement`."""
     reasons: list[str]
 
 
@@ -108,9 +120,18 @@ class IngestResult(FlatUsage):
     """Of input_tokens, those the re-asks sent."""
     reask_output_tokens: int = 0
     """Of output_tokens, those the re-asks answered."""
+    why_calls: int = 0
+    """Of llm_calls, those the why pass made (`why=True`: one per batch that yielded a goal,
+    a re-ask of an answer that did not parse included)."""
+    why_input_tokens: int = 0
+    """Of input_tokens, those the why pass sent."""
+    why_output_tokens: int = 0
+    """Of output_tokens, those the why pass answered."""
     latency_s: float = 0.0
     changes: list[Change] = Field(default_factory=list)
     dropped: list[DroppedInfo] = Field(default_factory=list)
+    dropped_links: list[DroppedLinkInfo] = Field(default_factory=list)
+    """Causal links the why pass proposed and validation refused, with the reasons."""
     commit_retries: int = 0
 
 
@@ -174,6 +195,10 @@ class EngineConfig:
     """Tokens per minute to stay under (None: no client-side limit)."""
     flush: FlushPolicy | None = None
     """When a buffered user's events are worth a call (None: `FlushPolicy()`)."""
+    why: bool = False
+    """Ask, after each batch whose extraction proposed a goal, one more short call for the
+    causal links between its records and the known ones (`doxa.llm.why`); off, extraction
+    and its cost are as they were. `ingest(..., why=...)` overrides it per call."""
     calibration: CalibrationProfile | str | Path | Literal[False] | None = None
     """A calibration profile (or its file) applied to every record, or a folder searched
     for the model's profiles by prompt version (None: `DOXA_CALIBRATION_DIR`, then the
@@ -200,6 +225,7 @@ class EngineOptions(TypedDict, total=False):
     rpm: float | None
     tpm: float | None
     flush: FlushPolicy | None
+    why: bool
     calibration: CalibrationProfile | str | Path | Literal[False] | None
 
 
@@ -282,6 +308,7 @@ class Engine:
         self._retry = config.retry or RetryPolicy()
         self._client = client
         self._extractor: Extractor | None = None
+        self._why_asker: WhyAsker | None = None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._runner: asyncio.Runner | None = None
         self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm)
@@ -290,6 +317,13 @@ class Engine:
     @property
     def prompt_version(self) -> str:
         return self.prompts.version
+
+    @property
+    def why_asker(self) -> WhyAsker:
+        """The why pass, over the extractor's client, settings and rate limiter."""
+        if self._why_asker is None:
+            self._why_asker = WhyAsker(self.extractor.llm, self._settings, schema=self.schema)
+        return self._why_asker
 
     @property
     def extractor(self) -> Extractor:
@@ -317,16 +351,20 @@ class Engine:
     # -- ingest ---------------------------------------------------------------------------
 
     async def ingest(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
-                     *, skip_invalid: bool = False) -> IngestResult:
+                     *, skip_invalid: bool = False, why: bool | None = None) -> IngestResult:
         """Extract from the events not seen before and merge them into the user's model.
 
-        Raises `UserErasedError`, with nothing stored, when the user is deleted while the
-        ingest runs; an ingest that starts after the delete builds a new model."""
-        return await self._ingest(user_id, events, skip_invalid)
+        `why` asks the why pass for causal links after each batch that yields a goal (None:
+        the engine's `why` setting). Raises `UserErasedError`, with nothing stored, when the
+        user is deleted while the ingest runs; an ingest that starts after the delete builds
+        a new model."""
+        return await self._ingest(user_id, events, skip_invalid, why=why)
 
     async def _ingest(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
-                      skip_invalid: bool, claim: BufferClaim | None = None) -> IngestResult:
+                      skip_invalid: bool, claim: BufferClaim | None = None, *,
+                      why: bool | None = None) -> IngestResult:
         """`ingest`; with a buffer `claim`, its rows leave the buffer in the same commit."""
+        why = self.config.why if why is None else why
         started = time.perf_counter()
         generation = await self.store.generation(user_id)  # before anything else is read
         cache_generation = await self._cache_generation(user_id, generation)
@@ -342,7 +380,8 @@ class Engine:
         draft = _Draft.of(await self.store.load(user_id))
         outcomes: list[ExtractionOutcome | None] = []
         for batch in batches:
-            outcome = await self._extract(batch, draft.model, result, cache_generation)
+            outcome = await self._extract(batch, draft.model, result, cache_generation,
+                                          why=why)
             outcomes.append(outcome)
             draft = self._merge(draft, batch, outcome, now)
         await self._commit(user_id, draft, batches, outcomes, now, result, generation, claim)
@@ -456,8 +495,9 @@ class Engine:
             batch, model, max_records=self.max_context_records))
 
     async def _extract(self, batch: Batch, model: UserModel, result: IngestResult,
-                       cache_generation: int) -> ExtractionOutcome | None:
-        """One LLM call for a batch with signal (none without); the prompt sees `model`."""
+                       cache_generation: int, *, why: bool = False) -> ExtractionOutcome | None:
+        """One LLM call for a batch with signal (none without); the prompt sees `model`.
+        With `why`, the why pass follows when the extraction proposed a goal."""
         result.batches += 1
         if not batch.has_signal:
             result.batches_without_signal += 1
@@ -474,7 +514,15 @@ class Engine:
             cache_put=put if cache else None,
         )
         _account(result, outcome)
-        return outcome
+        asked = self.why_asker.messages(batch, outcome.proposals, model,
+                                        request.known_record_ids) if why else None
+        if asked is None:
+            return outcome
+        found = await self.why_asker.ask(batch, outcome.proposals, asked,
+                                         cache_get=cache.cache_get if cache else None,
+                                         cache_put=put if cache else None)
+        _account_why(result, found)
+        return replace(outcome, why=found)
 
     def _merge(self, draft: _Draft, batch: Batch, outcome: ExtractionOutcome | None,
                now: datetime) -> _Draft:
@@ -483,7 +531,16 @@ class Engine:
         merged = merge(draft.model, outcome.proposals, batch, now=now,
                        prompt_version=self.prompt_version, config=self.merge_config,
                        reasked=outcome.reasked)
-        return _Draft(draft.base_version, merged.model, draft.changes + merged.changes)
+        changes = draft.changes + merged.changes
+        found = outcome.why
+        if found is not None and (found.records or found.links):
+            # The why pass's records and links, under its own prompt version; its links
+            # name the extraction's proposals by where they landed.
+            merged = merge(merged.model, found.records, batch, now=now,
+                           prompt_version=found.prompt_version, config=self.merge_config,
+                           links=rebased(found.links, merged.landed, len(outcome.proposals)))
+            changes += merged.changes
+        return _Draft(draft.base_version, merged.model, changes)
 
     async def _commit(self, user_id: str, draft: _Draft, batches: Sequence[Batch],
                       outcomes: Sequence[ExtractionOutcome | None], now: datetime,
@@ -942,10 +999,10 @@ class Engine:
         return self._runner.run(_as_coro(make))
 
     def ingest_sync(self, user_id: str, events: Iterable[Event | Mapping[str, Any]],
-                    *, skip_invalid: bool = False) -> IngestResult:
+                    *, skip_invalid: bool = False, why: bool | None = None) -> IngestResult:
         """`ingest` for code without an event loop."""
-        return self._run("ingest",
-                         lambda: self.ingest(user_id, events, skip_invalid=skip_invalid))
+        return self._run("ingest", lambda: self.ingest(user_id, events,
+                                                       skip_invalid=skip_invalid, why=why))
 
     def add_sync(self, user_id: str, event: Event | Mapping[str, Any]) -> None:
         """`add` for code without an event loop."""
@@ -1015,11 +1072,25 @@ def _own_events(user_id: str, events: Iterable[Event | Mapping[str, Any]],
 
 def _account(result: IngestResult, outcome: ExtractionOutcome) -> None:
     result.count(outcome.usage)
-    result.dropped += [
-        DroppedInfo(batch_id=outcome.batch_id, kind=d.record.kind,
-                    statement=d.record.statement, reasons=d.reasons)
-        for d in outcome.dropped
+    result.dropped += _dropped_info(outcome.batch_id, outcome.dropped)
+
+
+def _dropped_info(batch_id: str, dropped: Sequence[DroppedRecord]) -> list[DroppedInfo]:
+    return [DroppedInfo(batch_id=batch_id, kind=d.record.kind, statement=d.record.statement,
+                        reasons=d.reasons) for d in dropped]
+
+
+def _account_why(result: IngestResult, found: WhyOutcome) -> None:
+    result.count(found.usage)
+    result.dropped += _dropped_info(found.batch_id, found.dropped_records)
+    result.dropped_links += [
+        DroppedLinkInfo(batch_id=found.batch_id, link=d.describe(), reasons=d.reasons)
+        for d in found.dropped_links
     ]
+    if found.failure is not None:
+        result.dropped_links.append(DroppedLinkInfo(
+            batch_id=found.batch_id, link="(the whole answer)",
+            reasons=[f"the answer did not parse: {found.failure}"]))
 
 
 @dataclass(frozen=True)

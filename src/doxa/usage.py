@@ -42,6 +42,13 @@ class Usage(BaseModel):
     """Of `input_tokens`, those the re-asks sent; None where not counted."""
     reask_output_tokens: int | None = None
     """Of `output_tokens`, those the re-asks answered; None where not counted."""
+    why_calls: int | None = None
+    """Of `llm_calls`, those the why pass made (`doxa.llm.why`, opt-in); None where not
+    counted."""
+    why_input_tokens: int | None = None
+    """Of `input_tokens`, those the why pass sent; None where not counted."""
+    why_output_tokens: int | None = None
+    """Of `output_tokens`, those the why pass answered; None where not counted."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -56,11 +63,15 @@ class Usage(BaseModel):
             repairs=_plus(self.repairs, other.repairs),
             reask_input_tokens=_plus(self.reask_input_tokens, other.reask_input_tokens),
             reask_output_tokens=_plus(self.reask_output_tokens, other.reask_output_tokens),
+            why_calls=_plus(self.why_calls, other.why_calls),
+            why_input_tokens=_plus(self.why_input_tokens, other.why_input_tokens),
+            why_output_tokens=_plus(self.why_output_tokens, other.why_output_tokens),
         )
 
 
 FLAT_COUNTS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "cache_hits",
-               "reasks", "repairs", "reask_input_tokens", "reask_output_tokens")
+               "reasks", "repairs", "reask_input_tokens", "reask_output_tokens", "why_calls",
+               "why_input_tokens", "why_output_tokens")
 """The counts a result may show as fields of its own (`FlatUsage`)."""
 
 

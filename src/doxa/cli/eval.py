@@ -219,6 +219,10 @@ def run_command(
         "--calibration", help="read confidences through this calibration profile (ECE and "
         "Brier then show before and after it); refused if it was fitted on these cases")
     ] = None,
+    why: Annotated[bool, typer.Option(
+        "--why", help="ask the why pass after each batch that yields a goal: extraction "
+        "proposes causal links, scored as link P/R/F1 (one more short call per such batch)")
+    ] = False,
     only: Annotated[list[str] | None, typer.Option(
         "--cases", help="run only the cases whose id matches this glob (repeatable)")] = None,
     every: Annotated[int, typer.Option(
@@ -241,7 +245,7 @@ def run_command(
         prompt_dir=str(prompt) if prompt else None, matcher=matcher, judge_model=judge_model,
         concurrency=concurrency, cache=not no_cache, cache_dir=str(cache_dir), oracle=oracle,
         timeout_s=timeout, schema_file=str(schema) if schema else None, baseline=baseline,
-        calibration=str(calibration) if calibration else None)
+        calibration=str(calibration) if calibration else None, why=why)
     _guard(lambda: check_baseline(settings))
     seeded = _seed(settings, shipped_cache, quiet=as_json)
     run = _guard(lambda: _execute(settings, cases, quiet=as_json))

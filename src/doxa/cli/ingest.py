@@ -23,6 +23,7 @@ from doxa.cli.options import (
     ModelOpt,
     SchemaOpt,
     UserOpt,
+    WhyOpt,
     print_json,
     store_url,
 )
@@ -64,6 +65,7 @@ def ingest(
                       "(doxa[ray]); --db must be a store they all reach")] = False,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to "
                            "join (ray://head:10001, auto); default: a local Ray")] = None,
+    why: WhyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Extract beliefs, goals and preferences from a file of events into the store.
@@ -72,7 +74,8 @@ def ingest(
     does not bound memory; a file with any invalid line is refused whole.
     """
     ingest_file(file, IngestJob(model=model, store=store_url(db), base_url=base_url,
-                                concurrency=concurrency, schema=schema, rpm=rpm, tpm=tpm),
+                                concurrency=concurrency, schema=schema, rpm=rpm, tpm=tpm,
+                                why=why),
                 user=user, skip_invalid=skip_invalid, as_json=as_json,
                 on_ray=on_ray or bool(ray_address), ray_address=ray_address, fmt=fmt)
 
@@ -178,6 +181,10 @@ def _report_ingest(results: dict[str, IngestResult | BaseException], totals: Ing
                       f"{usage.input_tokens} input + "
                       f"{usage.output_tokens} output tokens, cost {cost}, "
                       f"{totals.dropped} invalid record(s) dropped, {skipped} event(s) skipped")
+        if usage.why_calls:
+            console.print(f"why pass: {usage.why_calls} call(s), {usage.why_input_tokens} "
+                          f"input + {usage.why_output_tokens} output tokens (of the above), "
+                          f"{totals.dropped_links} invalid link(s) dropped")
         for u, exc in failed.items():
             print_labelled("failed", "red", f"{u}: {exc}")
     if failed:

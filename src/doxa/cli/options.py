@@ -40,6 +40,9 @@ BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="API base URL
                                                 "ANTHROPIC_BASE_URL")]
 SchemaOpt = Annotated[Path | None, typer.Option("--schema", help="model schema (YAML/TOML): "
                       "extract only its dimensions")]
+WhyOpt = Annotated[bool, typer.Option("--why", metavar="", help="after each batch that yields "
+                   "a goal, one more short call asks why (the causal links its events show: "
+                   "because, constrained_by, blocked_by, in_order_to)")]
 # metavar "": a flag, shown as `--json` (typer would show `--json <bool>`, which reads as if
 # it took a value).
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="print JSON instead of "

@@ -18,6 +18,7 @@ from doxa.cli.options import (
     DbOpt,
     ModelOpt,
     SchemaOpt,
+    WhyOpt,
     store_url,
 )
 from doxa.cli.terminal import err_console, fail
@@ -33,6 +34,7 @@ def serve(
     model: ModelOpt = DEFAULT_MODEL,
     base_url: BaseUrlOpt = None,
     schema: SchemaOpt = None,
+    why: WhyOpt = False,
     keys: Annotated[Path | None, typer.Option("--keys", help="keys file: 'tenant sha256:<hex> "
                     "scopes' lines (default DOXA_API_KEYS_FILE); DOXA_API_KEYS adds "
                     "tenant:key pairs")] = None,
@@ -89,7 +91,7 @@ def serve(
                   "`doxa serve --new-key TENANT`) or set DOXA_API_KEYS=tenant:key")
         segment_secrets = parse_segment_secrets(os.environ.get("DOXA_SEGMENT_SECRETS", ""))
         engine = Engine(model=model, store=store_url(db),
-                        base_url=base_url, schema=schema)
+                        base_url=base_url, schema=schema, why=why)
     except (DoxaError, ValueError) as exc:
         fail(exc)
     err_console.print(f"doxa serving {engine.spec.label} on http://{host}:{port} "

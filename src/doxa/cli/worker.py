@@ -29,6 +29,7 @@ from doxa.cli.options import (
     JsonOpt,
     ModelOpt,
     SchemaOpt,
+    WhyOpt,
     print_json,
     store_url,
 )
@@ -62,6 +63,7 @@ def worker(
     db: DbOpt = DEFAULT_DB,
     base_url: BaseUrlOpt = None,
     schema: SchemaOpt = None,
+    why: WhyOpt = False,
     concurrency: Annotated[int, typer.Option(min=1, help="users flushed at once")] = 4,
     rpm: Annotated[float | None, typer.Option("--rpm", min=0.001, help="the provider's "
                    "requests-per-minute limit: calls are paced to stay under it")] = None,
@@ -108,7 +110,7 @@ def worker(
 
     async def go() -> None:
         engine = Engine(model=model, store=store_url(db), base_url=base_url, schema=schema,
-                        rpm=rpm, tpm=tpm, flush=policy)
+                        rpm=rpm, tpm=tpm, flush=policy, why=why)
         # The provider's SDK is loaded now, not on the first flush, so a worker holds no
         # user's events while it starts up, and a missing SDK fails before any claim.
         _ = engine.extractor

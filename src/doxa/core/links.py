@@ -71,6 +71,24 @@ def resolve(ref: str, landed: Sequence[str | None]) -> str | None:
     return landed[n] if 0 <= n < len(landed) else None
 
 
+def rebased(links: Sequence[LinkProposal], landed: Sequence[str | None],
+            first_new: int) -> list[LinkProposal]:
+    """Links whose `#<n>` ends count over proposals already merged (the first `first_new`,
+    which landed on `landed`) and then those of the merge they are given to: an end among
+    the first becomes the id its proposal landed on (one left out resolves to nothing, and
+    the link is left out with it); a later one becomes `#<n - first_new>`."""
+    def end(ref: str) -> str:
+        if not ref.startswith("#") or not ref[1:].isdigit():
+            return ref
+        n = int(ref[1:])
+        if n >= first_new:
+            return f"#{n - first_new}"
+        return (landed[n] if n < len(landed) else None) or "#-1"
+
+    return [lp.model_copy(update={"source": end(lp.source), "target": end(lp.target)})
+            for lp in links]
+
+
 def link_problem(goal: Record | None, relation: Relation, target: Record | None) -> str | None:
     """Why these two records cannot be linked by `relation`, or None when they can."""
     if goal is None:

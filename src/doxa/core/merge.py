@@ -68,6 +68,9 @@ class MergeConfig(BaseModel):
 class MergeResult:
     model: UserModel
     changes: list[Change]
+    landed: tuple[str | None, ...] = ()
+    """Where each proposal landed (its record's id), None for one left out: what a later
+    merge's links name the proposals by (`doxa.core.links.rebased`)."""
 
 
 def make_record_id(user_id: str, kind: str, statement: str, batch_id: str) -> str:
@@ -238,8 +241,9 @@ def merge_evidenced(model: UserModel,
         records = end_links_to_missing(work, records, batch.id, prompt_version)
     if len(records) == len(model.records) and all(c.action != "created" for c in work.changes):
         # The same ids, replaced in place in the id-ordered dict: already in id order.
-        return MergeResult(model.model_copy(update={"records": tuple(records)}), work.changes)
-    return MergeResult(model.with_records(records), work.changes)
+        return MergeResult(model.model_copy(update={"records": tuple(records)}), work.changes,
+                           tuple(landed))
+    return MergeResult(model.with_records(records), work.changes, tuple(landed))
 
 
 def _merge_one(work: _Working, user_id: str, proposal: Proposal,

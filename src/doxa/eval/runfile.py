@@ -65,6 +65,9 @@ class RunFile(BaseModel):
     suite: str
     model: str
     prompt_version: str = ""
+    why_prompt_version: str | None = None
+    """The why pass's prompt version when the run asked for it (`--why`); None: no why pass,
+    so real extraction proposed no links."""
     matcher: str
     oracle: bool = False
     baseline: str | None = None

@@ -79,6 +79,9 @@ def usage_of(result: Any, latency_s: float) -> Usage:
         repairs=_counted(result, "repairs"),
         reask_input_tokens=_counted(result, "reask_input_tokens"),
         reask_output_tokens=_counted(result, "reask_output_tokens"),
+        why_calls=_counted(result, "why_calls"),
+        why_input_tokens=_counted(result, "why_input_tokens"),
+        why_output_tokens=_counted(result, "why_output_tokens"),
     )
 
 
@@ -179,7 +182,7 @@ def default_engine_factory(
     model: str, *, base_url: str | None = None, prompt_dir: str | Path | None = None,
     cache: bool = True, cache_path: str | Path = ".doxa-cache/eval.db",
     timeout_s: float | None = None, schema: str | Path | None = None,
-    calibration: str | Path | None = None,
+    calibration: str | Path | None = None, why: bool = False,
 ) -> EngineFactory:
     """Real engines: a memory store per case, LLM answers cached in one sqlite file. No
     calibration profile unless one is given: a profile found by model and prompt version
@@ -196,6 +199,7 @@ def default_engine_factory(
             cache=cache, cache_store=f"sqlite:///{cache_path}" if cache else None,
             settings=ExtractionSettings(timeout_s=timeout_s) if timeout_s else None,
             schema=schema, calibration=calibration if calibration is not None else False,
+            why=why,
         )
         return engine
 
@@ -224,6 +228,9 @@ class RunSettings(BaseModel):
     """A built-in baseline (`naive`) answers the cases instead of doxa."""
     calibration: str | None = None
     """A calibration profile file the engine reads confidences through (None: none)."""
+    why: bool = False
+    """Run the why pass after each batch that yields a goal, so extraction proposes causal
+    links (scored by link P/R/F1 on cases that label them)."""
 
 
 def _case_runner(settings: RunSettings, matcher: Matcher,
@@ -234,7 +241,7 @@ def _case_runner(settings: RunSettings, matcher: Matcher,
         settings.model, base_url=settings.base_url, prompt_dir=settings.prompt_dir,
         cache=settings.cache, cache_path=Path(settings.cache_dir) / "eval.db",
         timeout_s=settings.timeout_s, schema=settings.schema_file,
-        calibration=settings.calibration)
+        calibration=settings.calibration, why=settings.why)
     return lambda case: run_case(case, factory, matcher=matcher)
 
 
@@ -271,7 +278,8 @@ async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
     return RunFile(
         doxa_version=__version__, suite=settings.suite,
         model="oracle" if settings.oracle else settings.model,
-        prompt_version=",".join(versions), matcher=matcher.name, oracle=settings.oracle,
+        prompt_version=",".join(versions), why_prompt_version=_why_version(settings),
+        matcher=matcher.name, oracle=settings.oracle,
         baseline=settings.baseline,
         started_at=started, finished_at=stamp(), cases=tuple(results),
         metrics=suite_metrics([r.scored() for r in ran], errored=len(results) - len(ran),
@@ -279,6 +287,15 @@ async def run_eval(settings: RunSettings, cases: Sequence[Case], *,
         usage=total_usage([r.usage for r in results]),
         judge_usage=dict(getattr(matcher, "stats", {})),
     )
+
+
+def _why_version(settings: RunSettings) -> str | None:
+    """The why prompt's version when doxa's engines ran the why pass, else None."""
+    if not settings.why or settings.oracle or settings.baseline:
+        return None
+    from doxa.prompts.why import WhyPrompt
+
+    return WhyPrompt(new_records=settings.schema_file is None).version
 
 
 def _check_out_of_sample(settings: RunSettings, cases: Sequence[Case]) -> None:

@@ -22,6 +22,7 @@ from doxa.events.speakers import is_users_own
 from doxa.llm.quotes import needs_repair, repair
 from doxa.llm.schema import (
     BaseExtraction,
+    Cites,
     DroppedRecord,
     EvidenceQuote,
     Proposal,
@@ -63,7 +64,7 @@ class ChatValidation(ValidationContext):
             return []
         return self.speaker_problems(record) + super().problems(record)
 
-    def speaker_problems(self, record: Proposal) -> list[str]:
+    def speaker_problems(self, record: Cites) -> list[str]:
         reasons = []
         for ev in record.evidence:
             event = self.batch.event(ev.event_id)
@@ -92,7 +93,7 @@ class ChatValidation(ValidationContext):
                  and not any(self.citable(eid) for eid in shown))
                 or self.quotes_only_others(record))
 
-    def quotes_only_others(self, record: Proposal) -> bool:
+    def quotes_only_others(self, record: Cites) -> bool:
         """Whether every quote of the record is another speaker's words: found in a turn of
         theirs that was shown, and in no event the user could be cited by. Whatever id it
         was filed under, such a record is the assistant's suggestion put in the user's
@@ -153,10 +154,23 @@ def repair_record(record: Proposal, ctx: ChatValidation,
                   shown: Mapping[str, str] | None = None) -> tuple[Proposal, int]:
     """The record with its evidence mended where doxa can do it without a re-ask, and how
     many pieces of evidence were mended; the record itself is left as it was."""
+    evidence, repairs = repair_evidence(record.evidence, ctx, shown)
+    if not repairs:
+        return record, 0
+    return record.model_copy(update={"evidence": evidence}), repairs
+
+
+def repair_evidence(cited: Sequence[EvidenceQuote], ctx: ChatValidation,
+                    shown: Mapping[str, str] | None = None,
+                    ) -> tuple[list[EvidenceQuote], int]:
+    """Evidence mended where doxa can do it without a re-ask (a record's or a causal
+    link's), and how many pieces were mended: a near-verbatim quote becomes its event's
+    exact span, a quote cited to the wrong event moves to the one user's event that says
+    it, and another speaker's citations are trimmed when the user's own remain."""
     shown = _shown_texts(ctx) if shown is None else shown
     evidence: list[EvidenceQuote] = []
     repairs = 0
-    for ev in record.evidence:
+    for ev in cited:
         mended = _repair_quote(ev, ctx, shown)
         repairs += mended is not ev
         evidence.append(mended)
@@ -167,9 +181,7 @@ def repair_record(record: Proposal, ctx: ChatValidation,
     if repairs:  # a citation moved onto an event the record already cites is one citation
         first = {ev.event_id: n for n, ev in reversed(list(enumerate(evidence)))}
         evidence = [ev for n, ev in enumerate(evidence) if first[ev.event_id] == n]
-    if not repairs:
-        return record, 0
-    return record.model_copy(update={"evidence": evidence}), repairs
+    return evidence, repairs
 
 
 def _repair_quote(ev: EvidenceQuote, ctx: ChatValidation,

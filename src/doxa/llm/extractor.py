@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -53,6 +53,9 @@ from doxa.prompts.reask import Failing, ReaskPrompt
 from doxa.prompts.render import Messages
 from doxa.relevance import Batch, estimate_tokens
 from doxa.usage import Usage
+
+if TYPE_CHECKING:  # the why pass builds on the extractor, not the reverse
+    from doxa.llm.why import WhyOutcome
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,8 @@ class ExtractionOutcome:
     its review made again) and nothing else."""
     reasked: bool = False
     """The answer needed a re-ask to validate (kept with a cached answer too)."""
+    why: WhyOutcome | None = None
+    """The why pass's links and records for this batch, when it was asked (`doxa.llm.why`)."""
 
     @property
     def input_tokens(self) -> int:

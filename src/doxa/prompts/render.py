@@ -95,6 +95,12 @@ class PromptSet:
         return self._templates["system"].render(max_records=MAX_RECORDS,
                                                 schema=self.schema).strip()
 
+    def render_system(self, **values: Any) -> str:
+        """The system message from values of a prompt's own (the why pass's, which says
+        whether new records may be proposed): still the same text for every call with the
+        same values, so prompt caching applies."""
+        return self._templates["system"].render(**values).strip()
+
     def render_user(self, **values: Any) -> str:
         """The user message from any values its template reads (a prompt other than the
         extraction's, such as the re-ask's, `doxa.prompts.reask`)."""

@@ -33,11 +33,14 @@ class IngestJob:
     schema: Path | None = None
     rpm: float | None = None
     tpm: float | None = None
+    why: bool = False
+    """Ask the why pass for causal links after each batch that yields a goal."""
 
     def engine_options(self) -> dict[str, Any]:
         """The optional `Engine(...)` settings that were given (Ray ships them to workers)."""
         return {k: v for k, v in {"schema": self.schema, "rpm": self.rpm,
-                                  "tpm": self.tpm}.items() if v is not None}
+                                  "tpm": self.tpm, "why": self.why or None}.items()
+                if v is not None}
 
 
 @dataclass
@@ -47,12 +50,14 @@ class IngestTotals:
     users: int = 0
     changes: int = 0
     dropped: int = 0
+    dropped_links: int = 0
     usage: Usage = field(default_factory=Usage)
 
     def add(self, result: IngestResult) -> None:
         self.users += 1
         self.changes += len(result.changes)
         self.dropped += len(result.dropped)
+        self.dropped_links += len(result.dropped_links)
         self.usage = self.usage + result.usage
 
 
@@ -69,7 +74,7 @@ async def ingest_spool(job: IngestJob, spool: UserSpool, totals: IngestTotals, *
             on_done(user)
 
     async with Engine(model=job.model, store=job.store, base_url=job.base_url,
-                      schema=job.schema, rpm=job.rpm, tpm=job.tpm) as engine:
+                      schema=job.schema, rpm=job.rpm, tpm=job.tpm, why=job.why) as engine:
         return await engine.ingest_many(spool.users(), concurrency=job.concurrency,
                                         on_done=done, keep_results=keep_results)
 

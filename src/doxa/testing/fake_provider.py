@@ -49,6 +49,10 @@ NAIVE_TOOL = "NaiveAnswer"
 """The naive eval baseline's answer model (doxa.eval.naive): findings, not records."""
 _NAIVE_LINE = re.compile(r"^(\S+) \| \S+ \| \S+ \| (.*) \|(?: .*)?$", re.M)
 """One event line of the naive baseline's prompt: id | time | type | text | properties."""
+WHY_TOOL = "WhyAnswer"
+"""The why pass's answer model (doxa.llm.why_schema): links between numbered records."""
+_WHY_RECORD = re.compile(r'^\[(\d+)\] ([a-z_]+): .*?\((\S+): "(.*?)"\)', re.M)
+"""One numbered record of the why prompt, with its first quote: number, kind, event, words."""
 _EVENT = re.compile(r'<event id="([^"]+)"(?: same_as="([^"]*)")?[^>]*>(.*?)</event>', re.S)
 
 
@@ -462,10 +466,12 @@ def _kind_of(text: str) -> str:
 
 
 def tool_name(body: dict[str, Any]) -> str:
-    """The tool the request asks to be called: `Extraction` unless it is the naive baseline's."""
+    """The tool the request asks to be called: `Extraction` unless it is the naive baseline's
+    or the why pass's."""
     for tool in body.get("tools") or []:
-        if (tool.get("name") or tool.get("function", {}).get("name")) == NAIVE_TOOL:
-            return NAIVE_TOOL
+        name = tool.get("name") or tool.get("function", {}).get("name")
+        if name in (NAIVE_TOOL, WHY_TOOL):
+            return str(name)
     return "Extraction"
 
 
@@ -482,10 +488,26 @@ def naive_answer_for(body: dict[str, Any]) -> dict[str, Any]:
     return {"findings": findings}
 
 
+def why_answer_for(body: dict[str, Any]) -> dict[str, Any]:
+    """The why pass's answer: each listed goal linked to each listed record a relation can
+    point at (a motivation, constraint or belief), citing that record's first quote; no new
+    records. Enough for a link to be proposed, validated and stored end to end."""
+    relation = {"motivation": "because", "constraint": "constrained_by", "belief": "blocked_by"}
+    shown = [(int(m.group(1)), m.group(2), m.group(3), m.group(4))
+             for text in _user_texts(body) for m in _WHY_RECORD.finditer(text)]
+    links = [{"goal": goal, "relation": relation[kind], "target": number,
+              "evidence": [{"event_id": event_id, "quote": quote}]}
+             for goal, goal_kind, _, _ in shown if goal_kind == "goal"
+             for number, kind, event_id, quote in shown if kind in relation]
+    return {"records": [], "links": links[:8]}
+
+
 def answer_for(body: dict[str, Any]) -> dict[str, Any]:
     """A valid extraction: one record per event whose text has at least four words."""
     if tool_name(body) == NAIVE_TOOL:
         return naive_answer_for(body)
+    if tool_name(body) == WHY_TOOL:
+        return why_answer_for(body)
     records: list[dict[str, Any]] = []
     for event_id, text in events_in(body):
         words = text.split()
