@@ -67,7 +67,9 @@ _PATTERNS = (
     r"\bnow\s+(write|record|log|add|store)\b", r"\b(write|record|log)\s+(this|that)\s*:",
     r"\brecord\s+that\b",
     r"\bregistr[ae]\s+que\b", r"\benregistre[rz]?\s+que\b", r"\bnotier\w*\s+(dass|,)",
-    r"\bremember\b.{0,30}\bfor\s+later\b", r"\breinforce\s+(this|it)\b",
+    r"\bremember\b.{0,30}\bfor\s+later\b", r"\breinforce\s+(this|it|that|these|those)\b",
+    # asking the reader to keep, update or strengthen a stored record about the user
+    r"\b(reinforce|update|keep|strengthen|confirm)\s+(that|this|the|my)\s+(record|belief|memory|profile\s+entry)\b",
     r"\bin\s+(every|all)\s+future\s+(updates?|summar(y|ies)|answers?|profiles?|runs?)\b",
     # more languages: ignore/forget the instructions, you are now, record that, notes to an AI
     # Italian
