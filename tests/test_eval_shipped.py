@@ -125,10 +125,10 @@ def test_a_shipped_cache_answers_a_fresh_cache_dir_with_no_call(
 def test_evals_cache_is_read_by_default_from_the_current_folder(
         suite: Path, fake: FakeProvider, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # first, so the checkout's own evals/cache is not read
     assert run(suite, fake, tmp_path / "one.json", tmp_path / "one").exit_code == EXIT_OK
     asked = fake.stats.requests
     assert export(tmp_path / "one", tmp_path / "evals" / "cache" / "x.jsonl").exit_code == 0
-    monkeypatch.chdir(tmp_path)
     result = run(suite, fake, tmp_path / "two.json", tmp_path / "two", "--json")
     assert result.exit_code == EXIT_OK, result.output
     assert json.loads(result.stdout)["shipped_cache"] == {

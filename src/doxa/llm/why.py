@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from doxa.core.links import LinkProposal
+from doxa.errors import ExtractionValidationError
 from doxa.llm.client import LLMClient, UsageMeter
 from doxa.llm.evidence import ChatValidation
 from doxa.llm.extractor import CacheGet, CachePut, ExtractionSettings
@@ -117,11 +118,11 @@ class WhyAsker:
         failure: str | None = None
         try:
             parsed: BaseModel | None = await self.llm.call(
-                lambda: self._call_once(why, meter),
+                lambda: self._call_once(batch.id, why, meter),
                 tokens=estimate_tokens(why.messages.system + why.messages.user)
                 + WHY_MAX_TOKENS // 4)
-        except _Unparsed as exc:
-            parsed, failure = None, str(exc)
+        except ExtractionValidationError as exc:
+            parsed, failure = None, "; ".join(exc.reasons)
         used = meter.total
         usage = used.model_copy(update={
             "latency_s": time.perf_counter() - started, "why_calls": used.llm_calls,
@@ -143,8 +144,10 @@ class WhyAsker:
                           usage.model_copy(update={"repairs": (usage.repairs or 0)
                                                    + review.repairs}))
 
-    async def _call_once(self, why: WhyMessages, meter: UsageMeter) -> BaseModel:
-        """The call; re-asked by instructor once while the answer does not parse."""
+    async def _call_once(self, batch_id: str, why: WhyMessages,
+                         meter: UsageMeter) -> BaseModel:
+        """The call; re-asked by instructor once while the answer does not parse, then
+        `ExtractionValidationError` (not a provider fault, so never retried as one)."""
         from instructor.v2.core.hooks import Hooks
 
         hooks = Hooks()
@@ -160,8 +163,4 @@ class WhyAsker:
         except Exception as exc:
             if provider_error(exc) is not None:
                 raise
-            raise _Unparsed(str(exc)[:300]) from exc
-
-
-class _Unparsed(Exception):
-    """The why answer did not parse even after its re-ask (not retried as a fault)."""
+            raise ExtractionValidationError(batch_id, [str(exc)[:300]]) from exc
