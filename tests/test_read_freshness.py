@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from builders import seed_goal
+from doxa.calibration.apply import Calibrator
+from doxa.calibration.profile import CalibrationProfile
 from doxa.engine import Engine
 from doxa.model.records import Record, UserModel
 from doxa.store import open_store
@@ -138,3 +140,37 @@ async def test_a_reader_racing_a_writer_never_reads_older_than_the_last_commit(
     for floor, version, records in seen:
         assert version >= floor
         assert records == truth[version], version
+
+
+async def test_a_calibrated_read_is_kept_between_commits_and_never_older_than_the_last(
+    url: str,
+) -> None:
+    """With a calibration profile the engine reads each record through it; that view is
+    kept while the store hands back the same stored model (so the server can keep its
+    pages) and made anew from the first read after any engine's commit."""
+    hand = CalibrationProfile(name="hand", model="openai/gpt-4o-mini", prompt_version="any",
+                              intercept=-0.5, weights={"evidence_score": 1.0})
+    a = Engine(store=url, calibration=hand)
+    b = Engine(store=url, calibration=hand)
+    try:
+        u = user()
+        record = await seed(a, u, "Wants SAML single sign-on before rollout")
+        for n in range(ROUNDS):
+            first = await a.model(u)
+            assert await a.model(u) is first  # nothing committed: the same view
+            assert first.calibrated
+            await (a, b)[n % 2].record_outcome(u, record.id, ("engaged", "ignored")[n % 2],
+                                               event_id=f"c{n}")
+            truth = await cold(url, u)
+            seen = await a.model(u)
+            assert seen is not first and seen.version == truth.version == n + 2
+            assert [r.evidence_score for r in seen.records] == [
+                r.confidence for r in truth.records]
+            assert [r.confidence for r in seen.records] == [
+                r.confidence for r in Calibrator(only=hand).calibrate(truth).records]
+            assert seen.records[0].confidence != truth.records[0].confidence  # calibrated
+        faded = await a.model(u, at=truth.records[0].updated_at)
+        assert faded is not await a.model(u, at=truth.records[0].updated_at)  # not kept
+    finally:
+        await a.close()
+        await b.close()
