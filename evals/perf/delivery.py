@@ -4,10 +4,12 @@
     .venv/bin/python evals/perf/delivery.py server-cpu [--store sqlite|postgres|all]
     .venv/bin/python evals/perf/delivery.py http [--store sqlite|postgres] [--readers 200]
         [--rates 250,500,1000,saturated] [--seconds 8] [--requests 8000] [--users 10]
-        [--limit 100]
+        [--limit 100] [--path model|beliefs] [--revalidate]
 
-The model is as large as a model gets: 600 records, the per-kind cap (`MergeConfig().
-max_records_per_kind`, 200) for each of belief, goal and preference, each with three
+The model is as large as an extracted model gets: 600 records, the per-kind cap
+(`MergeConfig().max_records_per_kind`, 200) for each kind an extraction asks for (belief,
+goal and preference; motivations and constraints come from links and observations), each
+with three
 evidence links (with quotes and their events stored) and two revisions, over four contexts,
 a third of the preferences filling a schema dimension. In process, a decision point is
 `engine.model(user)` then `beliefs(context=..., min_confidence=...)` and `value(dim)`;
@@ -18,7 +20,12 @@ database, standing for another process) are shown beside them.
 Over HTTP, `doxa serve`'s app runs in its own process under uvicorn (as `doxa serve` runs
 it) on loopback, over the same store, and this process is the load generator: `--readers`
 tasks, each with its own keep-alive connection, ask `GET /v1/users/{user}/model` (the
-default page of 100 records) for users taken in turn. Requests are due at a fixed total
+default page of 100 records; `--path beliefs`: a decision point's listing, billing beliefs
+at confidence 0.6 or more, 5 a page) for users taken in turn; with `--revalidate` each
+reader sends the ETag it last got for a page as If-None-Match, as an HTTP cache in front of
+delivery code would, and an unchanged page comes back as a bodiless 304. The generator
+writes HTTP/1.1 itself, like `wrk`, so that its own CPU does not crowd out the server's on a
+small machine; the server's CPU a request is read from /proc. Requests are due at a fixed total
 rate (open loop: a reader still waiting for its last answer when its next request is due
 sends it on return), and latency is measured from when the request was due, so a server
 falling behind shows in the figure rather than slowing the generator down. Each rate runs
@@ -50,7 +57,7 @@ import httpx
 from doxa.core.merge import MergeConfig, make_record_id
 from doxa.engine import Engine
 from doxa.events.parse import Event
-from doxa.model.records import KINDS, EvidenceLink, Record, Revision, UserModel
+from doxa.model.records import EXTRACTED_KINDS, EvidenceLink, Record, Revision, UserModel
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONTEXTS = ("general", "billing", "security", "onboarding")
@@ -64,8 +71,8 @@ def capped_model(user: str) -> tuple[UserModel, list[Event]]:
     """A model at the per-kind cap for every kind, and the events its evidence cites."""
     per_kind = MergeConfig().max_records_per_kind
     records, events = [], []
-    for i in range(per_kind * len(KINDS)):
-        kind = KINDS[i % len(KINDS)]
+    for i in range(per_kind * len(EXTRACTED_KINDS)):
+        kind = EXTRACTED_KINDS[i % len(EXTRACTED_KINDS)]
         words = " ".join(WORDS[(i * 5 + k) % len(WORDS)] for k in range(5))
         statement = f"{kind.title()} about {words} ({i})"
         at = T0 + timedelta(hours=i)
