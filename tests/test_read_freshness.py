@@ -174,3 +174,39 @@ async def test_a_calibrated_read_is_kept_between_commits_and_never_older_than_th
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_reload_after_another_engines_commit_reuses_only_what_the_rows_vouch_for(
+    url: str, engines: tuple[Engine, Engine],
+) -> None:
+    """After another engine's commit the reader parses only the records whose stored hash
+    moved and the events whose stored text moved; every other object is the one it held,
+    and the whole equals a cold load. An event rewritten under the same id (its text
+    changed, its record not) is read anew, not served from the held snapshot."""
+    a, b = engines
+    u = user()
+    for statement in ("Wants SAML single sign-on before rollout",
+                      "Needs a SOC 2 report for procurement",
+                      "Prefers weekly digests over daily mail"):
+        await seed(b, u, statement)
+    before = await a.model(u)
+    target = before.records[1]
+    await b.record_outcome(u, target.id, "engaged", event_id="o-reuse")
+    after = await a.model(u)
+    truth = await cold(url, u)
+    assert (after.version, after.records) == (truth.version, truth.records)
+    assert dict(after.events) == dict(truth.events)
+    for old, new in zip(before.records, after.records, strict=True):
+        assert (new is old) == (old.id != target.id), old.statement  # only the changed one
+    assert all(after.events[k] is before.events[k] for k in before.events)
+
+    cited = before.records[0].evidence[0].event_id
+    stored = await b.store.load(u)
+    edited = stored.events[cited].model_copy(update={"text": "We need SAML SSO, and soon"})
+    await b.store.commit(stored, expected_version=stored.version, changes=[],
+                         events=[edited], processed_ids=[])
+    reread = await a.model(u)
+    assert reread.version == stored.version + 1
+    assert reread.events[cited].text == "We need SAML SSO, and soon"
+    assert reread.records == truth.records and reread.records[0] is after.records[0]
+    assert dict(reread.events) == dict((await cold(url, u)).events)
