@@ -266,7 +266,7 @@ async def load(port: int, paths: list[str], readers: int, rate: float | None, se
             body_bytes += len(body)
             if status == 304 and revalidate and etag == held.get(path):
                 not_modified += 1
-            elif status != 200 or not body.endswith(b"}") or not etag:
+            elif status != 200 or not body.endswith(b"}") or (revalidate and not etag):
                 errors += 1
             if revalidate:
                 held[path] = etag
