@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from builders import seed_goal
+from doxa.calibration.apply import Calibrator
+from doxa.calibration.profile import CalibrationProfile
 from doxa.engine import Engine
 from doxa.model.records import Record, UserModel
 from doxa.store import open_store
@@ -138,3 +140,73 @@ async def test_a_reader_racing_a_writer_never_reads_older_than_the_last_commit(
     for floor, version, records in seen:
         assert version >= floor
         assert records == truth[version], version
+
+
+async def test_a_calibrated_read_is_kept_between_commits_and_never_older_than_the_last(
+    url: str,
+) -> None:
+    """With a calibration profile the engine reads each record through it; that view is
+    kept while the store hands back the same stored model (so the server can keep its
+    pages) and made anew from the first read after any engine's commit."""
+    hand = CalibrationProfile(name="hand", model="openai/gpt-4o-mini", prompt_version="any",
+                              intercept=-0.5, weights={"evidence_score": 1.0})
+    a = Engine(store=url, calibration=hand)
+    b = Engine(store=url, calibration=hand)
+    try:
+        u = user()
+        record = await seed(a, u, "Wants SAML single sign-on before rollout")
+        for n in range(ROUNDS):
+            first = await a.model(u)
+            assert await a.model(u) is first  # nothing committed: the same view
+            assert first.calibrated
+            await (a, b)[n % 2].record_outcome(u, record.id, ("engaged", "ignored")[n % 2],
+                                               event_id=f"c{n}")
+            truth = await cold(url, u)
+            seen = await a.model(u)
+            assert seen is not first and seen.version == truth.version == n + 2
+            assert [r.evidence_score for r in seen.records] == [
+                r.confidence for r in truth.records]
+            assert [r.confidence for r in seen.records] == [
+                r.confidence for r in Calibrator(only=hand).calibrate(truth).records]
+            assert seen.records[0].confidence != truth.records[0].confidence  # calibrated
+        faded = await a.model(u, at=truth.records[0].updated_at)
+        assert faded is not await a.model(u, at=truth.records[0].updated_at)  # not kept
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_reload_after_another_engines_commit_reuses_only_what_the_rows_vouch_for(
+    url: str, engines: tuple[Engine, Engine],
+) -> None:
+    """After another engine's commit the reader parses only the records whose stored hash
+    moved and the events whose stored text moved; every other object is the one it held,
+    and the whole equals a cold load. An event rewritten under the same id (its text
+    changed, its record not) is read anew, not served from the held snapshot."""
+    a, b = engines
+    u = user()
+    for statement in ("Wants SAML single sign-on before rollout",
+                      "Needs a SOC 2 report for procurement",
+                      "Prefers weekly digests over daily mail"):
+        await seed(b, u, statement)
+    before = await a.model(u)
+    target = before.records[1]
+    await b.record_outcome(u, target.id, "engaged", event_id="o-reuse")
+    after = await a.model(u)
+    truth = await cold(url, u)
+    assert (after.version, after.records) == (truth.version, truth.records)
+    assert dict(after.events) == dict(truth.events)
+    for old, new in zip(before.records, after.records, strict=True):
+        assert (new is old) == (old.id != target.id), old.statement  # only the changed one
+    assert all(after.events[k] is before.events[k] for k in before.events)
+
+    cited = before.records[0].evidence[0].event_id
+    stored = await b.store.load(u)
+    edited = stored.events[cited].model_copy(update={"text": "We need SAML SSO, and soon"})
+    await b.store.commit(stored, expected_version=stored.version, changes=[],
+                         events=[edited], processed_ids=[])
+    reread = await a.model(u)
+    assert reread.version == stored.version + 1
+    assert reread.events[cited].text == "We need SAML SSO, and soon"
+    assert reread.records == truth.records and reread.records[0] is after.records[0]
+    assert dict(reread.events) == dict((await cold(url, u)).events)

@@ -158,3 +158,74 @@ async def test_the_cache_holds_no_more_bytes_than_its_budget() -> None:
         await http.get(f"/v1/users/{users[0]}/model", headers=AUTH)
         assert http._transport.app.state.doxa.reads.held_bytes == 0  # type: ignore[attr-defined]
     await engine.close()
+
+
+async def test_an_etag_gets_304_until_any_engine_commits_then_a_new_tag(
+    engines: tuple[Engine, Engine],
+) -> None:
+    a, b = engines
+    u = uid()
+    record = await seed_goal(b.store, f"acme/{u}", "Wants SAML single sign-on before rollout")
+    async with client(a) as http, client(a, ServerLimits(read_cache_bytes=0)) as fresh:
+        seen: set[str] = set()
+        for n in range(4):
+            tags = {}
+            for path in READS:
+                first = await http.get(f"/v1/users/{u}{path}", headers=AUTH)
+                tag = first.headers["etag"]
+                assert first.status_code == 200 and first.headers["cache-control"] == (
+                    "private, no-cache")
+                # The tag is the bytes' hash: a page rendered afresh carries the same one.
+                assert (await fresh.get(f"/v1/users/{u}{path}", headers=AUTH)).headers[
+                    "etag"] == tag
+                again = await http.get(f"/v1/users/{u}{path}",
+                                       headers=AUTH | {"If-None-Match": tag})
+                assert again.status_code == 304 and again.content == b""
+                assert again.headers["etag"] == tag
+                tags[path] = tag
+            shown = {p: t for p, t in tags.items() if p != "/beliefs"}  # the goal's pages
+            assert not seen & set(shown.values())  # no tag of an older version comes back
+            seen |= set(shown.values())
+            with tenant_scoped_user_ids():
+                await b.record_outcome(f"acme/{u}", record.id, ("engaged", "ignored")[n % 2],
+                                       event_id=f"o{n}")
+            truth = await b.model(f"acme/{u}")
+            for path in shown:  # the tag held before B's commit no longer matches
+                after = await http.get(f"/v1/users/{u}{path}",
+                                       headers=AUTH | {"If-None-Match": tags[path]})
+                assert after.status_code == 200, path
+                assert after.headers["etag"] != tags[path]
+                assert after.content == (await fresh.get(f"/v1/users/{u}{path}",
+                                                         headers=AUTH)).content
+            # A page the commit left as it was (no beliefs, before and after) is still the
+            # same bytes, so its tag still gets 304: the tag vouches for bytes, not versions.
+            empty = await http.get(f"/v1/users/{u}/beliefs",
+                                   headers=AUTH | {"If-None-Match": tags["/beliefs"]})
+            assert empty.status_code == 304
+            page = (await http.get(f"/v1/users/{u}/model", headers=AUTH)).json()
+            assert page["version"] == truth.version
+
+
+async def test_if_none_match_lists_weak_tags_and_star() -> None:
+    engine = Engine(store="memory://")
+    u = uid()
+    await seed_goal(engine.store, f"acme/{u}", "Wants SAML single sign-on before rollout")
+    async with client(engine) as http:
+        path = f"/v1/users/{u}/model"
+        tag = (await http.get(path, headers=AUTH)).headers["etag"]
+        for header, status in [(f'"other", W/{tag}', 304), ("*", 304), (f"{tag}, \"x\"", 304),
+                               ('"nope"', 200), (tag.strip('"'), 200)]:
+            answer = await http.get(path, headers=AUTH | {"If-None-Match": header})
+            assert answer.status_code == status, header
+            assert answer.headers["etag"] == tag
+        # A page faded to a moment is not kept but is tagged and revalidated all the same.
+        later = {"at": datetime(2027, 6, 1, tzinfo=UTC).isoformat()}
+        faded = await http.get(path, params=later, headers=AUTH)
+        assert faded.headers["etag"] != tag
+        again = await http.get(path, params=later,
+                               headers=AUTH | {"If-None-Match": faded.headers["etag"]})
+        assert again.status_code == 304
+        # No tag for a user that is not there: 404 whatever If-None-Match says.
+        assert (await http.get(f"/v1/users/{uid()}/model",
+                               headers=AUTH | {"If-None-Match": "*"})).status_code == 404
+    await engine.close()

@@ -4,10 +4,12 @@
     .venv/bin/python evals/perf/delivery.py server-cpu [--store sqlite|postgres|all]
     .venv/bin/python evals/perf/delivery.py http [--store sqlite|postgres] [--readers 200]
         [--rates 250,500,1000,saturated] [--seconds 8] [--requests 8000] [--users 10]
-        [--limit 100]
+        [--limit 100] [--path model|beliefs] [--revalidate]
 
-The model is as large as a model gets: 600 records, the per-kind cap (`MergeConfig().
-max_records_per_kind`, 200) for each of belief, goal and preference, each with three
+The model is as large as an extracted model gets: 600 records, the per-kind cap
+(`MergeConfig().max_records_per_kind`, 200) for each kind an extraction asks for (belief,
+goal and preference; motivations and constraints come from links and observations), each
+with three
 evidence links (with quotes and their events stored) and two revisions, over four contexts,
 a third of the preferences filling a schema dimension. In process, a decision point is
 `engine.model(user)` then `beliefs(context=..., min_confidence=...)` and `value(dim)`;
@@ -18,7 +20,12 @@ database, standing for another process) are shown beside them.
 Over HTTP, `doxa serve`'s app runs in its own process under uvicorn (as `doxa serve` runs
 it) on loopback, over the same store, and this process is the load generator: `--readers`
 tasks, each with its own keep-alive connection, ask `GET /v1/users/{user}/model` (the
-default page of 100 records) for users taken in turn. Requests are due at a fixed total
+default page of 100 records; `--path beliefs`: a decision point's listing, billing beliefs
+at confidence 0.6 or more, 5 a page) for users taken in turn; with `--revalidate` each
+reader sends the ETag it last got for a page as If-None-Match, as an HTTP cache in front of
+delivery code would, and an unchanged page comes back as a bodiless 304. The generator
+writes HTTP/1.1 itself, like `wrk`, so that its own CPU does not crowd out the server's on a
+small machine; the server's CPU a request is read from /proc. Requests are due at a fixed total
 rate (open loop: a reader still waiting for its last answer when its next request is due
 sends it on return), and latency is measured from when the request was due, so a server
 falling behind shows in the figure rather than slowing the generator down. Each rate runs
@@ -50,7 +57,7 @@ import httpx
 from doxa.core.merge import MergeConfig, make_record_id
 from doxa.engine import Engine
 from doxa.events.parse import Event
-from doxa.model.records import KINDS, EvidenceLink, Record, Revision, UserModel
+from doxa.model.records import EXTRACTED_KINDS, EvidenceLink, Record, Revision, UserModel
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONTEXTS = ("general", "billing", "security", "onboarding")
@@ -64,8 +71,8 @@ def capped_model(user: str) -> tuple[UserModel, list[Event]]:
     """A model at the per-kind cap for every kind, and the events its evidence cites."""
     per_kind = MergeConfig().max_records_per_kind
     records, events = [], []
-    for i in range(per_kind * len(KINDS)):
-        kind = KINDS[i % len(KINDS)]
+    for i in range(per_kind * len(EXTRACTED_KINDS)):
+        kind = EXTRACTED_KINDS[i % len(EXTRACTED_KINDS)]
         words = " ".join(WORDS[(i * 5 + k) % len(WORDS)] for k in range(5))
         statement = f"{kind.title()} about {words} ({i})"
         at = T0 + timedelta(hours=i)
@@ -199,53 +206,93 @@ async def wait_until_up(base: str, seconds: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
-async def load(base: str, paths: list[str], readers: int, rate: float | None, seconds: float,
-               requests: int) -> dict[str, float]:
-    """`readers` tasks asking for `paths` in turn at `rate` requests per second in total
-    (None: as fast as answers come), for at most `seconds` and `requests`."""
+async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, limit=2**22)
+
+
+async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str,
+              etag: str | None = None) -> tuple[int, bytes, str | None]:
+    """One GET on a kept-alive connection: (status, body, ETag).
+
+    The generator writes and reads HTTP/1.1 itself, as `wrk` does: a client library
+    (httpx) spends as much CPU a request as the server being measured, and both share this
+    machine's two cores, so it would measure the client."""
+    validator = f"If-None-Match: {etag}\r\n" if etag else ""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}"
+                 f"\r\n{validator}\r\n".encode())
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    fields = dict(line.split(":", 1) for line in head[1:] if ":" in line)
+    headers = {k.strip().lower(): v.strip() for k, v in fields.items()}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(head[0].split(" ", 2)[1]), body, headers.get("etag")
+
+
+async def load(port: int, paths: list[str], readers: int, rate: float | None, seconds: float,
+               requests: int, revalidate: bool) -> dict[str, float]:
+    """`readers` connections asking for `paths` in turn at `rate` requests per second in
+    total (None: as fast as answers come), for at most `seconds` and `requests`; with
+    `revalidate`, each reader sends the ETag it last got for a path as If-None-Match."""
     latencies: list[float] = []
     errors = 0
     issued = 0
     unsent = 0
-    limits = httpx.Limits(max_connections=readers, max_keepalive_connections=readers)
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as client:
-        await asyncio.gather(*(client.get(p, headers=headers)
-                               for p in paths))  # warm: every page rendered once
-        start = time.perf_counter() + 0.05
-        stop = start + seconds
+    not_modified = 0
+    body_bytes = 0
+    conns = [await connect(port) for _ in range(readers)]
+    for path in paths:  # warm: every page rendered once
+        assert (await get(*conns[0], path))[0] == 200, path
+    start = time.perf_counter() + 0.05
+    stop = start + seconds
 
-        async def reader(i: int) -> None:
-            nonlocal errors, issued, unsent
-            n = i
-            while True:
-                due = start + n / rate if rate else time.perf_counter()
-                if due >= stop or issued >= requests:
-                    return
-                if time.perf_counter() >= stop:  # due in time, but the readers fell behind
-                    unsent += 1
-                    n += readers
-                    continue
-                issued += 1
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                response = await client.get(paths[n % len(paths)], headers=headers)
-                latencies.append((time.perf_counter() - due) * 1000)
-                if response.status_code != 200 or not response.content.endswith(b"}"):
-                    errors += 1
+    async def reader(i: int) -> None:
+        nonlocal errors, issued, unsent, not_modified, body_bytes
+        held: dict[str, str | None] = {}
+        n = i
+        while True:
+            due = start + n / rate if rate else time.perf_counter()
+            if due >= stop or issued >= requests:
+                return
+            if time.perf_counter() >= stop:  # due in time, but the readers fell behind
+                unsent += 1
                 n += readers
+                continue
+            issued += 1
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            path = paths[n % len(paths)]
+            status, body, etag = await get(*conns[i], path, held.get(path))
+            latencies.append((time.perf_counter() - due) * 1000)
+            body_bytes += len(body)
+            if status == 304 and revalidate and etag == held.get(path):
+                not_modified += 1
+            elif status != 200 or not body.endswith(b"}") or (revalidate and not etag):
+                errors += 1
+            if revalidate:
+                held[path] = etag
+            n += readers
 
-        began = time.perf_counter()
-        await asyncio.gather(*(reader(i) for i in range(readers)))
-        elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    await asyncio.gather(*(reader(i) for i in range(readers)))
+    elapsed = time.perf_counter() - began
+    for _, writer in conns:
+        writer.close()
     p50, p99 = percentiles(latencies)
     return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
-            "p50": p50, "p99": p99, "unsent": unsent}
+            "p50": p50, "p99": p99, "unsent": unsent, "not_modified": not_modified,
+            "kb": body_bytes / max(len(latencies), 1) / 1024}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc): the server's own cost a request,
+    which the rest of the machine's load does not inflate as it does latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def over_http(url: str, users_n: int, readers: int, rates: list[float | None],
-                    seconds: float, requests: int, limit: int | None) -> None:
+                    seconds: float, requests: int, limit: int | None, kind: str,
+                    revalidate: bool) -> None:
     users = [f"bench-{uuid.uuid4().hex[:8]}" for _ in range(users_n)]
     seeder = Engine(store=url)
     await seed(seeder, [f"{TENANT}/{u}" for u in users])
@@ -257,16 +304,24 @@ async def over_http(url: str, users_n: int, readers: int, rates: list[float | No
         base = f"http://127.0.0.1:{port}"
         await wait_until_up(base)
         query = "" if limit is None else f"?limit={limit}"
-        paths = [f"/v1/users/{u}/model{query}" for u in users]
-        print(f"\nGET /v1/users/{{user}}/model{query} ({limit or 'default'} records a page of "
-              f"a 600-record model, {users_n} users, {url.split(':')[0]}), {readers} readers, "
-              "loopback")
-        print(f"{'target rps':>10} {'requests':>9} {'errors':>7} {'held rps':>9} "
-              f"{'p50 ms':>8} {'p99 ms':>8} {'due, unsent':>12}")
+        if kind == "beliefs":
+            query = f"?context=billing&min_confidence=0.6&limit={limit or 5}"
+        paths = [f"/v1/users/{u}/{kind}{query}" for u in users]
+        print(f"\nGET /v1/users/{{user}}/{kind}{query} ({url.split(':')[0]}, 600-record "
+              f"models, {users_n} users), {readers} readers on loopback"
+              f"{', If-None-Match with the last ETag' if revalidate else ''}; "
+              f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at "
+              f"{datetime.now(UTC):%H:%M} UTC")
+        print(f"{'target rps':>10} {'requests':>9} {'errors':>7} {'304s':>6} {'held rps':>9} "
+              f"{'p50 ms':>8} {'p99 ms':>8} {'KB/answer':>10} {'server CPU ms/req':>18} "
+              f"{'due, unsent':>12}")
         for rate in rates:
-            r = await load(base, paths, readers, rate, seconds, requests)
+            cpu_before = cpu_seconds(server.pid)
+            r = await load(port, paths, readers, rate, seconds, requests, revalidate)
+            cpu = (cpu_seconds(server.pid) - cpu_before) * 1000 / max(r["requests"], 1)
             print(f"{'saturated' if rate is None else f'{rate:.0f}':>10} {r['requests']:>9.0f} "
-                  f"{r['errors']:>7.0f} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                  f"{r['errors']:>7.0f} {r['not_modified']:>6.0f} {r['rps']:>9.0f} "
+                  f"{r['p50']:>8.2f} {r['p99']:>8.2f} {r['kb']:>10.1f} {cpu:>18.3f} "
                   f"{r['unsent']:>12.0f}")
             sys.stdout.flush()
     finally:
@@ -339,7 +394,12 @@ def main() -> None:
     http.add_argument("--requests", type=int, default=8000, help="at most, per rate")
     http.add_argument("--users", type=int, default=10)
     http.add_argument("--limit", type=int, default=None,
-                      help="records a page (default: the server's, 100)")
+                      help="records a page (default: the server's, 100; beliefs: 5)")
+    http.add_argument("--path", choices=["model", "beliefs"], default="model",
+                      help="model: a page of the whole model; beliefs: a decision point's "
+                      "listing (context=billing, min_confidence=0.6)")
+    http.add_argument("--revalidate", action="store_true",
+                      help="send the last ETag as If-None-Match (304 while unchanged)")
     asgi = sub.add_parser("server-cpu", help="the app's CPU a request, kept and rendered")
     asgi.add_argument("--store", choices=["sqlite", "postgres", "all"], default="sqlite")
     asgi.add_argument("--requests", type=int, default=200)
@@ -363,7 +423,7 @@ def main() -> None:
         rates = [None if r.strip() == "saturated" else float(r) for r in args.rates.split(",")]
         for url in urls.values():
             asyncio.run(over_http(url, args.users, args.readers, rates, args.seconds,
-                                  args.requests, args.limit))
+                                  args.requests, args.limit, args.path, args.revalidate))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any, Literal, TypedDict, TypeVar, Unpack
 from pydantic import BaseModel, Field
 
 from doxa.calibration.apply import make_calibrator
+from doxa.calibration.kept import CalibratedViews
 from doxa.calibration.outcomes import OutcomeCount, outcome_count
 from doxa.calibration.profile import CalibrationProfile
 from doxa.core.confidence import decayed_model
@@ -313,6 +314,7 @@ class Engine:
         self._runner: asyncio.Runner | None = None
         self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm)
         self.calibrator = make_calibrator(config.calibration, self.spec.label, self.relevance)
+        self._calibrated = CalibratedViews()
 
     @property
     def prompt_version(self) -> str:
@@ -937,8 +939,10 @@ class Engine:
         """
         model = await self.store.load(user_id)
         if at is not None:
-            model = decayed_model(model, at, self.merge_config.confidence)
-        model = self.calibrator.calibrate(model)
+            model = self.calibrator.calibrate(
+                decayed_model(model, at, self.merge_config.confidence))
+        else:  # the same object between commits, so the server can keep its pages
+            model = self._calibrated.of(model, self.calibrator)
         if segment_by is None:
             return model
         own = replace(await self.profile(user_id), model=model)
@@ -959,6 +963,7 @@ class Engine:
     async def delete_user(self, user_id: str) -> None:
         """Forget the user: records, evidence, history, events, ledger and cached answers."""
         await self.store.delete_user(user_id)
+        self._calibrated.forget(user_id)
         if self._cache_store is not None and self._cache_store is not self.store:
             await self._cache_store.delete_user(user_id)
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime
 
@@ -55,7 +55,19 @@ RecordId = Annotated[str, Path(pattern=RECORD_ID_PATTERN, max_length=128)]
 At = Annotated[AwareDatetime | None, Query(
     description="fade confidences to this moment (ISO 8601 with a time zone); without it, "
                 "as of each record's last evidence")]
+IfNoneMatch = Annotated[str | None, Header(
+    alias="If-None-Match",
+    max_length=2000, description="the `ETag` of the page you hold: if it is still the "
+    "current page, the answer is 304 with no body")]
 READ = responses(400, 401, 403, 404, 422)
+_TAGGED = {"ETag": {"description": "the page's validator (a hash of its bytes): send it "
+                    "back as `If-None-Match`", "schema": {"type": "string"}},
+           "Cache-Control": {"description": "`private, no-cache`: keep the page only to "
+                             "revalidate it", "schema": {"type": "string"}}}
+CONDITIONAL: dict[int | str, dict[str, Any]] = {
+    200: {"headers": _TAGGED},
+    304: {"description": "Not Modified: `If-None-Match` names the current page; no body.",
+          "headers": _TAGGED}}
 WRITE = responses(400, 401, 403, 404, 409, 413, 415, 422, 503)
 
 
@@ -208,11 +220,15 @@ def build_router(limits: ServerLimits) -> APIRouter:
             result = await st.engine.ingest(store_id, raw)
         return public_result(result, user_id)
 
-    @router.get("/users/{user_id}/model", tags=["model"], responses=READ,
+    @router.get("/users/{user_id}/model", tags=["model"], responses=READ | CONDITIONAL,
                 operation_id="get_model", summary="Read the model", response_model=ModelPage)
     async def model(user_id: UserId, caller: Reader, st: State, limit: Limit = limits.default_page,
-                    cursor: Cursor = None, at: At = None) -> Response:
-        """The user's whole model, every status, ordered by record id, one page at a time."""
+                    cursor: Cursor = None, at: At = None,
+                    if_none_match: IfNoneMatch = None) -> Response:
+        """The user's whole model, every status, ordered by record id, one page at a time.
+
+        The answer carries an `ETag`; send it back as `If-None-Match` to get 304 and no
+        body while nothing that page shows has changed."""
         store_id = store_id_of(caller, user_id)
         found = await existing(st.engine, store_id, user_id, at)
 
@@ -225,7 +241,7 @@ def build_router(limits: ServerLimits) -> APIRouter:
                              calibrated=found.calibrated)
 
         return st.reads.response(store_id, found, ("model", limit, cursor), render,
-                                 keep=at is None)
+                                 keep=at is None, if_none_match=if_none_match)
 
     for kind in ("belief", "goal", "preference"):
         _add_kind_route(router, kind, Limit, Cursor, limits.default_page)
@@ -316,7 +332,8 @@ def _add_kind_route(router: APIRouter, kind: str, limit_type: Any, cursor_type: 
                       context: Annotated[str | None, Query(max_length=100)] = None,
                       min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
                       include_inactive: bool = False, limit: limit_type = default_page,
-                      cursor: cursor_type = None, at: At = None) -> Response:
+                      cursor: cursor_type = None, at: At = None,
+                      if_none_match: IfNoneMatch = None) -> Response:
         store_id = store_id_of(caller, user_id)
         found = await existing(st.engine, store_id, user_id, at)
 
@@ -327,12 +344,16 @@ def _add_kind_route(router: APIRouter, kind: str, limit_type: Any, cursor_type: 
                               next_cursor=nxt, calibrated=found.calibrated)
 
         asked = (plural, context, min_confidence, include_inactive, limit, cursor)
-        return st.reads.response(store_id, found, asked, render, keep=at is None)
+        return st.reads.response(store_id, found, asked, render, keep=at is None,
+                                 if_none_match=if_none_match)
 
     listing.__doc__ = (f"The user's {plural}, surest first: filter by `context` and "
-                       f"`min_confidence` (0..1); `include_inactive` adds ended ones.")
+                       f"`min_confidence` (0..1); `include_inactive` adds ended ones. "
+                       "`If-None-Match` with the answer's `ETag` gets 304 while the page "
+                       "is unchanged.")
     router.add_api_route(f"/users/{{user_id}}/{plural}", listing, methods=["GET"],
-                         response_model=RecordPage, tags=["model"], responses=READ, name=plural,
+                         response_model=RecordPage, tags=["model"],
+                         responses=READ | CONDITIONAL, name=plural,
                          operation_id=f"list_{plural}", summary=f"List {plural}")
 
 

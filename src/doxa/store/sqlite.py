@@ -38,7 +38,16 @@ from doxa.errors import BufferClaimLostError, StoreConflictError, StoreError, Us
 from doxa.events.parse import Event
 from doxa.model.records import Change, Record, UserModel, cited_event_ids
 from doxa.store.base import BufferClaim, erasure_key
-from doxa.store.snapshots import Snapshots, as_committed
+from doxa.store.snapshots import (
+    EventDigests,
+    RecordHashes,
+    Snapshots,
+    as_committed,
+    assemble,
+    event_digest,
+    read_events,
+    stale_ids,
+)
 from doxa.store.tables import (
     OUTCOME_COLUMNS,
     SCHEMA_VERSION,
@@ -65,7 +74,8 @@ class _Snapshot(NamedTuple):
     version: int
     commit_id: str
     model: UserModel
-    hashes: dict[str, tuple[Record, str]]
+    hashes: RecordHashes
+    event_digests: EventDigests
 
 
 class SqliteStore:
@@ -107,23 +117,34 @@ class SqliteStore:
             known = self._snapshots.current(user_id, *_commit_of(db, user_id))
             if known is not None:
                 return known.model
+            previous = self._snapshots.held(user_id)  # an older commit's: reused by hash
             # The row and the records it names, in one read transaction: another process's
             # commit landing between the reads must not pair version v with v+1's rows.
             db.execute("BEGIN")
             try:
                 version, commit_id = _commit_of(db, user_id)
-                rows = [(Record.model_validate_json(data), digest)
-                        for data, digest in db.execute(
-                            "SELECT data, content_hash FROM records WHERE user_id = ? "
-                            "ORDER BY record_id", (user_id,))]
-                records = tuple(record for record, _ in rows)
-                events = _select_events(db, user_id, sorted(cited_event_ids(records)))
+                listed = db.execute("SELECT record_id, content_hash FROM records "
+                                    "WHERE user_id = ? ORDER BY record_id",
+                                    (user_id,)).fetchall()
+                held = previous.hashes if previous is not None else {}
+                parsed = {rid: Record.model_validate_json(data) for rid, data in
+                          _select_rows(db, "records", "record_id", user_id,
+                                       stale_ids(listed, held))}
+                records, hashes = assemble(listed, held, parsed)
+                read_back = read_events(
+                    _select_rows(db, "events", "event_id", user_id,
+                                 sorted(cited_event_ids(records))),
+                    previous.model.events if previous is not None else {},
+                    previous.event_digests if previous is not None else {})
             finally:
                 db.execute("COMMIT")
-            model = UserModel(user_id=user_id, records=records, version=version, events=events)
+            model = UserModel(user_id=user_id, records=records, version=version,
+                              events=read_back.events)
             if commit_id:
-                self._snapshots.remember(_Snapshot(version, commit_id, model,
-                                                   {r.id: (r, digest) for r, digest in rows}))
+                self._snapshots.remember(_Snapshot(version, commit_id, model, hashes,
+                                                   read_back.digests))
+            else:
+                self._snapshots.forget(user_id)
             return model
         return await self._run(read)
 
@@ -163,9 +184,8 @@ class SqliteStore:
                     raise BufferClaimLostError(model.user_id)
                 known = self._snapshots.current(model.user_id, version, old_commit)
                 hashes = _write_records(db, model, known)
-                db.executemany(
-                    "INSERT OR REPLACE INTO events VALUES (?, ?, ?)",
-                    [(model.user_id, e.id, e.model_dump_json()) for e in events])
+                written = [(model.user_id, e.id, e.model_dump_json()) for e in events]
+                db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?)", written)
                 db.executemany(
                     "INSERT OR IGNORE INTO ledger VALUES (?, ?, ?)",
                     [(model.user_id, eid, now) for eid in processed_ids])
@@ -182,7 +202,11 @@ class SqliteStore:
                 raise
             if known is not None:
                 committed = as_committed(model, known.model, events, version + 1)
-                self._snapshots.remember(_Snapshot(version + 1, commit_id, committed, hashes))
+                digests = known.event_digests | {eid: event_digest(data)
+                                                 for _, eid, data in written}
+                self._snapshots.remember(_Snapshot(
+                    version + 1, commit_id, committed, hashes,
+                    {eid: digests[eid] for eid in committed.events if eid in digests}))
             else:
                 self._snapshots.forget(model.user_id)
             return version + 1
@@ -384,15 +408,21 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[i:i + size]
 
 
-def _select_events(db: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> dict[str, Event]:
-    found: dict[str, Event] = {}
+def _select_rows(db: sqlite3.Connection, table: str, key: str, user_id: str,
+                 ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(id, data) of the user's `table` rows with these ids (`table` and `key` are this
+    module's constants, never input)."""
+    found: list[tuple[str, str]] = []
     for chunk in _chunks(ids, 500):
         marks = ",".join("?" * len(chunk))
-        for eid, data in db.execute(
-                f"SELECT event_id, data FROM events WHERE user_id = ? AND event_id IN ({marks})",
-                (user_id, *chunk)):
-            found[eid] = Event.model_validate_json(data)
+        found += db.execute(f"SELECT {key}, data FROM {table} WHERE user_id = ? "
+                            f"AND {key} IN ({marks})", (user_id, *chunk)).fetchall()
     return found
+
+
+def _select_events(db: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> dict[str, Event]:
+    return {eid: Event.model_validate_json(data)
+            for eid, data in _select_rows(db, "events", "event_id", user_id, ids)}
 
 
 def _write_records(db: sqlite3.Connection, model: UserModel,
