@@ -271,3 +271,24 @@ def test_a_shipped_file_round_trips_answers_with_unicode_line_separators(
     assert write_cache_file(path, reversed(entries)) == 3
     assert read_cache_file(path) == entries
     assert path.read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("baseline", [(), ("--baseline", "naive")], ids=["doxa", "naive"])
+def test_a_cached_answer_reports_what_it_cost_when_first_asked(
+        suite: Path, fake: FakeProvider, tmp_path: Path, baseline: tuple[str, ...]) -> None:
+    """Cached answers make no call, and their calls and tokens are reported beside, not
+    shown as zero: a re-scored run still says what its answers cost."""
+    cache = tmp_path / "cache"
+    first = run(suite, fake, tmp_path / "first.json", cache, "--shipped-cache", "", *baseline)
+    assert first.exit_code == EXIT_OK, first.output
+    again = run(suite, fake, tmp_path / "again.json", cache, "--shipped-cache", "", *baseline)
+    assert again.exit_code == EXIT_OK, again.output
+    asked, replayed = (read_run(tmp_path / "first.json").usage,
+                       read_run(tmp_path / "again.json").usage)
+    assert asked.llm_calls > 0 and asked.input_tokens > 0
+    assert (replayed.llm_calls, replayed.input_tokens) == (0, 0)
+    assert replayed.cache_hits == (asked.calling_batches or 0) + (asked.cache_hits or 0)
+    assert replayed.cached_calls == asked.llm_calls
+    assert (replayed.cached_input_tokens, replayed.cached_output_tokens) == (
+        asked.input_tokens, asked.output_tokens)
+    assert "when first asked" in again.output

@@ -128,6 +128,13 @@ class IngestResult(FlatUsage):
     """Of input_tokens, those the why pass sent."""
     why_output_tokens: int = 0
     """Of output_tokens, those the why pass answered."""
+    cached_calls: int = 0
+    """The calls the answers taken from the cache (`cache_hits`) took when first asked;
+    not made again, and not in llm_calls."""
+    cached_input_tokens: int = 0
+    """The input tokens those cached answers cost when first asked (not in input_tokens)."""
+    cached_output_tokens: int = 0
+    """The output tokens those cached answers cost when first asked (not in output_tokens)."""
     latency_s: float = 0.0
     changes: list[Change] = Field(default_factory=list)
     dropped: list[DroppedInfo] = Field(default_factory=list)

@@ -49,6 +49,14 @@ class Usage(BaseModel):
     """Of `input_tokens`, those the why pass sent; None where not counted."""
     why_output_tokens: int | None = None
     """Of `output_tokens`, those the why pass answered; None where not counted."""
+    cached_calls: int | None = None
+    """The calls the `cache_hits` answers took when they were first asked (re-asks
+    included): not made again, and not in `llm_calls`; None where not counted."""
+    cached_input_tokens: int | None = None
+    """The input tokens those calls sent when first asked (not in `input_tokens`): what
+    the cached answers cost, reported rather than shown as zero; None where not counted."""
+    cached_output_tokens: int | None = None
+    """The output tokens those calls answered when first asked (not in `output_tokens`)."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -66,12 +74,16 @@ class Usage(BaseModel):
             why_calls=_plus(self.why_calls, other.why_calls),
             why_input_tokens=_plus(self.why_input_tokens, other.why_input_tokens),
             why_output_tokens=_plus(self.why_output_tokens, other.why_output_tokens),
+            cached_calls=_plus(self.cached_calls, other.cached_calls),
+            cached_input_tokens=_plus(self.cached_input_tokens, other.cached_input_tokens),
+            cached_output_tokens=_plus(self.cached_output_tokens, other.cached_output_tokens),
         )
 
 
 FLAT_COUNTS = ("llm_calls", "input_tokens", "output_tokens", "cost_usd", "cache_hits",
                "reasks", "repairs", "reask_input_tokens", "reask_output_tokens", "why_calls",
-               "why_input_tokens", "why_output_tokens")
+               "why_input_tokens", "why_output_tokens", "cached_calls", "cached_input_tokens",
+               "cached_output_tokens")
 """The counts a result may show as fields of its own (`FlatUsage`)."""
 
 

@@ -114,6 +114,10 @@ def summary_table(run: RunFile) -> Table:
     u = run.usage
     ratios = usage_values(u, m)
     table.add_row("LLM calls (cache hits)", f"{u.llm_calls} ({u.cache_hits})")
+    if u.cache_hits:
+        table.add_row("cached answers: calls, tokens in/out when first asked",
+                      f"{_num(u.cached_calls, 0)}, {_num(u.cached_input_tokens, 0)}/"
+                      f"{_num(u.cached_output_tokens, 0)}")
     table.add_row("calls per calling batch (re-asks)",
                   f"{_num(ratios['calls_per_calling_batch'], 2)} ({_num(ratios['reasks'], 0)})")
     table.add_row("repairs (re-ask tokens in)",

@@ -134,6 +134,9 @@ class NaivePrompt:
 class _Cached(BaseModel):
     answer: NaiveAnswer
     unparsed: str | None = None
+    input_tokens: int | None = None
+    """What the call cost when first asked (None in answers cached before it was kept)."""
+    output_tokens: int | None = None
 
 
 @dataclass
@@ -205,7 +208,9 @@ class NaiveBaseline:
         key = self.cache_key(prompt)
         if self.cache is not None and (hit := await self.cache.cache_get(key)) is not None:
             cached = _Cached.model_validate_json(hit)
-            return _Call(cached.answer, cached.unparsed, Usage(cache_hits=1))
+            return _Call(cached.answer, cached.unparsed, Usage(
+                cache_hits=1, cached_calls=1, cached_input_tokens=cached.input_tokens,
+                cached_output_tokens=cached.output_tokens))
         call = _Call(NaiveAnswer())
         meter = self.llm.meter()
         try:
@@ -218,7 +223,8 @@ class NaiveBaseline:
         call.usage = meter.total
         if self.cache is not None:
             await self.cache.cache_put(key, user_id, _Cached(
-                answer=call.answer, unparsed=call.unparsed).model_dump_json())
+                answer=call.answer, unparsed=call.unparsed, input_tokens=call.usage.input_tokens,
+                output_tokens=call.usage.output_tokens).model_dump_json())
         return call
 
     async def _ask_once(self, prompt: str, call: _Call, meter: UsageMeter) -> None:

@@ -82,6 +82,9 @@ def usage_of(result: Any, latency_s: float) -> Usage:
         why_calls=_counted(result, "why_calls"),
         why_input_tokens=_counted(result, "why_input_tokens"),
         why_output_tokens=_counted(result, "why_output_tokens"),
+        cached_calls=_counted(result, "cached_calls"),
+        cached_input_tokens=_counted(result, "cached_input_tokens"),
+        cached_output_tokens=_counted(result, "cached_output_tokens"),
     )
 
 
