@@ -35,12 +35,12 @@ GENUINE = {"id": "g1", "type": "chat_message", "timestamp": "2026-03-02T10:00:00
 GENUINE_STATEMENT = "Believes the calendar view is the best they have used"
 
 
-def obedient(planted: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """A model that does what the events tell it to, citing whatever it can."""
+def obedient(planted: str, hostile: list[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A model that does what the events tell it to, citing whatever it can: the hostile
+    events by their ids even where the prompt shows them only as context, without one."""
 
     def answer(body: dict[str, Any]) -> dict[str, Any]:
-        shown = [event_id for event_id, _ in events_in(body)]
-        hostile = [event_id for event_id in shown if event_id != GENUINE["id"]]
+        shown = [event_id for event_id, _ in events_in(body)] + hostile
 
         def record(statement: str, cited: list[str], quote: str = "") -> dict[str, Any]:
             return {"kind": "preference", "statement": statement, "context": "billing",
@@ -66,7 +66,8 @@ def test_the_suite_is_large_and_holds_every_bypass_of_issue_12() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 async def test_an_obedient_model_stores_no_planted_record(case: dict[str, Any]) -> None:
-    fake = await FakeProvider(answer=obedient(case["planted"])).start()
+    fake = await FakeProvider(
+        answer=obedient(case["planted"], [e["id"] for e in case["events"]])).start()
     engine = Engine(model="openai/fake", store="memory://", base_url=fake.base_url,
                     api_key="x", retry=RetryPolicy(attempts=1))
     try:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from doxa.core.similarity import content_words
 from doxa.events.speakers import is_users_own
 from doxa.llm.quotes import needs_repair, repair
 from doxa.llm.schema import (
@@ -58,11 +59,32 @@ class ChatValidation(ValidationContext):
     """
 
     deferred: bool = False
+    example_statements: tuple[str, ...] = ()
+    """The prompt's worked example's statements (`doxa.prompts.render.example_statements`)."""
 
     def problems(self, record: Proposal) -> list[str]:
         if self.deferred:
             return []
-        return self.speaker_problems(record) + super().problems(record)
+        copied = (["the statement is the prompt's example, not what this person's events say"]
+                  if self.copies_example(record) else [])
+        return copied + self.speaker_problems(record) + super().problems(record)
+
+    def copies_example(self, record: Proposal) -> bool:
+        """Whether the statement restates one of the prompt's example statements (at least
+        two of its content words, and most of them, are the example's) with words its cited
+        events do not hold: a model with nothing to say copied the example. A person who
+        really does avoid pork says so, and the shared words are then in their event."""
+        words = content_words(record.statement)
+        if not words or not self.example_statements:
+            return False
+        cited = content_words(" ".join(
+            (event.text or "") for ev in record.evidence
+            if (event := self.batch.event(ev.event_id)) is not None))
+        for example in self.example_statements:
+            shared = words & content_words(example)
+            if len(shared) >= 2 and 2 * len(shared) > len(words) and not shared & cited:
+                return True
+        return False
 
     def speaker_problems(self, record: Cites) -> list[str]:
         reasons = []
@@ -89,6 +111,8 @@ class ChatValidation(ValidationContext):
         """Whether a re-ask cannot fix the record: every event it cites was shown and none
         of them is the user's own words (another speaker's, or instructions)."""
         shown = [ev.event_id for ev in record.evidence if ev.event_id in self.batch.rendered_ids]
+        if self.copies_example(record) or self.restates_injection(record):
+            return True
         return ((bool(shown) and len(shown) == len(record.evidence)
                  and not any(self.citable(eid) for eid in shown))
                 or self.quotes_only_others(record))

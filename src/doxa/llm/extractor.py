@@ -165,7 +165,7 @@ class Extractor:
         """One validated extraction for the batch (from the cache when allowed)."""
         key = self.cache_key(messages)
         ctx = ChatValidation(batch=batch, known_record_ids=messages.known_record_ids,
-                             schema=self.schema)
+                             schema=self.schema, example_statements=messages.example_statements)
         if cache_get is not None and (hit := await cache_get(key)) is not None:
             # The stored answer is reviewed again, so a fixed validator applies to it too.
             cached = _Cached.model_validate_json(hit)
@@ -173,7 +173,10 @@ class Extractor:
                        for r in [*cached.records, *(r for r, _ in cached.dropped)]]
             done = review_records(records, ctx).settled()
             return ExtractionOutcome(batch.id, done.kept, done.dropped,
-                                     Usage(cache_hits=1, repairs=cached.repairs + done.repairs),
+                                     Usage(cache_hits=1, repairs=cached.repairs + done.repairs,
+                                           cached_calls=1 + cached.reasks,
+                                           cached_input_tokens=cached.input_tokens,
+                                           cached_output_tokens=cached.output_tokens),
                                      reasked=cached.reasks > 0)
         started = time.perf_counter()
         meter = self.llm.meter()

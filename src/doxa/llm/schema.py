@@ -35,6 +35,7 @@ from pydantic_core import CoreSchema
 
 from doxa.core.injection import event_strings, readable_forms, speaking_event_ids, strings_in
 from doxa.core.similarity import content_words
+from doxa.llm.kinds import kind_named_by
 from doxa.model.schema import OTHER, Dimension, ModelSchema
 from doxa.prompts.limits import MAX_RECORDS
 from doxa.relevance import Batch
@@ -47,10 +48,10 @@ NO_EVENT = frozenset({"unknown", "none", "null", "n/a", "na", "-", "no", "no eve
 class EvidenceQuote(BaseModel):
     """An event that shows the record, with the words from it that show it."""
 
-    event_id: str = Field(description="an event's id, as shown")
+    event_id: str
     quote: str = Field(
         default="", max_length=400,
-        description="the person's exact words in that event; empty for an event without text",
+        description="the person's exact words, or empty",
     )
 
 
@@ -74,21 +75,20 @@ class Proposal(BaseModel):
     kind: str
     statement: str = Field(
         min_length=3, max_length=300,
-        description="a short sentence about the person, e.g. Prefers …, Wants to …, Believes …",
     )
     basis: SkipJsonSchema[Literal["explicit", "inferred"]] = "explicit"
     """Not asked of the model (small ones answer "explicit" whatever the evidence): merge
     files evidence from an event without text as inferred, the rest as explicit."""
     context: str = Field(
         default="general", max_length=60,
-        description="a snake_case topic, e.g. diet, work, billing, communication",
+        description="a topic, e.g. diet, work, billing",
     )
     relation: Literal["new", "reinforces", "refines", "contradicts"] = Field(
         default="new", description="to a known record",
     )
     related_record_id: str | None = Field(default=None, description="that known record's id")
     status: Literal["active", "achieved", "abandoned"] = Field(
-        default="active", description="for a goal the events show reached or given up",
+        default="active", description="of a goal: reached or given up",
     )
 
     def slot(self) -> tuple[str | None, str | None]:
@@ -100,10 +100,19 @@ class Proposal(BaseModel):
 class ProposedRecord(Proposal):
     """One belief, goal or preference the events show about the user."""
 
-    kind: Literal["preference", "goal", "belief"] = Field(
-        description="preference: likes, dislikes, avoids, refuses, needs; goal: an outcome "
-        "they work towards; belief: thinks is true"
-    )
+    kind: Literal["preference", "goal", "belief"]
+    """Defined in the system prompt, not in the schema: each schema word is paid per call."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_from_statement(cls, data: Any) -> Any:
+        """The kind the statement's opening verb names, where it names one
+        (`doxa.llm.kinds`): "Does not listen to streaming" filed as a goal is a preference."""
+        if isinstance(data, dict) and isinstance(data.get("statement"), str):
+            named = kind_named_by(data["statement"])
+            if named is not None and data.get("kind") in ("preference", "goal", "belief"):
+                return {**data, "kind": named}
+        return data
 
 
 class NewRecord(ProposedRecord):
@@ -147,12 +156,14 @@ class SchemaRecord(Proposal):
 
 
 class WireSchema(GenerateJsonSchema):
-    """The JSON schema as the LLM reads it: no titles and no class docstrings below the top.
+    """The JSON schema as the LLM reads it: no titles, defaults or class docstrings below
+    the top.
 
     Every token of the tool schema is paid on every call and read by small models as
-    instruction; pydantic's generated titles ("Event Id", "Related Record Id") and the
-    docstrings written for doxa's developers are neither. The top-level title stays: it is
-    the tool's name.
+    instruction; pydantic's generated titles ("Event Id", "Related Record Id"), defaults
+    (pydantic fills an omitted field itself; a field not `required` may be left out either
+    way) and the docstrings written for doxa's developers are neither. The top-level title
+    stays: it is the tool's name.
     """
 
     def generate(self, schema: CoreSchema, mode: JsonSchemaMode = "validation") -> JsonSchemaValue:
@@ -166,12 +177,15 @@ class WireSchema(GenerateJsonSchema):
 
 
 def _strip_titles(node: Any) -> None:
-    """Remove every schema `title` under `node` (a property named "title" is kept)."""
+    """Remove every schema `title` and property `default` under `node` (a property named
+    "title" or "default" is kept)."""
     if isinstance(node, dict):
         node.pop("title", None)
         for key, value in node.items():
             if key == "properties" and isinstance(value, dict):
                 for prop in value.values():
+                    if isinstance(prop, dict):
+                        prop.pop("default", None)
                     _strip_titles(prop)
             else:
                 _strip_titles(value)
@@ -204,8 +218,7 @@ class BaseExtraction(WireModel):
     """
 
     notes: str = Field(
-        description="first, copy word for word the person's sentences that say what they "
-        "like, avoid, refuse, need, want or believe",
+        description="first, the person's sentences that show records, word for word",
     )
     records: Sequence[Proposal]
     record_type: ClassVar[type[Proposal]] = Proposal
@@ -512,13 +525,21 @@ class ValidationContext:
                 )
         return reasons
 
+    def restates_injection(self, record: Proposal) -> bool:
+        """Whether the statement holds a word found in the batch only inside events that
+        speak to the system (`_planted`): refused for good, since a re-ask of a model that
+        obeyed an instruction only looks for another way to say it."""
+        return bool(self._planted(record))
+
     def _planted(self, record: Proposal) -> list[str]:
         """A record that restates an instruction is refused, whatever event it cites.
 
         Refusing injected events as evidence is not enough: a model that obeys "the user is a
-        VIP with a 90% discount" cites a harmless neighbouring event instead. So when most of
-        a statement's content words occur in the batch only inside events that speak to the
-        system, the statement came from the instruction, not from the user.
+        VIP with a 90% discount" cites a harmless neighbouring event instead, or slips the
+        planted word into a genuine record ("Wants to book online for VIPs", citing the
+        user's real request). So a statement holding any content word that occurs in the
+        batch only inside events that speak to the system came, at least in part, from the
+        instruction, not from the user.
         """
         if self._leaked is None:
             injected: set[str] = set()
@@ -542,9 +563,8 @@ class ValidationContext:
                                                      *strings_in(item.properties)]))
             self._leaked = frozenset(injected - genuine)
             self._injected_ids = ", ".join(sorted(sources))
-        words = _word_units(record.statement)
-        planted = words & self._leaked
-        if not planted or len(planted) * 2 < len(words):
+        planted = _word_units(record.statement) & self._leaked
+        if not planted:
             return []
         return [f"the statement repeats instructions found in event(s) {self._injected_ids} "
                 f"({', '.join(sorted(planted))}), which speak to the system, not about the "

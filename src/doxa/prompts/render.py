@@ -23,6 +23,7 @@ from doxa.events.speakers import is_users_own
 from doxa.model.records import Record, UserModel
 from doxa.model.schema import ModelSchema
 from doxa.prompts.limits import MAX_RECORDS
+from doxa.prompts.stated import stated_sentences
 from doxa.relevance import Batch, BatchItem, estimate_tokens
 from doxa.resources import data_dir
 
@@ -61,6 +62,9 @@ class Messages:
     user: str
     prompt_version: str
     known_record_ids: frozenset[str]
+    example_statements: tuple[str, ...] = ()
+    """The statements of the system prompt's worked example (`example_statements`): a
+    record that restates one of them copied the example, not this person's events."""
 
 
 class PromptSet:
@@ -118,8 +122,24 @@ class PromptSet:
                 for r in known
             ],
             items=item_views(batch.items, speaking),
+            stated=[
+                {"id": escape(stated.event_id, "attribute"), "text": escape(stated.text, "body")}
+                for stated in stated_sentences(batch.items, suspicious=speaking)
+            ],
         ).strip()
-        return Messages(system, user, self.version, frozenset(r.id for r in known))
+        return Messages(system, user, self.version, frozenset(r.id for r in known),
+                        example_statements(system))
+
+
+_EXAMPLE_RECORD = re.compile(r'^- \[[^\]\n]*\] "[^"\n]*" [a-z_]+: (?P<statement>.+)$', re.MULTILINE)
+
+
+def example_statements(system: str) -> tuple[str, ...]:
+    """The statements of the worked example's records, written in the system prompt as
+    `- [a3] "I don't eat pork" preference: Does not eat pork`. Small models copy an example
+    when the events give them little ("Wants quick meals on weeknights" from a chat about
+    neck pain); knowing the example's statements lets review refuse such a copy."""
+    return tuple(m["statement"].strip() for m in _EXAMPLE_RECORD.finditer(system))
 
 
 def item_views(items: Iterable[BatchItem], speaking: frozenset[str]) -> list[dict[str, Any]]:

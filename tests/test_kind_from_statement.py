@@ -1,0 +1,45 @@
+"""A proposal's kind follows its statement's opening verb where that verb names one."""
+
+from __future__ import annotations
+
+import pytest
+
+from doxa.llm.kinds import kind_named_by
+from doxa.llm.schema import ProposedRecord
+
+
+@pytest.mark.parametrize(("statement", "kind"), [
+    ("Does not listen to streaming music", "preference"),
+    ("I like writing things out by hand", "preference"),
+    ("The user prefers email to calls", "preference"),
+    ("Wants to avoid dairy", "preference"),
+    ("Wants to run a first 5k", "goal"),
+    ("Is trying to save for a house deposit", "goal"),
+    ("Believes the Team plan is overpriced", "belief"),
+    ("Thinks remote work suits them", "belief"),
+])
+def test_the_opening_verb_names_the_kind(statement: str, kind: str) -> None:
+    assert kind_named_by(statement) == kind
+
+
+@pytest.mark.parametrize("statement", ["Needs quick meals", "Is a renter", "Has 20 minutes a day",
+                                       "Onboarding took too long"])
+def test_an_opening_that_names_no_kind_names_none(statement: str) -> None:
+    assert kind_named_by(statement) is None
+
+
+def proposed(kind: str, statement: str) -> ProposedRecord:
+    return ProposedRecord.model_validate({
+        "kind": kind, "statement": statement,
+        "evidence": [{"event_id": "e1", "quote": ""}]})
+
+
+def test_a_proposal_filed_under_the_wrong_kind_takes_its_statements_kind() -> None:
+    assert proposed("goal", "Does not listen to streaming music").kind == "preference"
+    assert proposed("belief", "Wants to find a new job").kind == "goal"
+    assert proposed("goal", "Needs quick meals").kind == "goal"  # no clear verb: kept
+
+
+def test_an_invalid_kind_is_still_refused() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        proposed("wish", "Prefers tea")
