@@ -43,3 +43,25 @@ def test_a_proposal_filed_under_the_wrong_kind_takes_its_statements_kind() -> No
 def test_an_invalid_kind_is_still_refused() -> None:
     with pytest.raises(ValueError, match="kind"):
         proposed("wish", "Prefers tea")
+
+
+def quoted(kind: str, statement: str, quote: str) -> ProposedRecord:
+    return ProposedRecord.model_validate({
+        "kind": kind, "statement": statement,
+        "evidence": [{"event_id": "e1", "quote": quote}]})
+
+
+def test_the_persons_own_verb_outranks_the_statements() -> None:
+    assert quoted("goal", "Wants to use short answers in bullet points",
+                  "I prefer short answers in bullet points.").kind == "preference"
+    assert quoted("goal", "Salesforce sync will help the sales team",
+                  "I believe a two-way Salesforce sync is what will get our team to use this"
+                  ).kind == "belief"
+    assert quoted("preference", "Prefers to find a new job",
+                  "I want to find a new data analyst job").kind == "goal"
+
+
+def test_words_naming_two_kinds_or_none_leave_the_statement_to_decide() -> None:
+    assert quoted("belief", "Does not eat meat",
+                  "I believe in animal rights and I never eat meat").kind == "preference"
+    assert quoted("goal", "Needs a CFO-ready case", "no built in preamp I think").kind == "goal"

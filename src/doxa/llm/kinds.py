@@ -6,6 +6,8 @@ another kind: "Does not listen to streaming music" as a goal, "I like writing th
 by hand" as a belief. The statement is the model's considered answer and the `kind` field
 its afterthought, so where the opening verb names a kind without doubt, that kind is used.
 An opening that names none ("Needs to …", "Is …", anything else) leaves the model's kind.
+Above both stands the person's own verb in the quoted words (`kind_said`): "I prefer …"
+is a preference, however the model filed or phrased it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,25 @@ _OPENINGS: tuple[tuple[re.Pattern[str], Kind], ...] = (
                 r"eats|uses|learns best)\b", re.I),
      "preference"),
 )
+
+
+_SAID: tuple[tuple[re.Pattern[str], Kind], ...] = (
+    (re.compile(r"\bI(?:'d| would)?(?: really| much| just| always| usually)? (?:prefer|rather|"
+                r"like|love|hate|enjoy|dislike|avoid|can't stand|cannot stand|never|always)\b",
+                re.I), "preference"),
+    (re.compile(r"\b(?:I|we) (?:believe|am convinced|are convinced)\b", re.I), "belief"),
+    (re.compile(r"\b(?:I|we)(?: really)? (?:want to|'d like to|would like to|am trying to|"
+                r"are trying to|plan to|hope to)\b|\bmy goal\b|\bour goal\b", re.I), "goal"),
+)
+"""The person naming the kind in their own words: "I prefer", "I believe", "I want to"."""
+
+
+def kind_said(quotes: list[str]) -> Kind | None:
+    """The one kind the person's quoted words name ("I prefer short answers"), or None when
+    they name none or more than one. Their own verb outranks the statement's: "Wants to use
+    short answers" quoting "I prefer short answers" is a preference."""
+    named = {kind for quote in quotes for pattern, kind in _SAID if pattern.search(quote)}
+    return named.pop() if len(named) == 1 else None
 
 
 def kind_named_by(statement: str) -> Kind | None:

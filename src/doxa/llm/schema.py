@@ -35,7 +35,7 @@ from pydantic_core import CoreSchema
 
 from doxa.core.injection import event_strings, readable_forms, speaking_event_ids, strings_in
 from doxa.core.similarity import content_words
-from doxa.llm.kinds import kind_named_by
+from doxa.llm.kinds import kind_named_by, kind_said
 from doxa.model.schema import OTHER, Dimension, ModelSchema
 from doxa.prompts.limits import MAX_RECORDS
 from doxa.relevance import Batch
@@ -106,13 +106,19 @@ class ProposedRecord(Proposal):
     @model_validator(mode="before")
     @classmethod
     def _kind_from_statement(cls, data: Any) -> Any:
-        """The kind the statement's opening verb names, where it names one
-        (`doxa.llm.kinds`): "Does not listen to streaming" filed as a goal is a preference."""
-        if isinstance(data, dict) and isinstance(data.get("statement"), str):
-            named = kind_named_by(data["statement"])
-            if named is not None and data.get("kind") in ("preference", "goal", "belief"):
-                return {**data, "kind": named}
-        return data
+        """The kind the person's quoted words name ("I prefer …"), else the one the
+        statement's opening verb names (`doxa.llm.kinds`): "Does not listen to streaming"
+        filed as a goal is a preference."""
+        if not isinstance(data, dict) or data.get("kind") not in ("preference", "goal",
+                                                                  "belief"):
+            return data
+        evidence = data.get("evidence")
+        quotes = [str(ev.get("quote") or "") for ev in evidence
+                  if isinstance(ev, dict)] if isinstance(evidence, list) else []
+        statement = data.get("statement")
+        named = kind_said(quotes) or (kind_named_by(statement) if isinstance(statement, str)
+                                      else None)
+        return {**data, "kind": named} if named is not None else data
 
 
 class NewRecord(ProposedRecord):
