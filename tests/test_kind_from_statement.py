@@ -14,6 +14,7 @@ from doxa.llm.schema import ProposedRecord
     ("The user prefers email to calls", "preference"),
     ("Wants to avoid dairy", "preference"),
     ("Wants to run a first 5k", "goal"),
+    ("Wants a short answer without a tour", "preference"),
     ("Is trying to save for a house deposit", "goal"),
     ("Believes the Team plan is overpriced", "belief"),
     ("Thinks remote work suits them", "belief"),
@@ -59,6 +60,9 @@ def test_the_persons_own_verb_outranks_the_statements() -> None:
                   ).kind == "belief"
     assert quoted("preference", "Prefers to find a new job",
                   "I want to find a new data analyst job").kind == "goal"
+    assert quoted("belief", "Believes the board is skeptical",
+                  "The board is skeptical, so I have to prove ROI on AI before they fund "
+                  "anything bigger.").kind == "goal"
 
 
 def test_words_naming_two_kinds_or_none_leave_the_statement_to_decide() -> None:

@@ -3,10 +3,12 @@
 Whatever a real model proposes, what is stored must hold: every link starts from a goal,
 points at the relation's kind, and rests on the user's own words quoted verbatim from an
 event of the batch; what did not is in `dropped_links` with its reasons. Recorded against
-the local Qwen 2.5 1.5B on 2026-12-01: it filed all four statements as goals and proposed a
-chain of four links between them, and doxa refused each (a `because` must point at a
-motivation, a `constrained_by` at a constraint, a `blocked_by` at a belief, and [5] did not
-exist), so nothing was stored. `scripts/record-cassettes -k why` records it again.
+the local Qwen 2.5 1.5B on 2026-12-01, it filed four statements as goals and proposed four
+links, each refused (a `because` must point at a motivation, a `constrained_by` at a
+constraint, a `blocked_by` at a belief, and [5] did not exist). Recorded again on 2026-12-02
+with the leaner prompt, it wrote one record, "Believes that the board is skeptical and needs
+to prove ROI", which the quote's own "I have to prove ROI" makes a goal (doxa.llm.kinds), and
+the why pass for it proposed no link. `scripts/record-cassettes -k why` records it again.
 """
 
 from __future__ import annotations

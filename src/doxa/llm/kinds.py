@@ -5,7 +5,9 @@ The prompt asks for statements that open with their kind's verb ("Prefers …", 
 another kind: "Does not listen to streaming music" as a goal, "I like writing things out
 by hand" as a belief. The statement is the model's considered answer and the `kind` field
 its afterthought, so where the opening verb names a kind without doubt, that kind is used.
-An opening that names none ("Needs to …", "Is …", anything else) leaves the model's kind.
+Wanting a thing ("Wants a short answer") is a preference, wanting to do one ("Wants to run a
+5k") a goal. An opening that names none ("Needs to …", "Is …", anything else) leaves the
+model's kind.
 Above both stands the person's own verb in the quoted words (`kind_said`): "I prefer …"
 is a preference, however the model filed or phrased it.
 """
@@ -23,6 +25,7 @@ _SUBJECT = re.compile(r"^\s*(?:the (?:user|person|customer)|user|they|he|she|i)\
 _OPENINGS: tuple[tuple[re.Pattern[str], Kind], ...] = (
     (re.compile(r"^(?:wants?|would like|needs?) to (?:avoid|not|keep|stick|stay)\b", re.I),
      "preference"),
+    (re.compile(r"^wants? (?!to\b)", re.I), "preference"),
     (re.compile(r"^(?:wants? to|aims? to|plans? to|hopes? to|intends? to|is (?:trying|"
                 r"planning|hoping|aiming|saving|working|looking) (?:to|for|towards?)\b)", re.I),
      "goal"),
@@ -42,9 +45,11 @@ _SAID: tuple[tuple[re.Pattern[str], Kind], ...] = (
                 re.I), "preference"),
     (re.compile(r"\b(?:I|we) (?:believe|am convinced|are convinced)\b", re.I), "belief"),
     (re.compile(r"\b(?:I|we)(?: really)? (?:want to|'d like to|would like to|am trying to|"
-                r"are trying to|plan to|hope to)\b|\bmy goal\b|\bour goal\b", re.I), "goal"),
+                r"are trying to|plan to|hope to|have to|need to)\b|\bmy goal\b|\bour goal\b",
+                re.I), "goal"),
 )
-"""The person naming the kind in their own words: "I prefer", "I believe", "I want to"."""
+"""The person naming the kind in their own words: "I prefer", "I believe", "I want to",
+"I have to" (an outcome they must reach: "I have to prove ROI before they fund more")."""
 
 
 def kind_said(quotes: list[str]) -> Kind | None:
