@@ -240,7 +240,7 @@ async def test_prepare_and_apply_carry_a_batch_answered_elsewhere() -> None:
     assert await engine.store.processed("u1", ["c1", "c2"]) == set()
 
     answer = ChatCompletion.model_validate(_openai_body({"notes": "", "records": [
-        {"kind": "goal", "statement": "Wants SSO before the security review",
+        {"kind": "goal", "statement": "Wants to have SSO before the security review",
          "context": "security", "basis": "explicit", "evidence": [{"event_id": "c1"}]}]},
         100, 20))
     result = await engine.apply(request.batch, answer,
@@ -248,5 +248,5 @@ async def test_prepare_and_apply_carry_a_batch_answered_elsewhere() -> None:
     assert (result.input_tokens, result.output_tokens, len(result.changes)) == (100, 20, 1)
     assert await engine.pending_batches("u1", events) == []
     [goal] = (await engine.model("u1")).goals()
-    assert goal.statement == "Wants SSO before the security review"
+    assert goal.statement == "Wants to have SSO before the security review"
     assert (await engine.prepare("u1", events)) == Prepared((), None)

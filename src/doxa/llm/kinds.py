@@ -5,8 +5,7 @@ The prompt asks for statements that open with their kind's verb ("Prefers …", 
 another kind: "Does not listen to streaming music" as a goal, "I like writing things out
 by hand" as a belief. The statement is the model's considered answer and the `kind` field
 its afterthought, so where the opening verb names a kind without doubt, that kind is used.
-Wanting a thing ("Wants a short answer") is a preference, wanting to do one ("Wants to run a
-5k") a goal. An opening that names none ("Needs to …", "Is …", anything else) leaves the
+An opening that names none ("Needs to …", "Is …", anything else) leaves the
 model's kind.
 Above both stands the person's own verb in the quoted words (`kind_said`): "I prefer …"
 is a preference, however the model filed or phrased it.
@@ -25,7 +24,6 @@ _SUBJECT = re.compile(r"^\s*(?:the (?:user|person|customer)|user|they|he|she|i)\
 _OPENINGS: tuple[tuple[re.Pattern[str], Kind], ...] = (
     (re.compile(r"^(?:wants?|would like|needs?) to (?:avoid|not|keep|stick|stay)\b", re.I),
      "preference"),
-    (re.compile(r"^wants? (?!to\b)", re.I), "preference"),
     (re.compile(r"^(?:wants? to|aims? to|plans? to|hopes? to|intends? to|is (?:trying|"
                 r"planning|hoping|aiming|saving|working|looking) (?:to|for|towards?)\b)", re.I),
      "goal"),
