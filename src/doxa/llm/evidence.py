@@ -110,9 +110,9 @@ class ChatValidation(ValidationContext):
     def final(self, record: Proposal) -> bool:
         """Whether a re-ask cannot fix the record: every event it cites was shown and none
         of them is the user's own words (another speaker's, or instructions)."""
-        shown = [ev.event_id for ev in record.evidence if ev.event_id in self.batch.rendered_ids]
         if self.copies_example(record) or self.restates_injection(record):
             return True
+        shown = [ev.event_id for ev in record.evidence if ev.event_id in self.batch.rendered_ids]
         return ((bool(shown) and len(shown) == len(record.evidence)
                  and not any(self.citable(eid) for eid in shown))
                 or self.quotes_only_others(record))

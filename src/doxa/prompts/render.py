@@ -99,6 +99,12 @@ class PromptSet:
         return self._templates["system"].render(max_records=MAX_RECORDS,
                                                 schema=self.schema).strip()
 
+    @cached_property
+    def example_statements(self) -> tuple[str, ...]:
+        """The worked example's statements: the system message is static, so they are read
+        from it once, not on every render."""
+        return example_statements(self.system)
+
     def render_system(self, **values: Any) -> str:
         """The system message from values of a prompt's own (the why pass's, which says
         whether new records may be proposed): still the same text for every call with the
@@ -128,7 +134,7 @@ class PromptSet:
             ],
         ).strip()
         return Messages(system, user, self.version, frozenset(r.id for r in known),
-                        example_statements(system))
+                        self.example_statements)
 
 
 _EXAMPLE_RECORD = re.compile(r'^- \[[^\]\n]*\] "[^"\n]*" [a-z_]+: (?P<statement>.+)$', re.MULTILINE)
