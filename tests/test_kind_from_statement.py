@@ -69,3 +69,21 @@ def test_words_naming_two_kinds_or_none_leave_the_statement_to_decide() -> None:
     assert quoted("belief", "Does not eat meat",
                   "I believe in animal rights and I never eat meat").kind == "preference"
     assert quoted("goal", "Needs a CFO-ready case", "no built in preamp I think").kind == "goal"
+
+
+def test_what_the_person_does_not_or_only_does_or_is_is_a_preference() -> None:
+    assert quoted("belief", "Believes I am vegetarian",
+                  "I'm vegetarian btw, have been since uni").kind == "preference"
+    assert quoted("goal", "Travels by train", "we don't fly, it's a climate thing for us"
+                  ).kind == "preference"
+    assert quoted("goal", "Uses Linux", "I only use linux, not going back to windows"
+                  ).kind == "preference"
+    assert quoted("goal", "learn kanji best by writing things out by hand",
+                  "I learn best by writing stuff out by hand").kind == "preference"
+
+
+def test_a_negation_without_a_habit_verb_names_no_kind() -> None:
+    assert quoted("goal", "Wants to know which coat to buy",
+                  "I don't know which coat I need").kind == "goal"
+    assert quoted("goal", "Wants to pick a laptop", "I can't decide between these two"
+                  ).kind == "goal"

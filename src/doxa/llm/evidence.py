@@ -168,10 +168,44 @@ def review_records(records: Iterable[Proposal], ctx: ChatValidation) -> Review:
         mended.append(fixed)
         repairs += n
     kept, failed = split_valid(BaseExtraction.model_construct(notes="", records=mended), ctx)
-    result = Review(kept=kept, repairs=repairs)
+    kept, repeats = _without_unsupported_repeats(kept)
+    result = Review(kept=kept, dropped=repeats, repairs=repairs)
     for dropped in failed:
         (result.dropped if ctx.final(dropped.record) else result.fixable).append(dropped)
     return result
+
+
+def _without_unsupported_repeats(
+        records: list[Proposal]) -> tuple[list[Proposal], list[DroppedRecord]]:
+    """The records less those that repeat another's statement with a quote that says
+    nothing of it, and those as dropped.
+
+    Small models write one statement twice, once with the quote that says it ("can you
+    keep answers short?") and once with the conversation's opening line ("my neck is
+    stiff"); merged, the stray quote would stand in the record's evidence chain. A repeat
+    is dropped only when its quotes share no content word with the statement and a
+    sibling's do: evidence is never judged by wording alone when nothing better is there.
+    """
+    by_statement: dict[str, list[Proposal]] = {}
+    for record in records:
+        by_statement.setdefault(normalise(record.statement), []).append(record)
+    unsupported: set[int] = set()
+    for group in by_statement.values():
+        if len(group) < 2:
+            continue
+        says_it = {id(record): _quotes_say(record) for record in group}
+        if any(says_it.values()):
+            unsupported.update(key for key, said in says_it.items() if not said)
+    return ([record for record in records if id(record) not in unsupported],
+            [DroppedRecord(record, ["the same statement as another record, cited to words "
+                                    "that say nothing of it"])
+             for record in records if id(record) in unsupported])
+
+
+def _quotes_say(record: Proposal) -> bool:
+    """Whether one of the record's quotes shares a content word with its statement."""
+    statement = content_words(record.statement)
+    return any(statement & content_words(ev.quote) for ev in record.evidence)
 
 
 def repair_record(record: Proposal, ctx: ChatValidation,

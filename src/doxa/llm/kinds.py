@@ -32,22 +32,30 @@ _OPENINGS: tuple[tuple[re.Pattern[str], Kind], ...] = (
     (re.compile(r"^(?:prefers?|would rather|likes?|loves?|enjoys?|dislikes?|hates?|"
                 r"avoids?|refuses?|does not|doesn't|do not|don't|never|always|only|"
                 r"can't stand|cannot stand|won't|will not|is (?:vegetarian|vegan|allergic)|"
-                r"eats|uses|learns best)\b", re.I),
+                r"eats|uses|learns? (?:\w+ )?best)\b", re.I),
      "preference"),
 )
 
 
 _SAID: tuple[tuple[re.Pattern[str], Kind], ...] = (
-    (re.compile(r"\bI(?:'d| would)?(?: really| much| just| always| usually)? (?:prefer|rather|"
-                r"like|love|hate|enjoy|dislike|avoid|can't stand|cannot stand|never|always)\b",
-                re.I), "preference"),
+    (re.compile(r"\bI(?:'d| would)?(?: really| much| just| always| usually| basically)? "
+                r"(?:prefer|rather|like|love|hate|enjoy|dislike|avoid|can't stand|"
+                r"cannot stand|never|always|learn best|work best)\b", re.I), "preference"),
+    (re.compile(r"\b(?:I|we)(?:(?: really| just| basically| only)? (?:don't|do not|won't|"
+                r"will not|can't|cannot|only) (?:eat|drink|have|use|buy|wear|read|watch|fly|"
+                r"drive|do|work|listen)|(?:'m| am|'re| are) (?:a )?(?:vegetarian|vegan|"
+                r"allergic|intolerant|teetotal|hard of hearing|colou?r-?blind))\b", re.I),
+     "preference"),
     (re.compile(r"\b(?:I|we) (?:believe|am convinced|are convinced)\b", re.I), "belief"),
     (re.compile(r"\b(?:I|we)(?: really)? (?:want to|'d like to|would like to|am trying to|"
                 r"are trying to|plan to|hope to|have to|need to)\b|\bmy goal\b|\bour goal\b",
                 re.I), "goal"),
 )
 """The person naming the kind in their own words: "I prefer", "I believe", "I want to",
-"I have to" (an outcome they must reach: "I have to prove ROI before they fund more")."""
+"I have to" (an outcome they must reach: "I have to prove ROI before they fund more").
+What someone does not, will not or only does ("we don't fly", "I only use Linux", "I can't
+eat dairy") and what they are that rules things out ("I'm vegetarian") are standing
+preferences: the verb must follow, so "I don't know" or "I can't decide" names nothing."""
 
 
 def kind_said(quotes: list[str]) -> Kind | None:
