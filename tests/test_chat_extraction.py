@@ -38,6 +38,12 @@ def rec(statement: str, *evidence: tuple[str, str], kind: str = "preference") ->
             "relation": "new", "evidence": [{"event_id": e, "quote": q} for e, q in evidence]}
 
 
+LEARNING = rec("Prefers in-person learning", ("u2", "I usually prefer in-person learning"))
+MEAT = rec("Does not eat meat", ("u4", "I don't eat meat"))
+"""Records citing the two turns that state something plainly (u2, u4): an answer citing
+both leaves no sentence passed over, so nothing is asked again about them."""
+
+
 def is_reask(body: dict[str, Any]) -> bool:
     return "You correct records" in json.dumps(body)
 
@@ -76,12 +82,12 @@ async def test_a_near_miss_quote_is_repaired_without_a_reask_and_the_repair_is_k
         fake: FakeProvider) -> None:
     fake.answer = scripted([rec("Prefers in-person learning",
                                 ("u2", "I usually prefer in-person learning over online "
-                                       "courses"))])
+                                       "courses")), MEAT])
     engine = engine_for(fake)
     result = await engine.ingest("u1", chat_events())
     assert fake.stats.requests == 1
     assert (result.llm_calls, result.reasks, result.repairs) == (1, 0, 1)
-    [record] = (await engine.model("u1")).records
+    [record] = [r for r in (await engine.model("u1")).records if "learning" in r.statement]
     [link] = record.evidence
     assert link.quote == "I usually prefer in-person learning over online stuff"
     assert link.quote_as_written == "I usually prefer in-person learning over online courses"
@@ -134,7 +140,10 @@ async def test_a_record_only_the_assistant_supports_is_refused_without_a_reask(
     ])
     engine = engine_for(fake)
     result = await engine.ingest("u1", chat_events())
-    assert fake.stats.requests == 1 and result.reasks == 0
+    # one re-ask, about the user's own sentences passed over; never about the refused two
+    assert fake.stats.requests == 2 and result.reasks == 1
+    reask = json.dumps(fake.stats.bodies[1])
+    assert "Loves podcasts" not in reask and "stir-fry" not in reask
     assert len(await engine.model("u1")) == 0
     assert [d.statement for d in result.dropped] == ["Loves podcasts", "Likes stir-fry"]
     assert "is the assistant's words, not the user's" in result.dropped[0].reasons[0]
@@ -143,29 +152,29 @@ async def test_a_record_only_the_assistant_supports_is_refused_without_a_reask(
 async def test_an_assistant_turn_cited_beside_the_users_own_leaves_the_evidence(
         fake: FakeProvider) -> None:
     fake.answer = scripted([rec("Does not eat meat", ("a3", "A quick stir-fry"),
-                                ("u4", "I don't eat meat"))])
+                                ("u4", "I don't eat meat")), LEARNING])
     engine = engine_for(fake)
     result = await engine.ingest("u1", chat_events())
     assert fake.stats.requests == 1 and result.repairs == 1
-    [record] = (await engine.model("u1")).records
+    [record] = [r for r in (await engine.model("u1")).records if "meat" in r.statement]
     assert [link.event_id for link in record.evidence] == ["u4"]
 
 
 async def test_a_quote_cited_to_the_wrong_event_moves_to_the_one_that_says_it(
         fake: FakeProvider) -> None:
     fake.answer = scripted([rec("Needs to save money", ("u5", "I need to save money this month"),
-                                kind="goal")])
+                                kind="goal"), LEARNING])
     engine = engine_for(fake)
     result = await engine.ingest("u1", chat_events())
     assert fake.stats.requests == 1 and result.repairs == 1
-    [link] = (await engine.model("u1")).records[0].evidence
+    [link] = next(r for r in (await engine.model("u1")).records if r.kind == "goal").evidence
     assert (link.event_id, link.quote) == ("u4", "I need to save money this month")
 
 
 async def test_a_repaired_answer_replays_from_the_cache_with_its_repair(
         fake: FakeProvider, tmp_path: Any) -> None:
     fake.answer = scripted([rec("Prefers in-person learning",
-                                ("u2", "I USUALLY prefer in-person learning"))])
+                                ("u2", "I USUALLY prefer in-person learning")), MEAT])
     cache = f"sqlite:///{tmp_path}/cache.db"
     results, links = [], []
     for _ in range(2):  # two engines with empty stores, one shared response cache
@@ -173,10 +182,55 @@ async def test_a_repaired_answer_replays_from_the_cache_with_its_repair(
                         api_key="x", retry=RetryPolicy(attempts=1), cache=True,
                         cache_store=cache)
         results.append(await engine.ingest("u1", chat_events()))
-        links.append((await engine.model("u1")).records[0].evidence[0])
+        links.append(next(r for r in (await engine.model("u1")).records
+                      if "learning" in r.statement).evidence[0])
         await engine.close()
     assert fake.stats.requests == 1 and results[1].cache_hits == 1
     assert [r.repairs for r in results] == [1, 1]
     assert links[0] == links[1]
     assert (links[1].quote, links[1].quote_as_written) == (
         "I usually prefer in-person learning", "I USUALLY prefer in-person learning")
+
+
+async def test_a_plainly_stated_sentence_no_record_cites_is_asked_about_with_only_its_event(
+        fake: FakeProvider) -> None:
+    meat = rec("Does not eat meat", ("u4", "fyi I don't eat meat, and I need to save money "
+                                           "this month"))
+    fake.answer = scripted([rec("Prefers in-person learning",
+                                ("u2", "I usually prefer in-person learning"))],
+                           again=lambda body: [meat])
+    engine = engine_for(fake)
+    result = await engine.ingest("u1", chat_events())
+    _first, reask = fake.stats.bodies
+    assert [eid for eid, _ in events_in(reask)] == ["u4"]
+    sent = json.dumps(reask)
+    assert "no record was written for these words" in sent and "in-person" not in sent
+    assert (result.llm_calls, result.reasks) == (2, 1)
+    assert sorted(r.statement for r in (await engine.model("u1")).records) == [
+        "Does not eat meat", "Prefers in-person learning"]
+
+
+async def test_a_missed_sentence_rides_on_the_reask_a_failing_record_needs_anyway(
+        fake: FakeProvider) -> None:
+    fake.answer = scripted([rec("Is vegetarian", ("u4", "I am a vegetarian since 2019"))],
+                           again=lambda body: [])
+    result = await engine_for(fake).ingest("u1", chat_events())
+    assert fake.stats.requests == 2 and result.reasks == 1
+    reask = json.dumps(fake.stats.bodies[1])
+    assert "I am a vegetarian since 2019" in reask  # the record to fix
+    assert "no record was written for these words" in reask  # and u2, passed over
+    assert sorted(eid for eid, _ in events_in(fake.stats.bodies[1])) == ["u2", "u4"]
+
+
+async def test_sentences_cited_or_weakly_stated_and_a_zero_reask_budget_ask_nothing(
+        fake: FakeProvider) -> None:
+    fake.answer = scripted([rec("Prefers in-person learning",
+                                ("u2", "I usually prefer in-person learning")),
+                            rec("Wants to save money", ("u4", "I need to save money"),
+                                kind="goal")])
+    await engine_for(fake).ingest("u1", chat_events())  # u6 has no word of stance
+    assert fake.stats.requests == 1
+    fake.answer = scripted([rec("Is moving house in May", ("u6", "we are moving house in May"),
+                                kind="goal")])
+    await engine_for(fake, reasks=0).ingest("u2", chat_events())
+    assert fake.stats.requests == 2

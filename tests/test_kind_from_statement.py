@@ -87,3 +87,24 @@ def test_a_negation_without_a_habit_verb_names_no_kind() -> None:
                   "I don't know which coat I need").kind == "goal"
     assert quoted("goal", "Wants to pick a laptop", "I can't decide between these two"
                   ).kind == "goal"
+
+
+def test_a_written_out_subject_is_left_off_the_statement() -> None:
+    record = quoted("goal", "The person prefers using spreadsheets instead of bank apps.",
+                    "I'm not going to use anything that connects to my bank account")
+    assert (record.kind, record.statement) == (
+        "preference", "Prefers using spreadsheets instead of bank apps")
+    assert quoted("goal", "The user wants to run a 5k", "5k").statement == "Wants to run a 5k"
+    kept = "Person-centred care matters to them."
+    assert quoted("belief", kept, "care").statement == kept
+
+
+def test_a_statement_in_the_persons_voice_opens_in_the_third_person() -> None:
+    cases = {"I prefer not to buy products made from animals.":
+             "Prefers not to buy products made from animals",
+             "I don't fly": "Does not fly", "I'm vegetarian": "Is vegetarian",
+             "I can't eat dairy": "Cannot eat dairy", "I want to run a 5k": "Wants to run a 5k",
+             "I watch films at night": "I watch films at night",  # a verb it does not know
+             "Imports photos": "Imports photos"}
+    for written, plain in cases.items():
+        assert quoted("preference", written, "x").statement == plain

@@ -99,3 +99,14 @@ def test_the_list_never_replaces_the_general_instruction() -> None:
     tail = PromptSet().render(chat(("user", "I never fly, trains only")),
                               UserModel(user_id="u1")).user.split("</events>", 1)[1]
     assert "A record for each sentence" in tail and "there may be others" in tail
+
+
+def test_only_strongly_stated_sentences_no_record_cites_are_asked_about_again() -> None:
+    from doxa.prompts.stated import ASK_AGAIN_STANCE, unrecorded
+    batch = chat(("user", "I only have one class a week"),
+                 ("user", "honestly I can't stand podcasts, I zone out after two minutes"),
+                 ("user", "I never eat meat and I always cook at home"))
+    stated = stated_sentences(batch.items)
+    assert [s.event_id for s in unrecorded(stated, cited=set())] == ["t2", "t3"]
+    assert all(s.stance >= ASK_AGAIN_STANCE for s in unrecorded(stated, cited=set()))
+    assert [s.event_id for s in unrecorded(stated, cited={"t3"})] == ["t2"]

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ from doxa.model.schema import ModelSchema
 from doxa.prompts.limits import MAX_RECORDS
 from doxa.prompts.reask import Failing, ReaskPrompt
 from doxa.prompts.render import Messages
+from doxa.prompts.stated import StatedSentence, unrecorded
 from doxa.relevance import Batch, estimate_tokens
 from doxa.usage import Usage
 
@@ -58,6 +59,12 @@ if TYPE_CHECKING:  # the why pass builds on the extractor, not the reverse
     from doxa.llm.why import WhyOutcome
 
 log = logging.getLogger(__name__)
+
+UNRECORDED = ("no record was written for these words of the person's: if they show a "
+              "preference, goal or belief, write it as a short statement that opens with its "
+              "verb (\"Prefers …\", \"Avoids …\", \"Does not …\", \"Needs …\", "
+              "\"Wants to …\", \"Believes …\"); leave it out if they show none")
+"""What a re-ask says of a stated sentence the first answer passed over."""
 
 SCHEMA_VERSION = hashlib.sha256(
     json.dumps(Extraction.model_json_schema(), sort_keys=True).encode()
@@ -145,7 +152,8 @@ class Extractor:
             for nonempty in (False, True) for known in (False, True)
         }
         self._record_type = record_type_of(self.response_model)
-        self._reask_model = _records_only(self.response_model)
+        self._reask_models = {known: _records_only(self._asked[False, known])
+                              for known in (False, True)}
         self._schema_version = SCHEMA_VERSION if self.schema is None else hashlib.sha256(
             json.dumps(self.response_model.model_json_schema(), sort_keys=True).encode()
         ).hexdigest()[:10]
@@ -184,7 +192,12 @@ class Extractor:
             lambda: self._call_once(batch, messages, ctx, meter),
             tokens=self._expected_tokens(messages))
         reask_meter = self.llm.meter()
-        result = await self._reask(batch, review(extraction, ctx), ctx, reask_meter)
+        first = review(extraction, ctx)
+        cited = {ev.event_id for record in [*first.kept, *(d.record for d in first.fixable),
+                                            *(d.record for d in first.dropped)]
+                 for ev in record.evidence}
+        result = await self._reask(batch, first, ctx, reask_meter,
+                                   missed=unrecorded(messages.stated, cited))
         if result.dropped:
             log.info("batch %s: dropped %d invalid record(s)", batch.id, len(result.dropped))
         reasked = meter.after_first + reask_meter.total
@@ -204,16 +217,21 @@ class Extractor:
                                  reasked=bool(usage.reasks))
 
     async def _reask(self, batch: Batch, first: Review, ctx: ChatValidation,
-                     meter: UsageMeter) -> Review:
+                     meter: UsageMeter, missed: Sequence[StatedSentence] = ()) -> Review:
         """Re-ask the records `first` left fixable, in rounds of only those records, their
-        problems and the events they cite, until none is left or the re-asks are spent."""
+        problems and the events they cite, until none is left or the re-asks are spent.
+        The first round also asks about the `missed` sentences (stated plainly, cited by no
+        record), in the same call when there are records to fix anyway."""
         result = first
         for _ in range(self.settings.reasks):
-            if not result.fixable:
+            if not result.fixable and not missed:
                 break
             asked, waiting = result.fixable[:MAX_RECORDS], result.fixable[MAX_RECORDS:]
             failing = [Failing(d.record.model_dump(mode="json", exclude_defaults=True),
                                d.reasons) for d in asked]
+            failing += [Failing({"evidence": [{"event_id": s.event_id, "quote": s.text}]},
+                                [UNRECORDED]) for s in missed[:MAX_RECORDS - len(asked)]]
+            missed = ()
             messages = self.reask_prompt.render(batch, failing, ctx.known_record_ids)
             if "<event " not in messages.user:
                 break  # no event of the batch could show them: nothing to ask
@@ -242,7 +260,8 @@ class Extractor:
         token = VALIDATION.set(ctx)
         try:
             answer: BaseExtraction = await self.client.create(
-                response_model=self._reask_model, max_retries=0, hooks=hooks,
+                response_model=self._reask_models[bool(ctx.known_record_ids)],
+                max_retries=0, hooks=hooks,
                 **self._request(messages))
             return answer
         except Exception as exc:

@@ -73,3 +73,38 @@ def kind_named_by(statement: str) -> Kind | None:
         if pattern.match(opening):
             return kind
     return None
+
+
+_NAMED_SUBJECT = re.compile(r"^\s*(?:the|this) (?:user|person|customer)\s+(?=[a-z])", re.I)
+
+
+_FIRST_PERSON_OPENING = re.compile(
+    r"^\s*I(?:\s+(?P<verb>prefer|like|love|enjoy|hate|dislike|avoid|refuse|want|need|use|eat"
+    r"|believe|think|learn|read|listen|buy|trust)|\s+(?P<neg>do not|don't)|(?P<be>\s+am|'m)"
+    r"|\s+(?P<cannot>can't|cannot|can not))\b", re.I)
+"""A statement written in the person's own voice ("I prefer …", "I do not buy …"): its
+opening, for the common verbs, in the third person the prompt asks for."""
+
+
+def plain_statement(statement: str) -> str:
+    """The statement in the prompt's house style, opening with its verb: "The person
+    prefers spreadsheets." becomes "Prefers spreadsheets", "I do not buy leather." becomes
+    "Does not buy leather". Small models write the subject out or slip into the person's
+    voice, mostly when asked again; a verb the rule does not know is left as written."""
+    opened = _NAMED_SUBJECT.sub("", statement, count=1)
+    if opened == statement and (voiced := _FIRST_PERSON_OPENING.match(statement)):
+        rest = statement[voiced.end():]
+        if voiced["verb"]:
+            verb = voiced["verb"].lower()
+            opening = verb + ("es" if verb.endswith("h") else "s")
+        elif voiced["neg"]:
+            opening = "does not"
+        elif voiced["be"]:
+            opening = "is"
+        else:
+            opening = "cannot"
+        opened = opening + rest
+    if opened == statement:
+        return statement
+    opened = opened.strip().removesuffix(".")
+    return opened[:1].upper() + opened[1:]

@@ -35,7 +35,7 @@ from pydantic_core import CoreSchema
 
 from doxa.core.injection import event_strings, readable_forms, speaking_event_ids, strings_in
 from doxa.core.similarity import content_words
-from doxa.llm.kinds import kind_named_by, kind_said
+from doxa.llm.kinds import kind_named_by, kind_said, plain_statement
 from doxa.model.schema import OTHER, Dimension, ModelSchema
 from doxa.prompts.limits import MAX_RECORDS
 from doxa.relevance import Batch
@@ -116,6 +116,8 @@ class ProposedRecord(Proposal):
         quotes = [str(ev.get("quote") or "") for ev in evidence
                   if isinstance(ev, dict)] if isinstance(evidence, list) else []
         statement = data.get("statement")
+        if isinstance(statement, str):
+            data = {**data, "statement": plain_statement(statement)}
         named = kind_said(quotes) or (kind_named_by(statement) if isinstance(statement, str)
                                       else None)
         return {**data, "kind": named} if named is not None else data

@@ -23,7 +23,7 @@ from doxa.events.speakers import is_users_own
 from doxa.model.records import Record, UserModel
 from doxa.model.schema import ModelSchema
 from doxa.prompts.limits import MAX_RECORDS
-from doxa.prompts.stated import stated_sentences
+from doxa.prompts.stated import StatedSentence, stated_sentences
 from doxa.relevance import Batch, BatchItem, estimate_tokens
 from doxa.resources import data_dir
 
@@ -65,6 +65,8 @@ class Messages:
     example_statements: tuple[str, ...] = ()
     """The statements of the system prompt's worked example (`example_statements`): a
     record that restates one of them copied the example, not this person's events."""
+    stated: tuple[StatedSentence, ...] = ()
+    """The user's stated sentences the prompt listed to check (`doxa.prompts.stated`)."""
 
 
 class PromptSet:
@@ -122,6 +124,7 @@ class PromptSet:
         known = select_known_records(batch, model, limit=max_records, max_tokens=max_record_tokens)
         system = self.system
         speaking = speaking_event_ids(batch.items)
+        listed = stated_sentences(batch.items, suspicious=speaking)
         user = self._templates["user"].render(
             known_records=[
                 {"id": r.id, "kind": r.kind, "statement": escape(r.statement, "body")}
@@ -130,11 +133,11 @@ class PromptSet:
             items=item_views(batch.items, speaking),
             stated=[
                 {"id": escape(stated.event_id, "attribute"), "text": escape(stated.text, "body")}
-                for stated in stated_sentences(batch.items, suspicious=speaking)
+                for stated in listed
             ],
         ).strip()
         return Messages(system, user, self.version, frozenset(r.id for r in known),
-                        self.example_statements)
+                        self.example_statements, tuple(listed))
 
 
 _EXAMPLE_RECORD = re.compile(r'^- \[[^\]\n]*\] "[^"\n]*" [a-z_]+: (?P<statement>.+)$', re.MULTILINE)

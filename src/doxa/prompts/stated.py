@@ -116,3 +116,18 @@ def _listable(sentence: str) -> bool:
         return _STANDING_REQUEST.search(sentence) is not None
     return (_FIRST_PERSON.search(sentence) is not None
             and _STANCE.search(sentence) is not None)
+
+
+ASK_AGAIN_STANCE = 2
+"""A listed sentence no record cites is asked about again only when it holds at least this
+many words of stance ("I'm not going to use anything that connects to my bank account, I
+don't like giving my login to apps"): a weaker one ("I only have one class a week") is as
+often context as a preference, and each question asked again costs a call."""
+
+
+def unrecorded(stated: Iterable[StatedSentence], cited: Collection[str]) -> list[StatedSentence]:
+    """The strongly stated sentences whose events no record of the answer cites: what the
+    model passed over. A small model reading a long conversation writes one or two records
+    about its opening topic and leaves a refusal stated plainly ten turns later; asking
+    about that one sentence, with only its event, costs a fraction of the first call."""
+    return [s for s in stated if s.stance >= ASK_AGAIN_STANCE and s.event_id not in cited]
