@@ -141,6 +141,13 @@ class Review:
     repairs: int = 0
     """Evidence quotes doxa mended (a span taken, a citation re-pointed or trimmed)."""
 
+    def cited(self) -> set[str]:
+        """The event ids any of its records cites, kept, refused or fixable: what the
+        answer looked at."""
+        return {ev.event_id for record in [*self.kept, *(d.record for d in self.dropped),
+                                           *(d.record for d in self.fixable)]
+                for ev in record.evidence}
+
     def settled(self) -> Review:
         """This review with nothing left to ask: the fixable records are dropped too."""
         return Review(self.kept, [*self.dropped, *self.fixable], [], self.repairs)

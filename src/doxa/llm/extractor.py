@@ -193,11 +193,8 @@ class Extractor:
             tokens=self._expected_tokens(messages))
         reask_meter = self.llm.meter()
         first = review(extraction, ctx)
-        cited = {ev.event_id for record in [*first.kept, *(d.record for d in first.fixable),
-                                            *(d.record for d in first.dropped)]
-                 for ev in record.evidence}
         result = await self._reask(batch, first, ctx, reask_meter,
-                                   missed=unrecorded(messages.stated, cited))
+                                   missed=unrecorded(messages.stated, first.cited()))
         if result.dropped:
             log.info("batch %s: dropped %d invalid record(s)", batch.id, len(result.dropped))
         reasked = meter.after_first + reask_meter.total

@@ -95,8 +95,7 @@ def plain_statement(statement: str) -> str:
     if opened == statement and (voiced := _FIRST_PERSON_OPENING.match(statement)):
         rest = statement[voiced.end():]
         if voiced["verb"]:
-            verb = voiced["verb"].lower()
-            opening = verb + ("es" if verb.endswith("h") else "s")
+            opening = voiced["verb"].lower() + "s"
         elif voiced["neg"]:
             opening = "does not"
         elif voiced["be"]:
