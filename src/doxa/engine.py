@@ -63,6 +63,7 @@ from doxa.llm.extractor import ExtractionOutcome, ExtractionSettings, Extractor
 from doxa.llm.providers import build_client, parse_provider
 from doxa.llm.ratelimit import RateLimiter
 from doxa.llm.schema import DroppedRecord
+from doxa.llm.short_ids import ShortIds
 from doxa.llm.why import WhyAsker, WhyOutcome
 from doxa.model.records import Change, Relation, UserModel, cited_event_ids
 from doxa.model.schema import ModelSchema, load_schema
@@ -439,10 +440,11 @@ class Engine:
         if len(leading) == len(batches):
             return Prepared(leading, None)
         batch = batches[len(leading)]
-        asked = self._request(batch, await self.store.load(user_id))
+        shown = ShortIds.of(batch)
+        asked = self._request(shown.batch, await self.store.load(user_id))
         return Prepared(leading, PreparedRequest(
             batch, asked.known_record_ids,
-            self.extractor.request_body(batch, asked.messages)))
+            self.extractor.request_body(shown.batch, asked.messages)))
 
     async def apply(self, batch: Batch, answer: Any | None, *,
                     known_record_ids: Iterable[str] = (),
@@ -456,8 +458,9 @@ class Engine:
         not parse raises `ExtractionValidationError` with nothing stored. Then the merge and
         commit of `merge_batch`.
         """
-        outcome = None if answer is None else self.extractor.parse_answer(
-            batch, frozenset(known_record_ids), answer)
+        shown = ShortIds.of(batch)
+        outcome = None if answer is None else shown.restore(self.extractor.parse_answer(
+            shown.batch, frozenset(known_record_ids), answer))
         return await self.merge_batch(batch, outcome, generation=generation)
 
     def batch_api(self) -> BatchAPI:
@@ -511,7 +514,8 @@ class Engine:
         if not batch.has_signal:
             result.batches_without_signal += 1
             return None
-        request = self._request(batch, model)
+        shown = ShortIds.of(batch)
+        request = self._request(shown.batch, model)
         cache = self._cache_store
 
         async def put(key: str, value: str) -> None:
@@ -519,19 +523,19 @@ class Engine:
             await cache.cache_put(key, batch.user_id, value, generation=cache_generation)
 
         outcome = await self.extractor.extract(
-            batch, request.messages, cache_get=cache.cache_get if cache else None,
+            shown.batch, request.messages, cache_get=cache.cache_get if cache else None,
             cache_put=put if cache else None,
         )
-        _account(result, outcome)
-        asked = self.why_asker.messages(batch, outcome.proposals, model,
+        _account(result, shown.restore(outcome))
+        asked = self.why_asker.messages(shown.batch, outcome.proposals, model,
                                         request.known_record_ids) if why else None
         if asked is None:
-            return outcome
-        found = await self.why_asker.ask(batch, outcome.proposals, asked,
+            return shown.restore(outcome)
+        found = await self.why_asker.ask(shown.batch, outcome.proposals, asked,
                                          cache_get=cache.cache_get if cache else None,
                                          cache_put=put if cache else None)
-        _account_why(result, found)
-        return replace(outcome, why=found)
+        _account_why(result, shown.restore_why(found))
+        return shown.restore(replace(outcome, why=found))
 
     def _merge(self, draft: _Draft, batch: Batch, outcome: ExtractionOutcome | None,
                now: datetime) -> _Draft:
