@@ -118,3 +118,16 @@ def test_records_waiting_for_a_later_reask_are_neither_lost_nor_kept() -> None:
     combined = Review(fixable=[waiting]).then(Review(kept=[fixed], repairs=1))
     assert (combined.kept, combined.fixable, combined.repairs) == ([fixed], [waiting], 1)
     assert combined.settled().dropped == [waiting] and combined.settled().fixable == []
+
+
+def test_a_question_written_as_the_statement_is_refused_without_a_re_ask() -> None:
+    """"What do I need?" citing the user's opening question says nothing about them."""
+    asked = proposal(("u2", "I learn best from short written guides"),
+                     statement="What should I learn first?")
+    quoted = proposal(("u3", "I learn best in the morning"),
+                      statement='"Is morning best?"')
+    said = proposal(("u3", "I learn best in the morning"), statement="Learns best in the morning")
+    result = review_records([asked, quoted, said], ctx())
+    assert [r.statement for r in result.kept] == ["Learns best in the morning"]
+    assert result.fixable == [] and len(result.dropped) == 2
+    assert all("is a question" in d.reasons[0] for d in result.dropped)

@@ -23,7 +23,7 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 LONG = ["5f0c7a2e-1b8d-4c3a-9e61-2d7f04b9c811", "a93e1d55-7c02-4f6b-8b1e-6c0d2f3a9e47",
         "0d4b8f61-3e9a-4a27-b5c3-91e7f2a6d0c5"]
 TEXTS = ["I never fly, we take the train everywhere",
-         "what time does the museum open on Sunday?",
+         "we visit the museum on Sunday mornings",
          "I only read paper books, screens give me headaches"]
 
 
@@ -58,7 +58,7 @@ async def test_long_ids_are_shown_short_and_stored_as_they_are(fake: FakeProvide
     cited = {ev.event_id for record in model.records for ev in record.evidence}
     assert result.dropped == [] and cited and cited <= set(LONG)
     assert {(ev.event_id, ev.quote) for record in model.records for ev in record.evidence} == {
-        (LONG[0], "I never fly, we"), (LONG[1], "what time does the"),
+        (LONG[0], "I never fly, we"), (LONG[1], "we visit the museum"),
         (LONG[2], "I only read paper")}  # the fake writes a record of every event
 
 

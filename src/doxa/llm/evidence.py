@@ -67,7 +67,9 @@ class ChatValidation(ValidationContext):
             return []
         copied = (["the statement is the prompt's example, not what this person's events say"]
                   if self.copies_example(record) else [])
-        return copied + self.speaker_problems(record) + super().problems(record)
+        asked = ([f"the statement is a question ({record.statement!r}), not something the "
+                  "events show about the person"] if is_question(record.statement) else [])
+        return copied + asked + self.speaker_problems(record) + super().problems(record)
 
     def copies_example(self, record: Proposal) -> bool:
         """Whether the statement restates one of the prompt's example statements (at least
@@ -110,7 +112,8 @@ class ChatValidation(ValidationContext):
     def final(self, record: Proposal) -> bool:
         """Whether a re-ask cannot fix the record: every event it cites was shown and none
         of them is the user's own words (another speaker's, or instructions)."""
-        if self.copies_example(record) or self.restates_injection(record):
+        if (self.copies_example(record) or self.restates_injection(record)
+                or is_question(record.statement)):
             return True
         shown = [ev.event_id for ev in record.evidence if ev.event_id in self.batch.rendered_ids]
         return ((bool(shown) and len(shown) == len(record.evidence)
@@ -129,6 +132,13 @@ class ChatValidation(ValidationContext):
                  for item in self.batch.items if item.text]
         return all(any(q in text for own, text in texts if not own)
                    and not any(q in text for own, text in texts if own) for q in quotes)
+
+
+def is_question(statement: str) -> bool:
+    """Whether a statement is a question: the person's own question copied as the record
+    ("What do I need?"). It says nothing about them; a re-ask would cost a call to learn
+    what the first answer did not, so such a record is refused outright."""
+    return statement.rstrip().rstrip('"\'').endswith("?")
 
 
 @dataclass
