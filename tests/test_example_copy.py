@@ -68,3 +68,11 @@ def test_a_genuine_record_with_a_planted_word_is_refused_for_good() -> None:
     assert [r.statement for r in result.kept] == [clean.statement]
     assert result.fixable == []
     assert "repeats instructions" in result.dropped[0].reasons[0]
+
+
+def test_a_padded_copy_of_the_example_is_refused_too() -> None:
+    """Two of the example's words the cited event does not hold, whatever else is added."""
+    ctx = ChatValidation(batch=batch_of("I'll wait until these go on sale, $129 is too much"),
+                         known_record_ids=frozenset(), example_statements=EXAMPLES)
+    padded = proposal("Believes that they do not eat pork and are Muslim", "$129 is too much")
+    assert review_records([padded], ctx).kept == []

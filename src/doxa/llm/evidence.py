@@ -73,8 +73,9 @@ class ChatValidation(ValidationContext):
 
     def copies_example(self, record: Proposal) -> bool:
         """Whether the statement restates one of the prompt's example statements (at least
-        two of its content words, and most of them, are the example's) with words its cited
-        events do not hold: a model with nothing to say copied the example. A person who
+        two of its content words are the example's) with words its cited events do not
+        hold: a model with nothing to say copied the example, sometimes padded ("Believes
+        that they do not eat pork and are Muslim", citing a headphones order). A person who
         really does avoid pork says so, and the shared words are then in their event."""
         words = content_words(record.statement)
         if not words or not self.example_statements:
@@ -84,7 +85,7 @@ class ChatValidation(ValidationContext):
             if (event := self.batch.event(ev.event_id)) is not None))
         for example in self.example_statements:
             shared = words & content_words(example)
-            if len(shared) >= 2 and 2 * len(shared) > len(words) and not shared & cited:
+            if len(shared) >= 2 and not shared & cited:
                 return True
         return False
 
