@@ -210,6 +210,22 @@ async def test_a_plainly_stated_sentence_no_record_cites_is_asked_about_with_onl
         "Does not eat meat", "Prefers in-person learning"]
 
 
+async def test_a_follow_up_quoting_its_own_statement_takes_the_asked_sentence_as_quote(
+        fake: FakeProvider) -> None:
+    """Asked about one sentence, the model wrote its statement as the quote: the sentence
+    it was asked about is the quote (the person's words, verbatim), with no second re-ask."""
+    fake.answer = scripted([LEARNING], again=lambda body: [
+        rec("Does not eat meat", ("u4", "Follows a vegetarian diet"))])
+    engine = engine_for(fake)
+    result = await engine.ingest("u1", chat_events())
+    assert (result.llm_calls, result.reasks, result.dropped) == (2, 1, [])
+    [meat] = [r for r in (await engine.model("u1")).records if r.statement == "Does not eat meat"]
+    [ev] = meat.evidence
+    assert (ev.event_id, ev.quote) == ("u4", "fyi I don't eat meat, and I need to save money "
+                                             "this month")
+    assert ev.quote_as_written == "Follows a vegetarian diet"
+
+
 async def test_a_missed_sentence_rides_on_the_reask_a_failing_record_needs_anyway(
         fake: FakeProvider) -> None:
     fake.answer = scripted([rec("Is vegetarian", ("u4", "I am a vegetarian since 2019"))],

@@ -101,12 +101,18 @@ def test_the_list_never_replaces_the_general_instruction() -> None:
     assert "A record for each sentence" in tail and "there may be others" in tail
 
 
-def test_only_strongly_stated_sentences_no_record_cites_are_asked_about_again() -> None:
+def test_sentences_no_record_cites_are_asked_about_again_when_one_is_strong() -> None:
+    """A strongly stated sentence passed over is worth a call; once the call is made, the
+    weaker ones passed over ride along. Weak ones alone are not asked about, unless a
+    re-ask is made anyway."""
     from doxa.prompts.stated import ASK_AGAIN_STANCE, unrecorded
     batch = chat(("user", "I only have one class a week"),
                  ("user", "honestly I can't stand podcasts, I zone out after two minutes"),
                  ("user", "I never eat meat and I always cook at home"))
     stated = stated_sentences(batch.items)
-    assert [s.event_id for s in unrecorded(stated, cited=set())] == ["t2", "t3"]
-    assert all(s.stance >= ASK_AGAIN_STANCE for s in unrecorded(stated, cited=set()))
-    assert [s.event_id for s in unrecorded(stated, cited={"t3"})] == ["t2"]
+    assert [s.stance >= ASK_AGAIN_STANCE for s in stated] == [False, True, True]
+    assert [s.event_id for s in unrecorded(stated, cited=set())] == ["t1", "t2", "t3"]
+    assert [s.event_id for s in unrecorded(stated, cited={"t3"})] == ["t1", "t2"]
+    assert unrecorded(stated, cited={"t2", "t3"}) == []
+    assert [s.event_id for s in unrecorded(stated, cited={"t2", "t3"},
+                                           asking_anyway=True)] == ["t1"]

@@ -32,6 +32,7 @@ from doxa.llm.schema import (
     normalise,
     split_valid,
 )
+from doxa.prompts.stated import StatedSentence
 
 
 class RepairedQuote(EvidenceQuote):
@@ -170,21 +171,26 @@ class Review:
                       [*self.fixable, *reasked.fixable], self.repairs + reasked.repairs)
 
 
-def review(answer: BaseExtraction, ctx: ChatValidation) -> Review:
-    """Fold the answer's closed-dimension answers in, repair its records, and sort them."""
-    return review_records(fold_answers(answer, ctx.batch).records, ctx)
+def review(answer: BaseExtraction, ctx: ChatValidation,
+           asked: Sequence[StatedSentence] = ()) -> Review:
+    """Fold the answer's closed-dimension answers in, repair its records, and sort them.
+    `asked`: the person's sentences the answer was asked about (`quote_asked`)."""
+    return review_records(fold_answers(answer, ctx.batch).records, ctx, asked)
 
 
-def review_records(records: Iterable[Proposal], ctx: ChatValidation) -> Review:
-    """Repair `records` (`repair_record`) and sort them: kept, refused for good, fixable."""
+def review_records(records: Iterable[Proposal], ctx: ChatValidation,
+                   asked: Sequence[StatedSentence] = ()) -> Review:
+    """Repair `records` (`quote_asked`, `repair_record`) and sort them: kept, refused for
+    good, fixable."""
     ctx.deferred = False
     mended: list[Proposal] = []
     repairs = 0
     shown = _shown_texts(ctx)
     for record in records:
+        record, asked_quote = quote_asked(record, asked, shown)
         fixed, n = repair_record(record, ctx, shown)
         mended.append(fixed)
-        repairs += n
+        repairs += n + asked_quote
     kept, failed = split_valid(BaseExtraction.model_construct(notes="", records=mended), ctx)
     kept, repeats = _without_unsupported_repeats(kept)
     result = Review(kept=kept, dropped=repeats, repairs=repairs)
@@ -224,6 +230,36 @@ def _quotes_say(record: Proposal) -> bool:
     """Whether one of the record's quotes shares a content word with its statement."""
     statement = content_words(record.statement)
     return any(statement & content_words(ev.quote) for ev in record.evidence)
+
+
+def quote_asked(record: Proposal, asked: Sequence[StatedSentence],
+                shown: Mapping[str, str]) -> tuple[Proposal, int]:
+    """The record with the asked sentence as its quote where it cites that sentence's
+    event with words the event does not hold, and how many quotes were so mended.
+
+    Asked about one sentence of the person's ("no record was written for these words"), a
+    small model often writes its statement into the quote ("Does not use apps that link to
+    the bank"), and the repair cannot find it in the event. The sentence it was asked
+    about is the person's words, verbatim, in that event: it is the quote, and what the
+    model wrote is kept beside it. Words that are in the event stay as written.
+    """
+    if not asked:
+        return record, 0
+    evidence: list[EvidenceQuote] = []
+    mended = 0
+    for ev in record.evidence:
+        text = shown.get(ev.event_id, "")
+        here = [s for s in asked if s.event_id == ev.event_id]
+        quote = ev.quote.strip()
+        if here and quote and normalise(quote) not in normalise(text) and repair(
+                quote, text) is None:
+            words = content_words(quote) | content_words(record.statement)
+            best = max(here, key=lambda s: len(words & content_words(s.text)))
+            evidence.append(_repaired(ev, best.text))
+            mended += 1
+        else:
+            evidence.append(ev)
+    return (record.model_copy(update={"evidence": evidence}), mended) if mended else (record, 0)
 
 
 def repair_record(record: Proposal, ctx: ChatValidation,

@@ -194,7 +194,8 @@ class Extractor:
         reask_meter = self.llm.meter()
         first = review(extraction, ctx)
         result = await self._reask(batch, first, ctx, reask_meter,
-                                   missed=unrecorded(messages.stated, first.cited()))
+                                   missed=unrecorded(messages.stated, first.cited(),
+                                                     asking_anyway=bool(first.fixable)))
         if result.dropped:
             log.info("batch %s: dropped %d invalid record(s)", batch.id, len(result.dropped))
         reasked = meter.after_first + reask_meter.total
@@ -226,8 +227,9 @@ class Extractor:
             asked, waiting = result.fixable[:MAX_RECORDS], result.fixable[MAX_RECORDS:]
             failing = [Failing(d.record.model_dump(mode="json", exclude_defaults=True),
                                d.reasons) for d in asked]
+            sentences = missed[:MAX_RECORDS - len(asked)]
             failing += [Failing({"evidence": [{"event_id": s.event_id, "quote": s.text}]},
-                                [UNRECORDED]) for s in missed[:MAX_RECORDS - len(asked)]]
+                                [UNRECORDED]) for s in sentences]
             missed = ()
             messages = self.reask_prompt.render(batch, failing, ctx.known_record_ids)
             if "<event " not in messages.user:
@@ -243,7 +245,7 @@ class Extractor:
             if answer is None:
                 break  # the re-ask did not parse: what it asked about stays invalid
             result = Review(result.kept, result.dropped, waiting,
-                            result.repairs).then(review(answer, ctx))
+                            result.repairs).then(review(answer, ctx, sentences))
         return result.settled()
 
     async def _ask_again(self, messages: Messages, ctx: ChatValidation,

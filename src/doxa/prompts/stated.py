@@ -125,9 +125,15 @@ don't like giving my login to apps"): a weaker one ("I only have one class a wee
 often context as a preference, and each question asked again costs a call."""
 
 
-def unrecorded(stated: Iterable[StatedSentence], cited: Collection[str]) -> list[StatedSentence]:
-    """The strongly stated sentences whose events no record of the answer cites: what the
-    model passed over. A small model reading a long conversation writes one or two records
-    about its opening topic and leaves a refusal stated plainly ten turns later; asking
-    about that one sentence, with only its event, costs a fraction of the first call."""
-    return [s for s in stated if s.stance >= ASK_AGAIN_STANCE and s.event_id not in cited]
+def unrecorded(stated: Iterable[StatedSentence], cited: Collection[str], *,
+               asking_anyway: bool = False) -> list[StatedSentence]:
+    """The listed sentences whose events no record of the answer cites (what the model
+    passed over), when one of them is stated strongly or a re-ask is made anyway; else
+    none. A small model reading a long conversation writes one or two records about its
+    opening topic and leaves a refusal stated plainly ten turns later; asking about those
+    sentences, with only their events, costs a fraction of the first call, and once that
+    call is made, a weaker sentence rides along for a few tokens more."""
+    passed = [s for s in stated if s.event_id not in cited]
+    if asking_anyway or any(s.stance >= ASK_AGAIN_STANCE for s in passed):
+        return passed
+    return []
