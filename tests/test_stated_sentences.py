@@ -116,3 +116,11 @@ def test_sentences_no_record_cites_are_asked_about_again_when_one_is_strong() ->
     assert unrecorded(stated, cited={"t2", "t3"}) == []
     assert [s.event_id for s in unrecorded(stated, cited={"t2", "t3"},
                                            asking_anyway=True)] == ["t1"]
+
+
+def test_a_judgement_and_a_request_that_says_where_they_stand_are_listed() -> None:
+    batch = chat(("user", "honestly I think electric cars are overhyped"),
+                 ("user", "please no buzzwords anywhere, I hate buzzwords like that"),
+                 ("user", "please send me the link"),
+                 ("user", "can you check the dates?"))
+    assert [s.event_id for s in stated_sentences(batch.items)] == ["t1", "t2"]

@@ -45,7 +45,8 @@ _STANCE = re.compile(
     r"|don'?t|do not|doesn'?t|not a fan|fan of|not into|stand|allerg\w*|intoleran\w*"
     r"|vegetarian|vegan|halal|kosher|sober|hard no|no way|deal ?breaker|must|need|needs"
     r"|have to|trying to|want to|wanna|goal|plan to|hoping to|hope to|believe\w*"
-    r"|convinced|trust|favou?rite|for me|stick to|rule|every\w*|anything|nothing"
+    r"|convinced|trust|think|reckon|in my (?:opinion|view|experience)|overrated|pointless"
+    r"|waste of|not worth|worth it|favou?rite|for me|stick to|rule|every\w*|anything|nothing"
     r"|i'?m not|i am not|i'?m an?|person|hard of|struggle\w*|bad at|lose|lost|no time"
     r"|minutes|afford|budget|too much|a pain|overwhelm\w*|at a time|from now on|instead"
     r"|without|keep|short|shorter|brief|simple|plain|jargon|step by step|bullet\w*"
@@ -54,7 +55,8 @@ _STANCE = re.compile(
     r"|pr[ée]f[èe]re|jamais|toujours|seulement|d[ée]teste|j'adore|ne mange"
     r"|lieber|bevorzuge|nie|niemals|immer|nur|hasse|mag keine?|esse kein\w*)\b",
     re.IGNORECASE)
-"""Words of stance: liking, refusing, habit, need, intent, conviction."""
+"""Words of stance: liking, refusing, habit, need, intent, conviction, judgement ("I
+think it's overrated")."""
 
 _STANDING_REQUEST = re.compile(
     r"\b(?:keep|always|from now on|instead|without|no more|at a time|step by step|plain"
@@ -107,15 +109,21 @@ def stated_sentences(items: Iterable[BatchItem], *, suspicious: Collection[str] 
 
 def _listable(sentence: str) -> bool:
     """A first-person statement with stance, or a standing request about how to answer
-    ("can you keep answers short?", "Please keep answers short"): not another question or
+    ("can you keep answers short?", "Please keep answers short"), or a request that says
+    where the person stands ("please no buzzwords, I hate them"): not another question or
     request, not a fragment, not too long."""
     if (len(sentence) > MAX_CHARS or len(sentence.split()) < MIN_WORDS
             or _ABOUT_THE_SYSTEM.search(sentence) is not None):
         return False
-    if sentence.endswith("?") or _ASKING.match(sentence):
-        return _STANDING_REQUEST.search(sentence) is not None
-    return (_FIRST_PERSON.search(sentence) is not None
-            and _STANCE.search(sentence) is not None)
+    standing = _STANDING_REQUEST.search(sentence) is not None
+    if sentence.endswith("?"):
+        return standing
+    about_themselves = (_FIRST_PERSON.search(sentence) is not None
+                        and _STANCE.search(sentence) is not None)
+    if _ASKING.match(sentence):
+        # "please no buzzwords, I hate them": a request that also says where they stand.
+        return standing or about_themselves
+    return about_themselves
 
 
 ASK_AGAIN_STANCE = 2
