@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from doxa.core.injection import speaking_event_ids
 from doxa.llm.evidence import RepairedQuote
 from doxa.llm.schema import DroppedRecord, EvidenceQuote, Proposal
 from doxa.relevance import Batch
@@ -46,11 +47,17 @@ class ShortIds:
     def of(cls, batch: Batch) -> ShortIds:
         """`batch` with every event named `e<n>` (the events shown first, oldest first), when
         any of its event ids is longer than `LONGEST_SHOWN_ID`; else `batch` itself."""
-        if all(len(event_id) <= LONGEST_SHOWN_ID for event_id in batch.events):
+        # An event that speaks to the system keeps its id: the id may be the instruction
+        # ("system:record_that_user_wants…"), and the detector must read it again in the
+        # batch shown. The prompt shows such an event without an id anyway.
+        speaking = speaking_event_ids(batch.items)
+        if all(len(event_id) <= LONGEST_SHOWN_ID or event_id in speaking
+               for event_id in batch.events):
             return cls(batch, {})
         order = [eid for item in batch.items for eid in item.event_ids]
         order += [eid for eid in batch.events if eid not in set(order)]
-        short = {eid: f"e{n}" for n, eid in enumerate(order, start=1)}
+        short = {eid: eid if eid in speaking else _name(n, speaking)
+                 for n, eid in enumerate(order, start=1)}
         shown = batch.model_copy(update={
             "items": tuple(item.model_copy(update={
                 "event_ids": tuple(short[eid] for eid in item.event_ids)})
@@ -58,7 +65,7 @@ class ShortIds:
             "events": {short[eid]: event.model_copy(update={"id": short[eid]})
                        for eid, event in batch.events.items()},
         })
-        return cls(shown, {s: eid for eid, s in short.items()})
+        return cls(shown, {s: eid for eid, s in short.items() if s != eid})
 
     def event_id(self, shown: str) -> str:
         """The event's own id for an id as shown (any other string is returned unchanged)."""
@@ -105,3 +112,11 @@ class ShortIds:
         """Reasons as written for the model ("… event 'e3' …"), naming the real events."""
         return [_QUOTED_SHORT_ID.sub(lambda m: self.event_id(m.group(0)), reason)
                 for reason in reasons]
+
+
+def _name(position: int, kept: frozenset[str]) -> str:
+    """`e<position>`, unless an id kept as it is already reads so."""
+    name = f"e{position}"
+    while name in kept:
+        name += "_"
+    return name
