@@ -526,11 +526,12 @@ class Engine:
             shown.batch, request.messages, cache_get=cache.cache_get if cache else None,
             cache_put=put if cache else None,
         )
-        _account(result, shown.restore(outcome))
+        restored = shown.restore(outcome)
+        _account(result, restored)
         asked = self.why_asker.messages(shown.batch, outcome.proposals, model,
                                         request.known_record_ids) if why else None
         if asked is None:
-            return shown.restore(outcome)
+            return restored
         found = await self.why_asker.ask(shown.batch, outcome.proposals, asked,
                                          cache_get=cache.cache_get if cache else None,
                                          cache_put=put if cache else None)

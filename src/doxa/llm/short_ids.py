@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 LONGEST_SHOWN_ID = 12
 """An id longer than this (characters) makes the batch be shown with short ids."""
 
-_QUOTED_SHORT_ID = re.compile(r"(?<=')e\d+(?=')")
+_QUOTED_SHORT_ID = re.compile(r"(?<=')e\d+_*(?=')")
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ class ShortIds:
         if all(len(event_id) <= LONGEST_SHOWN_ID or event_id in speaking
                for event_id in batch.events):
             return cls(batch, {})
-        order = [eid for item in batch.items for eid in item.event_ids]
-        order += [eid for eid in batch.events if eid not in set(order)]
+        order = list(dict.fromkeys(
+            [*(eid for item in batch.items for eid in item.event_ids), *batch.events]))
         short = {eid: eid if eid in speaking else _name(n, speaking)
                  for n, eid in enumerate(order, start=1)}
         shown = batch.model_copy(update={
