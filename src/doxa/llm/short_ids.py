@@ -92,12 +92,14 @@ class ShortIds:
                            for d in outcome.dropped_links])
 
     def proposals(self, proposals: Sequence[Proposal]) -> list[Proposal]:
-        return [p.model_copy(update={"evidence": self._evidence(p.evidence)})
-                for p in proposals]
+        return [self._proposal(p) for p in proposals]
 
     def dropped(self, dropped: Sequence[DroppedRecord]) -> list[DroppedRecord]:
-        return [DroppedRecord(self.proposals([d.record])[0], self._reasons(d.reasons))
+        return [DroppedRecord(self._proposal(d.record), self._reasons(d.reasons))
                 for d in dropped]
+
+    def _proposal(self, proposal: Proposal) -> Proposal:
+        return proposal.model_copy(update={"evidence": self._evidence(proposal.evidence)})
 
     def _evidence(self, evidence: Sequence[EvidenceQuote]) -> list[EvidenceQuote]:
         restored: list[EvidenceQuote] = []
